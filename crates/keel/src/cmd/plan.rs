@@ -1,0 +1,89 @@
+use anyhow::Result;
+use pkgsets::SetKind;
+use std::fmt::Write;
+use std::process::ExitCode;
+use variant::{schema::Distribution, Project, Resolved};
+
+/// `keel plan --variant V`.
+pub fn run(project: &Project, name: &str) -> Result<ExitCode> {
+    let resolved = project.resolve(name)?;
+    for set in resolved.sets.values() {
+        for w in &set.warnings {
+            eprintln!("warning: {w}");
+        }
+    }
+    print!("{}", render(&resolved));
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The stages a build of this variant runs, in order.
+pub fn stages(r: &Resolved) -> Vec<&'static str> {
+    let mut s = vec!["host-tools"];
+    if r.settings.distribution == Distribution::Gentoo {
+        s.push("sysroot");
+    }
+    s.extend(["destroot", "overlay", "tmpfiles", "fixups"]);
+    if r.settings.selinux {
+        s.push("policy");
+    }
+    s.push("image");
+    s
+}
+
+pub fn render(r: &Resolved) -> String {
+    let mut out = String::new();
+    let s = &r.settings;
+    let _ = writeln!(out, "variant: {}", r.name);
+    let _ = writeln!(out, "chain: {}", r.chain.join(" -> "));
+    let _ = writeln!(
+        out,
+        "distribution: {}{}",
+        s.distribution,
+        s.suite
+            .as_ref()
+            .map(|x| format!(" ({x})"))
+            .unwrap_or_default()
+    );
+    if let Some(p) = &s.profile {
+        let _ = writeln!(out, "profile: {p}");
+    }
+    let _ = writeln!(out, "image: {}", s.image_format);
+    let _ = writeln!(
+        out,
+        "selinux: {}",
+        if s.selinux {
+            format!("{} ({})", s.selinux_mode, s.selinux_type)
+        } else {
+            "off".into()
+        }
+    );
+    let _ = writeln!(
+        out,
+        "python: {}",
+        if s.python { "allowed" } else { "forbidden" }
+    );
+    for kind in SetKind::ALL {
+        let set = r.set(kind);
+        let _ = writeln!(
+            out,
+            "set {} ({} atoms):",
+            kind.file_name(),
+            set.entries.len()
+        );
+        let width = set
+            .entries
+            .iter()
+            .map(|e| e.atom.to_string().len())
+            .max()
+            .unwrap_or(0);
+        for e in &set.entries {
+            let _ = writeln!(out, "  {:width$}  {}", e.atom.to_string(), e.loc);
+        }
+    }
+    let _ = writeln!(out, "layers:");
+    for l in &r.layers {
+        let _ = writeln!(out, "  {:10}  {}", l.kind, l.rel);
+    }
+    let _ = writeln!(out, "stages: {}", stages(r).join(" -> "));
+    out
+}

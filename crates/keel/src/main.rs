@@ -1,0 +1,72 @@
+//! `keel`: Keel's engine. `cargo xtask X` runs `keel X` after making sure the host has the
+//! tools; both take the same arguments.
+
+mod cmd;
+
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "keel",
+    version,
+    about = "Build immutable, SELinux-enforcing container-host images from Gentoo"
+)]
+struct Cli {
+    /// Project directory (default: the nearest directory at or above the current one that holds `variants/`)
+    #[arg(
+        short = 'C',
+        long,
+        global = true,
+        value_name = "DIR",
+        env = "KEEL_PROJECT"
+    )]
+    project: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// List the variants, one line each: name and inheritance chain
+    Variants,
+    /// Show what a build of a variant would do: chain, merged package sets, layers, stages
+    Plan {
+        #[arg(long)]
+        variant: String,
+    },
+    /// Package atoms (PMS, EAPI 8)
+    Atom {
+        #[command(subcommand)]
+        command: cmd::atom::AtomCommand,
+    },
+    /// Tools Keel installs for itself
+    Tools {
+        #[command(subcommand)]
+        command: cmd::tools::ToolsCommand,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Variants => {
+            cmd::project(cli.project.as_deref()).and_then(|p| cmd::variants::run(&p))
+        }
+        Command::Plan { variant } => {
+            cmd::project(cli.project.as_deref()).and_then(|p| cmd::plan::run(&p, &variant))
+        }
+        Command::Atom { command } => command.run(),
+        Command::Tools { command } => {
+            cmd::project(cli.project.as_deref()).and_then(|p| command.run(&p))
+        }
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,3 @@
+//! The Portage backend.
+
+pub mod venv;

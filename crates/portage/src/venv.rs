@@ -1,0 +1,72 @@
+//! Portage from PyPI in a private venv, for hosts that are not Gentoo.
+//!
+//! The venv is made from the system interpreter (`/usr/bin/python3`): a venv on an
+//! interpreter under `/root` fails inside ebuild phases, where the unprivileged `portage`
+//! user runs python (see docs/portage.md). The version is pinned; the venv's directory
+//! name carries it, so a new pin makes a new venv.
+
+use exec::Cmd;
+use std::path::{Path, PathBuf};
+
+/// The pinned PyPI `portage` release.
+pub const PORTAGE_VERSION: &str = "3.0.83";
+const PYTHON: &str = "/usr/bin/python3";
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{0}")]
+    Exec(#[from] exec::Error),
+    #[error("{}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// The venv directory under a build directory (`build/tools/portage-3.0.83`).
+pub fn venv_dir(build_dir: &Path) -> PathBuf {
+    build_dir
+        .join("tools")
+        .join(format!("portage-{PORTAGE_VERSION}"))
+}
+
+/// Make sure the venv exists and holds the pinned Portage; returns its directory.
+/// A venv is complete only when its stamp exists: an interrupted install is redone.
+pub fn ensure(build_dir: &Path) -> Result<PathBuf, Error> {
+    let dir = venv_dir(build_dir);
+    let stamp = dir.join(".keel-complete");
+    if stamp.exists() {
+        return Ok(dir);
+    }
+    let log = build_dir.join("logs/portage-venv.log");
+    eprintln!(
+        "keel: installing Portage {PORTAGE_VERSION} from PyPI into {} (log: {})",
+        dir.display(),
+        log.display()
+    );
+    if dir.exists() {
+        std::fs::remove_dir_all(&dir).map_err(|source| Error::Io {
+            path: dir.clone(),
+            source,
+        })?;
+    }
+    Cmd::new(PYTHON)
+        .args(["-m", "venv"])
+        .arg(&dir)
+        .log(&log)
+        .run()?;
+    Cmd::new(dir.join("bin/pip"))
+        .args([
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+            &format!("portage=={PORTAGE_VERSION}"),
+        ])
+        .log(&log)
+        .run()?;
+    std::fs::write(&stamp, PORTAGE_VERSION).map_err(|source| Error::Io {
+        path: stamp,
+        source,
+    })?;
+    Ok(dir)
+}

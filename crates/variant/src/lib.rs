@@ -1,0 +1,354 @@
+//! Variants: discovery, inheritance and the resolved plan of one variant.
+//!
+//! A variant is a directory `variants/<name>/` holding a `variant.toml`. Variants are found
+//! at run time; no variant is named in code. [`Project::load`] reads every `variant.toml`
+//! and the package set files (the only I/O of this crate); [`Project::resolve`] turns one
+//! variant into a [`Resolved`]: its chain, its effective settings, its four merged package
+//! sets and its layers.
+
+pub mod schema;
+
+use pkgsets::sets::{self, Line, Merged, SetError, SetKind};
+use schema::{Distribution, ImageFormat, SchemaError, SelinuxMode, VariantToml};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// The kinds of layer directories, each stacked shared-first.
+pub const LAYER_KINDS: [&str; 4] = ["portage", "overlay", "tmpfiles.d", "policy"];
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Schema(#[from] SchemaError),
+    #[error("{0}")]
+    Set(#[from] SetError),
+    #[error("no variant `{name}`; variants are the directories of {} holding a variant.toml: {}", dir.display(), known.join(", "))]
+    Unknown {
+        name: String,
+        dir: PathBuf,
+        known: Vec<String>,
+    },
+    #[error("{file}:{line}: `inherits = \"{parent}\"`: no variant `{parent}` (no {parent_file})")]
+    MissingParent {
+        file: String,
+        line: usize,
+        parent: String,
+        parent_file: String,
+    },
+    #[error("{file}:{line}: inheritance cycle: {}", cycle.join(" -> "))]
+    Cycle {
+        file: String,
+        line: usize,
+        cycle: Vec<String>,
+    },
+    #[error("{0}")]
+    Invalid(String),
+    #[error("no Keel project at or above {}: no directory holding `variants/`", start.display())]
+    NoProject { start: PathBuf },
+}
+
+/// One variant as written on disk.
+#[derive(Debug, Clone)]
+pub struct Variant {
+    pub name: String,
+    /// `variants/<name>`, relative to the project root.
+    pub rel_dir: String,
+    pub toml: VariantToml,
+    /// Line of `inherits =` in variant.toml (for messages).
+    pub inherits_line: usize,
+    /// Parsed set files; an absent file is an empty set.
+    pub sets: BTreeMap<SetKind, Vec<Line>>,
+}
+
+impl Variant {
+    pub fn toml_file(&self) -> String {
+        format!("{}/variant.toml", self.rel_dir)
+    }
+    pub fn parent(&self) -> Option<&str> {
+        self.toml.inherits.as_ref().map(|s| s.get_ref().as_str())
+    }
+}
+
+/// All variants of a project.
+#[derive(Debug, Clone)]
+pub struct Project {
+    pub root: PathBuf,
+    pub variants: BTreeMap<String, Variant>,
+}
+
+/// The effective settings of a variant after inheritance.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Settings {
+    pub description: String,
+    pub distribution: Distribution,
+    pub suite: Option<String>,
+    pub profile: Option<String>,
+    pub chost: Option<String>,
+    pub python: bool,
+    pub etc_writable: Vec<String>,
+    pub image_format: ImageFormat,
+    /// Absolute path of the pseudo-file definitions, from the variant that set it.
+    pub pseudo_files: Option<PathBuf>,
+    pub selinux: bool,
+    pub selinux_type: String,
+    pub selinux_mode: SelinuxMode,
+    pub customize_hook: Option<PathBuf>,
+    pub post_build_hook: Option<PathBuf>,
+}
+
+/// One layer directory that exists, in stacking order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Layer {
+    pub kind: &'static str,
+    /// Relative to the project root (`overlay`, `variants/base/overlay`).
+    pub rel: String,
+    pub path: PathBuf,
+}
+
+/// A variant resolved against its ancestors.
+#[derive(Debug, Clone)]
+pub struct Resolved {
+    pub name: String,
+    /// Root ancestor first, the variant itself last.
+    pub chain: Vec<String>,
+    pub settings: Settings,
+    pub sets: BTreeMap<SetKind, Merged>,
+    pub layers: Vec<Layer>,
+}
+
+impl Resolved {
+    pub fn layers_of<'a>(&'a self, kind: &'a str) -> impl Iterator<Item = &'a Layer> + 'a {
+        self.layers.iter().filter(move |l| l.kind == kind)
+    }
+    pub fn set(&self, kind: SetKind) -> &Merged {
+        static EMPTY: std::sync::OnceLock<Merged> = std::sync::OnceLock::new();
+        self.sets
+            .get(&kind)
+            .unwrap_or_else(|| EMPTY.get_or_init(Merged::default))
+    }
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
+    move |source| Error::Io {
+        path: path.to_owned(),
+        source,
+    }
+}
+
+fn read_optional(path: &Path) -> Result<Option<String>, Error> {
+    match std::fs::read_to_string(path) {
+        Ok(s) => Ok(Some(s)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(io(path)(e)),
+    }
+}
+
+impl Project {
+    /// The project root: `start` or the nearest ancestor that holds a `variants/` directory.
+    pub fn find_root(start: &Path) -> Result<PathBuf, Error> {
+        start
+            .ancestors()
+            .find(|d| d.join("variants").is_dir())
+            .map(Path::to_owned)
+            .ok_or_else(|| Error::NoProject {
+                start: start.to_owned(),
+            })
+    }
+
+    /// Read every variant of the project at `root`.
+    pub fn load(root: &Path) -> Result<Project, Error> {
+        let vdir = root.join("variants");
+        let mut variants = BTreeMap::new();
+        for entry in std::fs::read_dir(&vdir).map_err(io(&vdir))? {
+            let entry = entry.map_err(io(&vdir))?;
+            let Ok(name) = entry.file_name().into_string() else {
+                continue;
+            };
+            let toml_path = entry.path().join("variant.toml");
+            let Some(text) = read_optional(&toml_path)? else {
+                continue;
+            };
+            let rel_dir = format!("variants/{name}");
+            let file = format!("{rel_dir}/variant.toml");
+            if !schema::valid_name(&name) {
+                return Err(Error::Invalid(format!(
+                    "{file}: `{name}` is not a valid variant name (lowercase letters, digits, `-`, `_`)"
+                )));
+            }
+            let toml = schema::parse(&file, &text)?;
+            let inherits_line = toml
+                .inherits
+                .as_ref()
+                .map(|s| schema::line_of(&text, s.span().start))
+                .unwrap_or(0);
+            let mut sets = BTreeMap::new();
+            for kind in SetKind::ALL {
+                let path = entry.path().join(kind.file_name());
+                if let Some(text) = read_optional(&path)? {
+                    sets.insert(
+                        kind,
+                        sets::parse_set_file(&format!("{rel_dir}/{}", kind.file_name()), &text)?,
+                    );
+                }
+            }
+            variants.insert(
+                name.clone(),
+                Variant {
+                    name,
+                    rel_dir,
+                    toml,
+                    inherits_line,
+                    sets,
+                },
+            );
+        }
+        let project = Project {
+            root: root.to_owned(),
+            variants,
+        };
+        // Check every variant's chain up front, so a broken variant is reported even when
+        // another one is asked for.
+        for name in project.variants.keys() {
+            project.chain(name)?;
+        }
+        Ok(project)
+    }
+
+    /// Root ancestor first, `name` last.
+    pub fn chain(&self, name: &str) -> Result<Vec<&Variant>, Error> {
+        let mut chain: Vec<&Variant> = Vec::new();
+        let mut cur = self.get(name)?;
+        loop {
+            if let Some(pos) = chain.iter().position(|v| v.name == cur.name) {
+                let last = chain[chain.len() - 1];
+                let mut cycle: Vec<String> = chain[pos..].iter().map(|v| v.name.clone()).collect();
+                cycle.push(cur.name.clone());
+                return Err(Error::Cycle {
+                    file: last.toml_file(),
+                    line: last.inherits_line,
+                    cycle,
+                });
+            }
+            chain.push(cur);
+            let Some(parent) = cur.parent() else { break };
+            cur = self
+                .variants
+                .get(parent)
+                .ok_or_else(|| Error::MissingParent {
+                    file: cur.toml_file(),
+                    line: cur.inherits_line,
+                    parent: parent.to_owned(),
+                    parent_file: format!("variants/{parent}/variant.toml"),
+                })?;
+        }
+        chain.reverse();
+        Ok(chain)
+    }
+
+    pub fn get(&self, name: &str) -> Result<&Variant, Error> {
+        self.variants.get(name).ok_or_else(|| Error::Unknown {
+            name: name.to_owned(),
+            dir: self.root.join("variants"),
+            known: self.variants.keys().cloned().collect(),
+        })
+    }
+
+    /// Resolve one variant: chain, settings, merged sets, layers.
+    pub fn resolve(&self, name: &str) -> Result<Resolved, Error> {
+        let chain = self.chain(name)?;
+        let settings = self.settings(&chain)?;
+        let mut sets = BTreeMap::new();
+        for kind in SetKind::ALL {
+            let layers: Vec<Vec<Line>> = chain
+                .iter()
+                .map(|v| v.sets.get(&kind).cloned().unwrap_or_default())
+                .collect();
+            sets.insert(kind, sets::merge(&layers)?);
+        }
+        let mut layers = Vec::new();
+        for kind in LAYER_KINDS {
+            let shared = std::iter::once(kind.to_owned());
+            for rel in shared.chain(chain.iter().map(|v| format!("{}/{kind}", v.rel_dir))) {
+                let path = self.root.join(&rel);
+                if path.is_dir() {
+                    layers.push(Layer { kind, rel, path });
+                }
+            }
+        }
+        Ok(Resolved {
+            name: name.to_owned(),
+            chain: chain.iter().map(|v| v.name.clone()).collect(),
+            settings,
+            sets,
+            layers,
+        })
+    }
+
+    fn settings(&self, chain: &[&Variant]) -> Result<Settings, Error> {
+        // Nearest variant wins for scalars: walk from the variant up to the root.
+        fn nearest<'a, T: Clone>(
+            chain: &[&'a Variant],
+            f: impl Fn(&'a Variant) -> Option<T>,
+        ) -> Option<(T, &'a Variant)> {
+            chain.iter().rev().find_map(|v| f(v).map(|x| (x, *v)))
+        }
+        let path_in = |(p, v): (String, &Variant)| self.root.join(&v.rel_dir).join(p);
+        let mut etc_writable: Vec<String> = Vec::new();
+        for v in chain {
+            for p in v.toml.etc_writable.iter().flatten() {
+                if !etc_writable.contains(p) {
+                    etc_writable.push(p.clone());
+                }
+            }
+        }
+        let s = Settings {
+            description: nearest(chain, |v| v.toml.description.clone())
+                .map(|x| x.0)
+                .unwrap_or_default(),
+            distribution: nearest(chain, |v| v.toml.distribution)
+                .map(|x| x.0)
+                .unwrap_or(Distribution::Gentoo),
+            suite: nearest(chain, |v| v.toml.suite.clone()).map(|x| x.0),
+            profile: nearest(chain, |v| v.toml.profile.clone()).map(|x| x.0),
+            chost: nearest(chain, |v| v.toml.chost.clone()).map(|x| x.0),
+            python: nearest(chain, |v| v.toml.python)
+                .map(|x| x.0)
+                .unwrap_or(true),
+            etc_writable,
+            image_format: nearest(chain, |v| v.toml.image.as_ref()?.format)
+                .map(|x| x.0)
+                .unwrap_or(ImageFormat::Squashfs),
+            pseudo_files: nearest(chain, |v| v.toml.image.as_ref()?.pseudo_files.clone())
+                .map(path_in),
+            selinux: nearest(chain, |v| v.toml.selinux.as_ref()?.enabled)
+                .map(|x| x.0)
+                .unwrap_or(false),
+            selinux_type: nearest(chain, |v| v.toml.selinux.as_ref()?.policy_type.clone())
+                .map(|x| x.0)
+                .unwrap_or_else(|| "mcs".into()),
+            selinux_mode: nearest(chain, |v| v.toml.selinux.as_ref()?.mode)
+                .map(|x| x.0)
+                .unwrap_or(SelinuxMode::Enforcing),
+            customize_hook: nearest(chain, |v| v.toml.hooks.as_ref()?.customize.clone())
+                .map(path_in),
+            post_build_hook: nearest(chain, |v| v.toml.hooks.as_ref()?.post_build.clone())
+                .map(path_in),
+        };
+        let me = chain[chain.len() - 1];
+        if s.distribution == Distribution::Debian && s.suite.is_none() {
+            return Err(Error::Invalid(format!(
+                "{}: `distribution = \"debian\"` needs a `suite` (e.g. \"bookworm\")",
+                me.toml_file()
+            )));
+        }
+        Ok(s)
+    }
+}
+
+#[cfg(test)]
+mod tests;

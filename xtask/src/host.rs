@@ -1,0 +1,125 @@
+//! What the host needs, and installing what is missing.
+//!
+//! Debian: each need is a file that must exist (a program, a data file) and the Debian
+//! package that provides it. The check is a handful of `stat` calls (microseconds), so a
+//! host that has everything costs nothing. Missing packages are installed with one
+//! `apt-get install`, after printing what and why.
+//!
+//! Gentoo: the variant's `host-tools.packages` are emerged by the build's host-tools stage
+//! (`keel build`), which knows the variant; nothing is done here.
+
+use std::path::Path;
+use std::process::Command;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Purpose {
+    Build,
+    Test,
+}
+
+/// (file that proves presence, Debian package, why, needed for builds too)
+const NEEDS: &[(&str, &str, &str, bool)] = &[
+    (
+        "/usr/lib/python3.11/ensurepip/__init__.py",
+        "python3-venv",
+        "a private venv for Portage from PyPI",
+        true,
+    ),
+    (
+        "/usr/bin/scanelf",
+        "pax-utils",
+        "Portage strips binaries and records sonames with scanelf",
+        true,
+    ),
+    (
+        "/usr/bin/zstd",
+        "zstd",
+        "Portage's gpkg binary packages are zstd-compressed",
+        true,
+    ),
+    (
+        "/usr/bin/gcc",
+        "gcc",
+        "gentoo-mini's glibc stand-in compiles a shared library",
+        true,
+    ),
+    (
+        "/usr/bin/make",
+        "make",
+        "ebuilds and the reference policy build with make",
+        true,
+    ),
+    (
+        "/usr/bin/rsync",
+        "rsync",
+        "the oracle of the overlay differential tests",
+        false,
+    ),
+    (
+        "/usr/bin/systemd-tmpfiles",
+        "systemd",
+        "the oracle of the tmpfiles differential tests",
+        false,
+    ),
+];
+
+fn missing(purpose: Purpose) -> Vec<(&'static str, &'static str)> {
+    NEEDS
+        .iter()
+        .filter(|(_, _, _, build)| *build || purpose == Purpose::Test)
+        .filter(|(path, ..)| !Path::new(path).exists())
+        .map(|(_, pkg, why, _)| (*pkg, *why))
+        .collect()
+}
+
+pub fn ensure(purpose: Purpose) -> Result<(), String> {
+    if Path::new("/etc/gentoo-release").exists() {
+        return Ok(());
+    }
+    if !Path::new("/etc/debian_version").exists() {
+        let need: Vec<&str> = missing(purpose).iter().map(|(p, _)| *p).collect();
+        if need.is_empty() {
+            return Ok(());
+        }
+        return Err(format!(
+            "this host is neither Debian nor Gentoo; install the equivalents of: {}",
+            need.join(" ")
+        ));
+    }
+    let need = missing(purpose);
+    if need.is_empty() {
+        return Ok(());
+    }
+    let mut pkgs: Vec<&str> = Vec::new();
+    for (pkg, why) in &need {
+        eprintln!("xtask: installing {pkg}: {why}");
+        if !pkgs.contains(pkg) {
+            pkgs.push(pkg);
+        }
+    }
+    let apt = |args: &[&str]| -> Result<(), String> {
+        let status = Command::new("apt-get")
+            .args(args)
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .stdin(std::process::Stdio::null())
+            .status()
+            .map_err(|e| format!("cannot run apt-get: {e}"))?;
+        if status.success() {
+            Ok(())
+        } else {
+            Err(format!("`apt-get {}` failed ({status})", args.join(" ")))
+        }
+    };
+    apt(&["update", "-qq"])?;
+    let mut args = vec!["install", "-y", "-qq", "--no-install-recommends"];
+    args.extend(&pkgs);
+    apt(&args)?;
+    let still: Vec<&str> = missing(purpose).iter().map(|(p, _)| *p).collect();
+    if !still.is_empty() {
+        return Err(format!(
+            "still missing after apt-get install: {}",
+            still.join(" ")
+        ));
+    }
+    Ok(())
+}

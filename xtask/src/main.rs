@@ -1,0 +1,131 @@
+//! `cargo xtask <command> [args]`.
+//!
+//! 1. Makes sure the host has what the build and the tests need (`host.rs`).
+//! 2. `test` and `bench` are run here (they drive cargo); every other command builds the
+//!    engine binary `keel` and runs it with the same arguments.
+
+mod host;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let root = project_root();
+    match run(&root, &args) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("xtask: error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn project_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_owned)
+        .unwrap_or_default()
+}
+
+fn run(root: &Path, args: &[String]) -> Result<ExitCode, String> {
+    let first = args.first().map(String::as_str);
+    match first {
+        None | Some("-h" | "--help" | "help") => {
+            println!("usage: cargo xtask <command> [args]\n");
+            println!("  test [cargo test args]   install what the tests need, run every test (real tools included)");
+            println!(
+                "  bench [name]             run the benchmarks (plan, ...) and print their reports"
+            );
+            println!("  <keel command> [args]    make sure the host has the build tools, then run `keel <command> [args]`\n");
+            println!("keel's commands:");
+            keel(root, &["--help".to_owned()])
+        }
+        Some("test") => {
+            host::ensure(host::Purpose::Test)?;
+            let keel_bin = build_keel(root)?;
+            let venv = portage_venv(&keel_bin, root)?;
+            let status = Command::new(env!("CARGO"))
+                .args(["test", "--workspace", "--locked"])
+                .args(&args[1..])
+                .env("KEEL_TEST_STRICT", "1")
+                .env("KEEL_PORTAGE_VENV", venv)
+                .current_dir(root)
+                .status()
+                .map_err(|e| format!("cannot run cargo test: {e}"))?;
+            Ok(exit(status))
+        }
+        Some("bench") => {
+            host::ensure(host::Purpose::Test)?;
+            let mut c = Command::new(env!("CARGO"));
+            c.args(["bench", "--workspace", "--locked"]);
+            if let Some(name) = args.get(1) {
+                c.args(["--bench", name]);
+            }
+            let status = c
+                .current_dir(root)
+                .status()
+                .map_err(|e| format!("cannot run cargo bench: {e}"))?;
+            Ok(exit(status))
+        }
+        Some(_) => {
+            host::ensure(host::Purpose::Build)?;
+            keel(root, args)
+        }
+    }
+}
+
+/// Build `keel` (release) and return its path.
+fn build_keel(root: &Path) -> Result<PathBuf, String> {
+    let status = Command::new(env!("CARGO"))
+        .args([
+            "build",
+            "--quiet",
+            "--release",
+            "--locked",
+            "--package",
+            "keel",
+        ])
+        .current_dir(root)
+        .status()
+        .map_err(|e| format!("cannot run cargo build: {e}"))?;
+    if !status.success() {
+        return Err("building keel failed".into());
+    }
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join("target"));
+    Ok(target.join("release/keel"))
+}
+
+fn keel(root: &Path, args: &[String]) -> Result<ExitCode, String> {
+    let bin = build_keel(root)?;
+    let status = Command::new(&bin)
+        .args(args)
+        .env("KEEL_PROJECT", root)
+        .status()
+        .map_err(|e| format!("cannot run {}: {e}", bin.display()))?;
+    Ok(exit(status))
+}
+
+/// Portage from PyPI for the tests (the atom oracle, the Portage backend): keel owns the pin.
+fn portage_venv(keel_bin: &Path, root: &Path) -> Result<String, String> {
+    let out = Command::new(keel_bin)
+        .args(["tools", "portage-venv"])
+        .env("KEEL_PROJECT", root)
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .map_err(|e| format!("cannot run {}: {e}", keel_bin.display()))?;
+    if !out.status.success() {
+        return Err("keel could not set up Portage from PyPI".into());
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
+}
+
+fn exit(status: std::process::ExitStatus) -> ExitCode {
+    match status.code() {
+        Some(0) => ExitCode::SUCCESS,
+        Some(c) => ExitCode::from(u8::try_from(c).unwrap_or(1)),
+        None => ExitCode::FAILURE,
+    }
+}
