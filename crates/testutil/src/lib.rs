@@ -1,0 +1,67 @@
+//! Helpers for tests that drive real tools.
+//!
+//! A test that needs a real program calls [`require`]. Locally, a missing program skips the
+//! test with a loud message. Under `cargo xtask test` (which sets `KEEL_TEST_STRICT=1` after
+//! installing every tool) a missing program fails the test: in CI nothing skips.
+
+use std::path::{Path, PathBuf};
+
+/// True when missing tools must fail tests (set by `cargo xtask test`).
+pub fn strict() -> bool {
+    std::env::var_os("KEEL_TEST_STRICT").is_some_and(|v| v == "1")
+}
+
+/// Whether `program` (a name looked up on PATH and in the sbin directories, or an absolute
+/// path) exists. Returns false (skip) locally; panics under strict mode.
+#[must_use]
+pub fn require(program: &str) -> bool {
+    if find(program).is_some() {
+        return true;
+    }
+    skip_or_fail(&format!("`{program}` is not installed"))
+}
+
+/// Report a missing prerequisite: false (skip) locally, a panic under strict mode.
+pub fn skip_or_fail(what: &str) -> bool {
+    if strict() {
+        panic!("{what}; `cargo xtask test` should have installed it");
+    }
+    eprintln!("SKIPPED: {what} (run `cargo xtask test` to install it)");
+    false
+}
+
+/// The full path of a program.
+pub fn find(program: &str) -> Option<PathBuf> {
+    if program.contains('/') {
+        return Path::new(program).exists().then(|| PathBuf::from(program));
+    }
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain(["/usr/sbin", "/sbin", "/usr/bin", "/bin"].map(PathBuf::from))
+        .map(|d| d.join(program))
+        .find(|p| p.is_file())
+}
+
+/// The project's root directory.
+pub fn project_root() -> PathBuf {
+    let here = Path::new(env!("CARGO_MANIFEST_DIR"));
+    here.ancestors().nth(2).map(Path::to_owned).unwrap_or_else(|| here.to_owned())
+}
+
+/// The venv holding the pinned PyPI Portage: `$KEEL_PORTAGE_VENV`, else the default
+/// location under `build/tools`. None (skip) locally when absent; panics under strict mode.
+pub fn portage_venv() -> Option<PathBuf> {
+    let dir = std::env::var_os("KEEL_PORTAGE_VENV").map(PathBuf::from).or_else(|| {
+        let tools = project_root().join("build/tools");
+        std::fs::read_dir(tools).ok()?.flatten().map(|e| e.path()).find(|p| {
+            p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("portage-")) && p.join(".keel-complete").exists()
+        })
+    });
+    match dir {
+        Some(d) if d.join("bin/python").exists() => Some(d),
+        _ => {
+            skip_or_fail("the PyPI Portage venv is missing");
+            None
+        }
+    }
+}
