@@ -36,6 +36,17 @@ enum Command {
         #[arg(long)]
         variant: String,
     },
+    /// Build a variant: every stage whose inputs changed since the last build, and all later ones
+    Build {
+        #[arg(long)]
+        variant: String,
+        /// The Gentoo ebuild repository [default: /var/db/repos/gentoo]
+        #[arg(long, value_name = "DIR")]
+        gentoo_repo: Option<PathBuf>,
+        /// Where the image, manifest and log go [default: build/<variant>]
+        #[arg(long, value_name = "DIR")]
+        output: Option<PathBuf>,
+    },
     /// Package atoms (PMS, EAPI 8)
     Atom {
         #[command(subcommand)]
@@ -57,6 +68,12 @@ fn main() -> ExitCode {
         Command::Plan { variant } => {
             cmd::project(cli.project.as_deref()).and_then(|p| cmd::plan::run(&p, &variant))
         }
+        Command::Build {
+            variant,
+            gentoo_repo,
+            output,
+        } => cmd::project(cli.project.as_deref())
+            .and_then(|p| cmd::build::run(&p, &variant, gentoo_repo, output)),
         Command::Atom { command } => command.run(),
         Command::Tools { command } => {
             cmd::project(cli.project.as_deref()).and_then(|p| command.run(&p))

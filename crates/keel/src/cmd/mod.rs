@@ -1,6 +1,7 @@
 //! One module per subcommand.
 
 pub mod atom;
+pub mod build;
 pub mod plan;
 pub mod tools;
 pub mod variants;
