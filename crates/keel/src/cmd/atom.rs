@@ -1,3 +1,5 @@
+//! `keel atom check ATOM...`: validate atoms against the PMS EAPI 8 grammar (docs/atoms.md).
+
 use anyhow::Result;
 use clap::Subcommand;
 use pkgsets::{Atom, ParseOptions};
@@ -10,6 +12,9 @@ pub enum AtomCommand {
         /// Also accept `!`/`!!` blockers
         #[arg(long)]
         allow_blockers: bool,
+        /// Reject `::repo` (accepted by default, as in package set files)
+        #[arg(long)]
+        no_repo: bool,
         #[arg(required = true)]
         atoms: Vec<String>,
     },
@@ -19,26 +24,77 @@ impl AtomCommand {
     pub fn run(self) -> Result<ExitCode> {
         let AtomCommand::Check {
             allow_blockers,
+            no_repo,
             atoms,
         } = self;
         let opts = ParseOptions {
             allow_blockers,
-            ..ParseOptions::default()
+            allow_repo: !no_repo,
         };
-        let mut ok = true;
-        for a in &atoms {
-            match Atom::parse(a, opts) {
-                Ok(atom) => println!("{atom}"),
-                Err(e) => {
-                    ok = false;
-                    println!("{a}: invalid: {}", e.reason);
-                }
-            }
-        }
-        Ok(if ok {
+        let (report, all_valid) = check(&atoms, opts);
+        print!("{report}");
+        Ok(if all_valid {
             ExitCode::SUCCESS
         } else {
             ExitCode::FAILURE
         })
+    }
+}
+
+/// One line per atom: its normalized form, or `ATOM: invalid: reason`; and whether all
+/// were valid.
+fn check(atoms: &[String], opts: ParseOptions) -> (String, bool) {
+    let mut out = String::new();
+    let mut all_valid = true;
+    for a in atoms {
+        match Atom::parse(a, opts) {
+            Ok(atom) => out += &format!("{atom}\n"),
+            Err(e) => {
+                all_valid = false;
+                out += &format!("{a}: invalid: {}\n", e.reason);
+            }
+        }
+    }
+    (out, all_valid)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check_cli(opts: ParseOptions, atoms: &[&str], expect: &str, expect_ok: bool) {
+        let atoms: Vec<String> = atoms.iter().map(|s| s.to_string()).collect();
+        let (out, ok) = check(&atoms, opts);
+        assert_eq!(out, expect);
+        assert_eq!(ok, expect_ok);
+    }
+
+    #[test]
+    fn prints_normal_forms_or_reasons() {
+        let d = ParseOptions::default();
+        check_cli(
+            d,
+            &[">=dev-lang/python-3.11:3.11", "dev-libs/foo[b,a]"],
+            ">=dev-lang/python-3.11:3.11\ndev-libs/foo[a,b]\n",
+            true,
+        );
+        check_cli(
+            d,
+            &["sys-apps/systemd", "dev-libs/foo-1", "!dev-libs/foo"],
+            "sys-apps/systemd\n\
+             dev-libs/foo-1: invalid: package name `foo-1` ends in `-1`, which is a version; a version needs an operator (`=`, `>=`, ...)\n\
+             !dev-libs/foo: invalid: blockers (`!`, `!!`) are not allowed here\n",
+            false,
+        );
+        let blockers = ParseOptions {
+            allow_blockers: true,
+            allow_repo: false,
+        };
+        check_cli(
+            blockers,
+            &["!!dev-libs/foo", "dev-libs/foo::gentoo"],
+            "!!dev-libs/foo\ndev-libs/foo::gentoo: invalid: a repository (`::repo`) is not allowed here\n",
+            false,
+        );
     }
 }
