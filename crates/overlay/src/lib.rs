@@ -1,0 +1,194 @@
+//! Overlay sync into a root: the semantics of `rsync -rlptgoD -O --chown=0:0 SRC/ DEST/`,
+//! with no rsync at run time, confined to DEST.
+//!
+//! [`sync`] copies the contents of each source directory into DEST, in order (a later
+//! source wins where two hold the same name): regular files (content, permission bits, mtime),
+//! symlinks (target verbatim, never followed), directories (created with the source's
+//! permission bits; their mtimes are never copied), fifos, sockets and device nodes.
+//! Everything written is owned by 0:0. [`set_mtime`] then sets one path's mtime (the
+//! pipeline's `/usr` := build time).
+//!
+//! **Architecture invariant:** nothing under DEST is reached by a path string. DEST is opened
+//! once; every later operation is a (directory handle, single name) pair: `openat` with
+//! `O_NOFOLLOW`, `fstatat`/`fchownat`/`utimensat` with `AT_SYMLINK_NOFOLLOW`, `mkdirat`,
+//! `mknodat`, `symlinkat`, `renameat`, `unlinkat`, and `chmod` through an `O_PATH` handle.
+//! A symlink inside DEST is therefore replaced or left alone, never followed, whatever it
+//! points at. Paths appear only in error messages.
+//!
+//! **Atomicity:** file content is written to a temporary name in the same directory
+//! (`.keel.PID.N`) and renamed over the final name, so DEST never holds a partially written
+//! file at a final name; symlinks and special files are made the same way.
+
+mod sync;
+
+use std::io;
+use std::path::{Component, Path, PathBuf};
+
+pub use sync::sync;
+
+/// What a sync did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Directories created in DEST.
+    pub dirs_created: u64,
+    /// Regular files written (new or changed).
+    pub files_written: u64,
+    /// Regular files left alone because size and mtime matched (rsync's quick check).
+    pub files_unchanged: u64,
+    /// Symlinks created or replaced.
+    pub symlinks_written: u64,
+    /// Fifos, sockets and device nodes created or replaced.
+    pub specials_written: u64,
+    /// Bytes of file content copied.
+    pub bytes_copied: u64,
+}
+
+/// Everything that can go wrong; each variant names the path.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("source `{}`: {source}", path.display())]
+    Source { path: PathBuf, source: io::Error },
+    #[error("source `{}` is not a directory", path.display())]
+    SourceNotDir { path: PathBuf },
+    #[error("destination `{}`: {source}", path.display())]
+    Dest { path: PathBuf, source: io::Error },
+    #[error("destination `{}` is not a directory", path.display())]
+    DestNotDir { path: PathBuf },
+    /// Reading a source entry failed.
+    #[error("cannot {op} source `{}`: {source}", path.display())]
+    Read {
+        op: &'static str,
+        path: PathBuf,
+        source: io::Error,
+    },
+    /// Writing a DEST entry failed.
+    #[error("cannot {op} `{}`: {source}", path.display())]
+    Write {
+        op: &'static str,
+        path: PathBuf,
+        source: io::Error,
+    },
+    #[error("cannot copy `{}` to `{}`: {source}", from.display(), to.display())]
+    Copy {
+        from: PathBuf,
+        to: PathBuf,
+        source: io::Error,
+    },
+    /// A non-empty directory in DEST where the source has a non-directory: kept, as rsync
+    /// without `--force` keeps it ("cannot delete non-empty directory").
+    #[error("cannot replace non-empty directory `{}` with a {kind}", path.display())]
+    NonEmptyDir { path: PathBuf, kind: &'static str },
+    #[error("`{}`: unsupported file type in source", path.display())]
+    UnsupportedType { path: PathBuf },
+    /// A path given to [`set_mtime`] that leaves the root or crosses a symlink.
+    #[error("`{}` inside `{}`: {why}", path.display(), root.display())]
+    BadPath {
+        root: PathBuf,
+        path: PathBuf,
+        why: String,
+    },
+    /// Some entries failed; every other entry was synced (as rsync continues and exits 23).
+    #[error("{} entr{} could not be synced:\n{}", errors.len(), if errors.len() == 1 { "y" } else { "ies" }, list(errors))]
+    Incomplete { errors: Vec<Error>, stats: Stats },
+}
+
+fn list(errors: &[Error]) -> String {
+    errors
+        .iter()
+        .map(|e| format!("  {e}"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// A modification time: seconds since the epoch (may be negative) and nanoseconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Mtime {
+    pub secs: i64,
+    pub nsecs: u32,
+}
+
+impl Mtime {
+    pub fn from_secs(secs: i64) -> Self {
+        Mtime { secs, nsecs: 0 }
+    }
+}
+
+/// Set the mtime of `path` inside `root` (e.g. `/usr` := build time). `path` is taken
+/// relative to `root` (a leading `/` is allowed); `..` is refused. No component is followed
+/// as a symlink: an intermediate symlink is an error, and a final symlink gets its own mtime
+/// changed, not its target's. The access time is left alone.
+pub fn set_mtime(root: &Path, path: &Path, mtime: Mtime) -> Result<(), Error> {
+    use rustix::fs::{self as fs, AtFlags, Mode, OFlags, Timespec, Timestamps};
+
+    let bad = |why: &str| Error::BadPath {
+        root: root.to_owned(),
+        path: path.to_owned(),
+        why: why.to_owned(),
+    };
+    let mut names = Vec::new();
+    for c in path.components() {
+        match c {
+            Component::RootDir | Component::CurDir => {}
+            Component::Normal(n) => names.push(n),
+            Component::ParentDir => return Err(bad("`..` is not allowed")),
+            Component::Prefix(_) => return Err(bad("not a Unix path")),
+        }
+    }
+    let open_flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC;
+    let mut dir = fs::open(root, open_flags, Mode::empty()).map_err(|e| match e {
+        rustix::io::Errno::NOTDIR => Error::DestNotDir {
+            path: root.to_owned(),
+        },
+        e => Error::Dest {
+            path: root.to_owned(),
+            source: e.into(),
+        },
+    })?;
+    let times = Timestamps {
+        last_access: Timespec {
+            tv_sec: 0,
+            tv_nsec: fs::UTIME_OMIT,
+        },
+        last_modification: Timespec {
+            tv_sec: mtime.secs,
+            tv_nsec: mtime.nsecs.into(),
+        },
+    };
+    let display = |upto: usize| {
+        let mut p = root.to_owned();
+        p.extend(&names[..upto]);
+        p
+    };
+    let Some((last, parents)) = names.split_last() else {
+        return fs::futimens(&dir, &times).map_err(|e| Error::Write {
+            op: "set the mtime of",
+            path: root.to_owned(),
+            source: e.into(),
+        });
+    };
+    for (i, name) in parents.iter().enumerate() {
+        dir =
+            fs::openat(&dir, *name, open_flags | OFlags::NOFOLLOW, Mode::empty()).map_err(|e| {
+                match e {
+                    rustix::io::Errno::LOOP | rustix::io::Errno::NOTDIR => Error::BadPath {
+                        root: root.to_owned(),
+                        path: path.to_owned(),
+                        why: format!(
+                            "`{}` is a symlink or not a directory; not followed",
+                            display(i + 1).display()
+                        ),
+                    },
+                    e => Error::Write {
+                        op: "open",
+                        path: display(i + 1),
+                        source: e.into(),
+                    },
+                }
+            })?;
+    }
+    fs::utimensat(&dir, *last, &times, AtFlags::SYMLINK_NOFOLLOW).map_err(|e| Error::Write {
+        op: "set the mtime of",
+        path: display(names.len()),
+        source: e.into(),
+    })
+}

@@ -1,0 +1,589 @@
+//! The walk: one source directory handle and one DEST directory handle at a time.
+
+use crate::{Error, Stats};
+use rustix::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use rustix::fs::{
+    self as fs, AtFlags, Dir, FileType, Gid, Mode, OFlags, Stat, Timespec, Timestamps, Uid,
+};
+use rustix::io::Errno;
+use std::ffi::{CStr, CString, OsStr};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+/// Permission bits rsync `-p` copies: rwx for all, setuid, setgid, sticky.
+const PERM_BITS: u32 = 0o7777;
+/// Largest chunk handed to one `copy_file_range` call.
+const CHUNK: usize = 1 << 30;
+
+/// Sync the contents of each source directory into `dest`, in order (a later source wins),
+/// with the semantics of `rsync -rlptgoD -O --chown=0:0 SRC/ DEST/`.
+///
+/// All sources and DEST are checked before anything is written: a missing source, a source
+/// or DEST that is not a directory, stops the sync with nothing changed. After that, an
+/// entry that fails is reported and skipped (with its subtree) and the others are synced,
+/// as rsync does; the result is then [`Error::Incomplete`] listing every failure.
+pub fn sync<P: AsRef<Path>>(sources: &[P], dest: &Path) -> Result<Stats, Error> {
+    let dir_flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC;
+    let mut opened = Vec::with_capacity(sources.len());
+    for src in sources {
+        let path = src.as_ref();
+        let fd = fs::open(path, dir_flags, Mode::empty()).map_err(|e| match e {
+            Errno::NOTDIR => Error::SourceNotDir {
+                path: path.to_owned(),
+            },
+            e => Error::Source {
+                path: path.to_owned(),
+                source: e.into(),
+            },
+        })?;
+        let st = fs::fstat(&fd).map_err(|e| Error::Source {
+            path: path.to_owned(),
+            source: e.into(),
+        })?;
+        opened.push((path, fd, st));
+    }
+    let dfd = fs::open(dest, dir_flags, Mode::empty()).map_err(|e| match e {
+        Errno::NOTDIR => Error::DestNotDir {
+            path: dest.to_owned(),
+        },
+        e => Error::Dest {
+            path: dest.to_owned(),
+            source: e.into(),
+        },
+    })?;
+    let mut s = Syncer {
+        dest_root: dest,
+        src_root: Path::new(""),
+        stats: Stats::default(),
+        errors: Vec::new(),
+        pid: std::process::id(),
+        tmp_counter: 0,
+        buf: Vec::new(),
+        already_root: fs_ids_are_root(),
+    };
+    for (path, sfd, st) in &opened {
+        s.src_root = path;
+        // rsync applies the source directory's own attributes to DEST ("." in its file
+        // list): owner 0:0 and the permission bits; with -O never the mtime.
+        let dst_st = fs::fstat(&dfd).map_err(|e| Error::Dest {
+            path: dest.to_owned(),
+            source: e.into(),
+        })?;
+        if let Err(e) = s.fix_dir_attrs(&dfd, &dst_st, st, Path::new("")) {
+            s.errors.push(e);
+            continue;
+        }
+        let mut rel = PathBuf::new();
+        s.sync_dir(sfd.as_fd(), dfd.as_fd(), &mut rel);
+    }
+    if s.errors.is_empty() {
+        Ok(s.stats)
+    } else {
+        Err(Error::Incomplete {
+            errors: s.errors,
+            stats: s.stats,
+        })
+    }
+}
+
+/// Whether files we create are owned by 0:0 without a chown: our filesystem uid and gid are
+/// 0, and every DEST directory we create entries in has been made 0:0 first (so a setgid
+/// directory cannot hand down another group).
+fn fs_ids_are_root() -> bool {
+    rustix::process::geteuid().is_root() && rustix::process::getegid().is_root()
+}
+
+struct Syncer<'a> {
+    dest_root: &'a Path,
+    src_root: &'a Path,
+    stats: Stats,
+    errors: Vec<Error>,
+    pid: u32,
+    tmp_counter: u64,
+    buf: Vec<u8>,
+    already_root: bool,
+}
+
+fn perm(st: &Stat) -> u32 {
+    st.st_mode & PERM_BITS
+}
+
+fn ftype(st: &Stat) -> FileType {
+    FileType::from_raw_mode(st.st_mode)
+}
+
+fn is_root_owned(st: &Stat) -> bool {
+    st.st_uid == 0 && st.st_gid == 0
+}
+
+fn mtime_of(st: &Stat) -> Timespec {
+    Timespec {
+        tv_sec: st.st_mtime as _,
+        tv_nsec: st.st_mtime_nsec as _,
+    }
+}
+
+fn only_mtime(st: &Stat) -> Timestamps {
+    Timestamps {
+        last_access: Timespec {
+            tv_sec: 0,
+            tv_nsec: fs::UTIME_OMIT,
+        },
+        last_modification: mtime_of(st),
+    }
+}
+
+fn kind(ft: FileType) -> &'static str {
+    match ft {
+        FileType::RegularFile => "regular file",
+        FileType::Directory => "directory",
+        FileType::Symlink => "symlink",
+        FileType::Fifo => "fifo",
+        FileType::Socket => "socket",
+        FileType::CharacterDevice => "character device",
+        FileType::BlockDevice => "block device",
+        FileType::Unknown => "file of unknown type",
+    }
+}
+
+const ROOT_UID: Option<Uid> = Some(Uid::ROOT);
+const ROOT_GID: Option<Gid> = Some(Gid::ROOT);
+
+impl Syncer<'_> {
+    fn src_path(&self, rel: &Path) -> PathBuf {
+        self.src_root.join(rel)
+    }
+
+    fn dest_path(&self, rel: &Path) -> PathBuf {
+        self.dest_root.join(rel)
+    }
+
+    fn read_err(&self, op: &'static str, rel: &Path, e: Errno) -> Error {
+        Error::Read {
+            op,
+            path: self.src_path(rel),
+            source: e.into(),
+        }
+    }
+
+    fn write_err(&self, op: &'static str, rel: &Path, e: Errno) -> Error {
+        Error::Write {
+            op,
+            path: self.dest_path(rel),
+            source: e.into(),
+        }
+    }
+
+    /// Sync the entries of one source directory into one DEST directory. Failures are
+    /// recorded in `self.errors`; the walk goes on.
+    fn sync_dir(&mut self, src: BorrowedFd<'_>, dst: BorrowedFd<'_>, rel: &mut PathBuf) {
+        let names = match read_names(src) {
+            Ok(n) => n,
+            Err(e) => {
+                let e = self.read_err("read directory", rel, e);
+                self.errors.push(e);
+                return;
+            }
+        };
+        for name in names {
+            rel.push(OsStr::from_bytes(name.to_bytes()));
+            if let Err(e) = self.entry(src, dst, &name, rel) {
+                self.errors.push(e);
+            }
+            rel.pop();
+        }
+    }
+
+    fn entry(
+        &mut self,
+        src: BorrowedFd<'_>,
+        dst: BorrowedFd<'_>,
+        name: &CStr,
+        rel: &mut PathBuf,
+    ) -> Result<(), Error> {
+        let st = fs::statat(src, name, AtFlags::SYMLINK_NOFOLLOW)
+            .map_err(|e| self.read_err("stat", rel, e))?;
+        let existing = match fs::statat(dst, name, AtFlags::SYMLINK_NOFOLLOW) {
+            Ok(e) => Some(e),
+            Err(Errno::NOENT) => None,
+            Err(e) => return Err(self.write_err("stat", rel, e)),
+        };
+        match ftype(&st) {
+            FileType::Directory => self.dir(src, dst, name, &st, existing.as_ref(), rel),
+            FileType::RegularFile => self.file(src, dst, name, &st, existing.as_ref(), rel),
+            FileType::Symlink => self.symlink(src, dst, name, &st, existing.as_ref(), rel),
+            FileType::Fifo
+            | FileType::Socket
+            | FileType::CharacterDevice
+            | FileType::BlockDevice => self.special(dst, name, &st, existing.as_ref(), rel),
+            FileType::Unknown => Err(Error::UnsupportedType {
+                path: self.src_path(rel),
+            }),
+        }
+    }
+
+    /// Owner 0:0 and the source's permission bits on a DEST directory we hold open.
+    /// Never its mtime (rsync -O). chown before chmod: a chown may clear setgid.
+    fn fix_dir_attrs(
+        &self,
+        dfd: &OwnedFd,
+        have: &Stat,
+        want: &Stat,
+        rel: &Path,
+    ) -> Result<(), Error> {
+        if !is_root_owned(have) {
+            fs::fchown(dfd, ROOT_UID, ROOT_GID).map_err(|e| self.write_err("chown", rel, e))?;
+        }
+        if perm(have) != perm(want) {
+            fs::fchmod(dfd, Mode::from_raw_mode(perm(want)))
+                .map_err(|e| self.write_err("chmod", rel, e))?;
+        }
+        Ok(())
+    }
+
+    fn dir(
+        &mut self,
+        src: BorrowedFd<'_>,
+        dst: BorrowedFd<'_>,
+        name: &CStr,
+        st: &Stat,
+        existing: Option<&Stat>,
+        rel: &mut PathBuf,
+    ) -> Result<(), Error> {
+        let dir_flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+        let dfd = match existing {
+            Some(e) if ftype(e) == FileType::Directory => {
+                let dfd = fs::openat(dst, name, dir_flags, Mode::empty())
+                    .map_err(|e| self.write_err("open directory", rel, e))?;
+                self.fix_dir_attrs(&dfd, e, st, rel)?;
+                dfd
+            }
+            other => {
+                if other.is_some() {
+                    // A file, symlink or special file where the source has a directory:
+                    // removed (the symlink itself, never its target), as rsync does.
+                    fs::unlinkat(dst, name, AtFlags::empty())
+                        .map_err(|e| self.write_err("remove", rel, e))?;
+                }
+                fs::mkdirat(dst, name, Mode::from_raw_mode(0o700))
+                    .map_err(|e| self.write_err("create directory", rel, e))?;
+                self.stats.dirs_created += 1;
+                let dfd = fs::openat(dst, name, dir_flags, Mode::empty())
+                    .map_err(|e| self.write_err("open directory", rel, e))?;
+                let new = fs::fstat(&dfd).map_err(|e| self.write_err("stat", rel, e))?;
+                self.fix_dir_attrs(&dfd, &new, st, rel)?;
+                dfd
+            }
+        };
+        let sfd = fs::openat(src, name, dir_flags, Mode::empty())
+            .map_err(|e| self.read_err("open directory", rel, e))?;
+        self.sync_dir(sfd.as_fd(), dfd.as_fd(), rel);
+        Ok(())
+    }
+
+    /// A directory in DEST where the source has a non-directory: an empty one is removed;
+    /// a non-empty one is kept and the entry fails, as rsync without `--force` does.
+    fn remove_dir_in_way(
+        &self,
+        dst: BorrowedFd<'_>,
+        name: &CStr,
+        rel: &Path,
+        ft: FileType,
+    ) -> Result<(), Error> {
+        match fs::unlinkat(dst, name, AtFlags::REMOVEDIR) {
+            Ok(()) => Ok(()),
+            Err(Errno::NOTEMPTY | Errno::EXIST) => Err(Error::NonEmptyDir {
+                path: self.dest_path(rel),
+                kind: kind(ft),
+            }),
+            Err(e) => Err(self.write_err("remove directory", rel, e)),
+        }
+    }
+
+    /// A fresh temporary name in `dst`, passed to `create` until it does not exist yet.
+    fn with_temp<T>(
+        &mut self,
+        rel: &Path,
+        mut create: impl FnMut(&CStr) -> Result<T, Errno>,
+    ) -> Result<(CString, T), Error> {
+        loop {
+            self.tmp_counter += 1;
+            let tmp = CString::new(format!(".keel.{}.{}", self.pid, self.tmp_counter))
+                .expect("no NUL in a formatted number");
+            match create(&tmp) {
+                Ok(t) => return Ok((tmp, t)),
+                Err(Errno::EXIST) => continue,
+                Err(e) => return Err(self.write_err("create a temporary file for", rel, e)),
+            }
+        }
+    }
+
+    /// Put the finished temporary entry in place; on failure remove it.
+    fn commit(
+        &self,
+        dst: BorrowedFd<'_>,
+        tmp: &CStr,
+        name: &CStr,
+        rel: &Path,
+        finish: Result<(), Error>,
+    ) -> Result<(), Error> {
+        let r = finish.and_then(|()| {
+            fs::renameat(dst, tmp, dst, name).map_err(|e| self.write_err("rename into", rel, e))
+        });
+        if r.is_err() {
+            let _ = fs::unlinkat(dst, tmp, AtFlags::empty());
+        }
+        r
+    }
+
+    fn file(
+        &mut self,
+        src: BorrowedFd<'_>,
+        dst: BorrowedFd<'_>,
+        name: &CStr,
+        st: &Stat,
+        existing: Option<&Stat>,
+        rel: &Path,
+    ) -> Result<(), Error> {
+        if let Some(e) = existing {
+            match ftype(e) {
+                // rsync's quick check: same size and same mtime seconds.
+                FileType::RegularFile if e.st_size == st.st_size && e.st_mtime == st.st_mtime => {
+                    self.fix_attrs_in_place(dst, name, e, st, rel)?;
+                    self.stats.files_unchanged += 1;
+                    return Ok(());
+                }
+                FileType::Directory => {
+                    self.remove_dir_in_way(dst, name, rel, FileType::RegularFile)?
+                }
+                _ => {}
+            }
+        }
+        let sfd = fs::openat(
+            src,
+            name,
+            OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NOCTTY | OFlags::NONBLOCK | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|e| self.read_err("open", rel, e))?;
+        let (tmp, tfd) = self.with_temp(rel, |tmp| {
+            fs::openat(
+                dst,
+                tmp,
+                OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                Mode::from_raw_mode(0o600),
+            )
+        })?;
+        let size = st.st_size as u64;
+        let finish = (|| {
+            copy(&sfd, &tfd, size, &mut self.buf).map_err(|e| Error::Copy {
+                from: self.src_path(rel),
+                to: self.dest_path(rel),
+                source: e.into(),
+            })?;
+            if !self.already_root {
+                fs::fchown(&tfd, ROOT_UID, ROOT_GID)
+                    .map_err(|e| self.write_err("chown", rel, e))?;
+            }
+            fs::fchmod(&tfd, Mode::from_raw_mode(perm(st)))
+                .map_err(|e| self.write_err("chmod", rel, e))?;
+            fs::futimens(&tfd, &only_mtime(st))
+                .map_err(|e| self.write_err("set the mtime of", rel, e))
+        })();
+        drop(tfd);
+        self.commit(dst, &tmp, name, rel, finish)?;
+        self.stats.files_written += 1;
+        self.stats.bytes_copied += size;
+        Ok(())
+    }
+
+    /// Owner 0:0 and permission bits on an existing non-directory, without following it.
+    fn fix_attrs_in_place(
+        &self,
+        dst: BorrowedFd<'_>,
+        name: &CStr,
+        have: &Stat,
+        want: &Stat,
+        rel: &Path,
+    ) -> Result<(), Error> {
+        if !is_root_owned(have) {
+            fs::chownat(dst, name, ROOT_UID, ROOT_GID, AtFlags::SYMLINK_NOFOLLOW)
+                .map_err(|e| self.write_err("chown", rel, e))?;
+        }
+        if perm(have) != perm(want) || (!is_root_owned(have) && perm(want) & 0o6000 != 0) {
+            chmod_nofollow(dst, name, perm(want)).map_err(|e| self.write_err("chmod", rel, e))?;
+        }
+        Ok(())
+    }
+
+    fn symlink(
+        &mut self,
+        src: BorrowedFd<'_>,
+        dst: BorrowedFd<'_>,
+        name: &CStr,
+        st: &Stat,
+        existing: Option<&Stat>,
+        rel: &Path,
+    ) -> Result<(), Error> {
+        let target = fs::readlinkat(src, name, Vec::new())
+            .map_err(|e| self.read_err("read link", rel, e))?;
+        if let Some(e) = existing {
+            match ftype(e) {
+                FileType::Symlink => {
+                    let cur = fs::readlinkat(dst, name, Vec::new())
+                        .map_err(|e| self.write_err("read link", rel, e))?;
+                    if cur == target {
+                        if !is_root_owned(e) {
+                            fs::chownat(dst, name, ROOT_UID, ROOT_GID, AtFlags::SYMLINK_NOFOLLOW)
+                                .map_err(|e| self.write_err("chown", rel, e))?;
+                        }
+                        if mtime_of(e) != mtime_of(st) {
+                            fs::utimensat(dst, name, &only_mtime(st), AtFlags::SYMLINK_NOFOLLOW)
+                                .map_err(|e| self.write_err("set the mtime of", rel, e))?;
+                        }
+                        return Ok(());
+                    }
+                }
+                FileType::Directory => self.remove_dir_in_way(dst, name, rel, FileType::Symlink)?,
+                _ => {}
+            }
+        }
+        let (tmp, ()) = self.with_temp(rel, |tmp| fs::symlinkat(&target, dst, tmp))?;
+        let finish = self.finish_at(dst, &tmp, st, None, rel);
+        self.commit(dst, &tmp, name, rel, finish)?;
+        self.stats.symlinks_written += 1;
+        Ok(())
+    }
+
+    fn special(
+        &mut self,
+        dst: BorrowedFd<'_>,
+        name: &CStr,
+        st: &Stat,
+        existing: Option<&Stat>,
+        rel: &Path,
+    ) -> Result<(), Error> {
+        let ft = ftype(st);
+        let has_rdev = matches!(ft, FileType::CharacterDevice | FileType::BlockDevice);
+        if let Some(e) = existing {
+            if ftype(e) == ft && (!has_rdev || e.st_rdev == st.st_rdev) {
+                self.fix_attrs_in_place(dst, name, e, st, rel)?;
+                if mtime_of(e) != mtime_of(st) {
+                    fs::utimensat(dst, name, &only_mtime(st), AtFlags::SYMLINK_NOFOLLOW)
+                        .map_err(|e| self.write_err("set the mtime of", rel, e))?;
+                }
+                return Ok(());
+            }
+            if ftype(e) == FileType::Directory {
+                self.remove_dir_in_way(dst, name, rel, ft)?;
+            }
+        }
+        let rdev = if has_rdev { st.st_rdev as _ } else { 0 };
+        let (tmp, ()) = self.with_temp(rel, |tmp| {
+            fs::mknodat(dst, tmp, ft, Mode::from_raw_mode(0o600), rdev)
+        })?;
+        let finish = self.finish_at(dst, &tmp, st, Some(perm(st)), rel);
+        self.commit(dst, &tmp, name, rel, finish)?;
+        self.stats.specials_written += 1;
+        Ok(())
+    }
+
+    /// Owner, permission bits (not for symlinks) and mtime of a new temporary entry.
+    fn finish_at(
+        &self,
+        dst: BorrowedFd<'_>,
+        tmp: &CStr,
+        st: &Stat,
+        mode: Option<u32>,
+        rel: &Path,
+    ) -> Result<(), Error> {
+        if !self.already_root {
+            fs::chownat(dst, tmp, ROOT_UID, ROOT_GID, AtFlags::SYMLINK_NOFOLLOW)
+                .map_err(|e| self.write_err("chown", rel, e))?;
+        }
+        if let Some(mode) = mode {
+            chmod_nofollow(dst, tmp, mode).map_err(|e| self.write_err("chmod", rel, e))?;
+        }
+        fs::utimensat(dst, tmp, &only_mtime(st), AtFlags::SYMLINK_NOFOLLOW)
+            .map_err(|e| self.write_err("set the mtime of", rel, e))
+    }
+}
+
+/// The names in a directory, `.` and `..` left out, sorted bytewise (a deterministic order
+/// for error lists).
+fn read_names(dir: BorrowedFd<'_>) -> Result<Vec<CString>, Errno> {
+    let mut names = Vec::new();
+    for entry in Dir::read_from(dir)? {
+        let entry = entry?;
+        let n = entry.file_name();
+        if n != c"." && n != c".." {
+            names.push(n.to_owned());
+        }
+    }
+    names.sort_unstable();
+    Ok(names)
+}
+
+/// chmod of `name` in `dir` without following a symlink: the entry is pinned by an `O_PATH`
+/// handle opened with `O_NOFOLLOW`, checked not to be a symlink, and changed through its
+/// `/proc/self/fd` entry (what glibc's `fchmodat(AT_SYMLINK_NOFOLLOW)` does). Device nodes
+/// and fifos are never opened for I/O.
+fn chmod_nofollow(dir: BorrowedFd<'_>, name: &CStr, mode: u32) -> Result<(), Errno> {
+    let fd = fs::openat(
+        dir,
+        name,
+        OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::empty(),
+    )?;
+    let st = fs::fstat(&fd)?;
+    if ftype(&st) == FileType::Symlink {
+        return Err(Errno::LOOP);
+    }
+    let proc_fd = rustix::procfs::proc_self_fd()?;
+    let num = fd.as_raw_fd().to_string();
+    fs::chmodat(
+        proc_fd,
+        num.as_str(),
+        Mode::from_raw_mode(mode),
+        AtFlags::empty(),
+    )
+}
+
+/// Copy `size` bytes (fewer if the source ends first) from `src` to `dst`: the kernel's
+/// copy offload (`copy_file_range`: reflink or in-kernel copy) where the filesystems
+/// allow it, else read/write.
+fn copy(src: &OwnedFd, dst: &OwnedFd, size: u64, buf: &mut Vec<u8>) -> Result<(), Errno> {
+    let mut done = 0u64;
+    let mut offload = true;
+    while done < size {
+        let want = (size - done).min(CHUNK as u64) as usize;
+        if offload {
+            match fs::copy_file_range(src, None, dst, None, want) {
+                Ok(0) => return Ok(()),
+                Ok(n) => {
+                    done += n as u64;
+                    continue;
+                }
+                Err(Errno::XDEV | Errno::NOSYS | Errno::INVAL | Errno::OPNOTSUPP) if done == 0 => {
+                    offload = false
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        if buf.is_empty() {
+            buf.resize(256 * 1024, 0);
+        }
+        let n = want.min(buf.len());
+        let got = rustix::io::read(src, &mut buf[..n])?;
+        if got == 0 {
+            return Ok(());
+        }
+        let mut out = &buf[..got];
+        while !out.is_empty() {
+            let w = rustix::io::write(dst, out)?;
+            out = &out[w..];
+        }
+        done += got as u64;
+    }
+    Ok(())
+}
