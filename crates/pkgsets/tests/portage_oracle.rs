@@ -118,15 +118,11 @@ fn corpus_is_big_and_decodes() {
     }
 }
 
-#[test]
-fn keel_agrees_with_portage_on_the_corpus() {
-    let Some(venv) = testutil::portage_venv() else {
-        return;
-    };
-    let atoms = corpus();
+/// Portage's verdicts for `atoms`, four per atom in [`COMBOS`] order: one Python process.
+fn portage_verdicts(venv: &std::path::Path, atoms: &[String]) -> Vec<String> {
     let scratch = tempfile::tempdir().unwrap();
     let input = scratch.path().join("atoms.hex");
-    let lines: String = atoms.iter().map(|(_, a)| hex(a) + "\n").collect();
+    let lines: String = atoms.iter().map(|a| hex(a) + "\n").collect();
     std::fs::write(&input, lines).unwrap();
     // `import portage.dep` reads no Portage configuration (measured with strace: nothing
     // under /etc/portage, /var/db/pkg, /var/cache/edb, /var/lib/portage); the empty
@@ -145,12 +141,17 @@ fn keel_agrees_with_portage_on_the_corpus() {
     let mut verdicts = out.stdout.lines();
     let header = verdicts.next().unwrap_or_default();
     eprintln!("oracle: {header}");
-    let verdicts: Vec<&str> = verdicts.collect();
+    let verdicts: Vec<String> = verdicts.map(str::to_owned).collect();
     assert_eq!(verdicts.len(), atoms.len(), "stderr: {}", out.stderr);
+    verdicts
+}
 
+/// Every disagreement between Keel and Portage, one line each; and how many atoms Portage
+/// finds valid and invalid with the default options.
+fn compare(atoms: &[(String, String)], verdicts: &[String]) -> (Vec<String>, usize, usize) {
     let mut disagreements = Vec::new();
     let (mut valid, mut invalid) = (0, 0);
-    for ((line, atom), verdict) in atoms.iter().zip(&verdicts) {
+    for ((origin, atom), verdict) in atoms.iter().zip(verdicts) {
         for (opts, portage) in COMBOS.iter().zip(verdict.chars()) {
             let keel = Atom::parse(atom, *opts);
             if *opts == ParseOptions::default() {
@@ -176,12 +177,27 @@ fn keel_agrees_with_portage_on_the_corpus() {
                     Err(e) => format!("invalid: {}", e.reason),
                 };
                 disagreements.push(format!(
-                    "atoms.txt:{line}: {atom:?} (allow_blockers={}, allow_repo={}): Portage {portage}; Keel {keel}",
+                    "{origin}: {atom:?} (allow_blockers={}, allow_repo={}): Portage {portage}; Keel {keel}",
                     opts.allow_blockers, opts.allow_repo
                 ));
             }
         }
     }
+    (disagreements, valid, invalid)
+}
+
+#[test]
+fn keel_agrees_with_portage_on_the_corpus() {
+    let Some(venv) = testutil::portage_venv() else {
+        return;
+    };
+    let atoms: Vec<(String, String)> = corpus()
+        .into_iter()
+        .map(|(line, a)| (format!("atoms.txt:{line}"), a))
+        .collect();
+    let texts: Vec<String> = atoms.iter().map(|(_, a)| a.clone()).collect();
+    let verdicts = portage_verdicts(&venv, &texts);
+    let (disagreements, valid, invalid) = compare(&atoms, &verdicts);
     eprintln!(
         "{} atoms x {} option sets checked; with the default options Portage finds {valid} valid and {invalid} invalid",
         atoms.len(),
@@ -196,5 +212,91 @@ fn keel_agrees_with_portage_on_the_corpus() {
     assert!(
         valid >= 100 && invalid >= 100,
         "the corpus needs both kinds in number: {valid} valid, {invalid} invalid"
+    );
+}
+
+/// xorshift64*: a fixed seed gives the same mutants on every run.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+}
+
+/// Near misses: each corpus atom that Keel accepts with every option, mutated by inserting,
+/// deleting or replacing a character, or spliced with another atom.
+fn mutants(count: usize) -> Vec<(String, String)> {
+    const ALPHABET: &[&str] = &[
+        "!", "<", ">", "=", "~", "*", ":", "::", "/", "[", "]", "(+)", "(-)", "(", ")", ",", "?",
+        "+", "-", "_", ".", "@", "a", "z", "A", "0", "1", "9", "r", "-r1", "_p", "_rc1", "_alpha",
+        "-1", " ", "é",
+    ];
+    let all = COMBOS[3];
+    let seeds: Vec<Vec<char>> = corpus()
+        .into_iter()
+        .filter(|(_, a)| Atom::parse(a, all).is_ok())
+        .map(|(_, a)| a.chars().collect())
+        .collect();
+    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+    let mut seen = std::collections::HashSet::new();
+    let mut out = Vec::new();
+    while out.len() < count {
+        let mut a = seeds[rng.below(seeds.len())].clone();
+        for _ in 0..1 + rng.below(2) {
+            let pos = rng.below(a.len() + 1);
+            match rng.below(4) {
+                0 => {
+                    let ins: Vec<char> = ALPHABET[rng.below(ALPHABET.len())].chars().collect();
+                    a.splice(pos..pos, ins);
+                }
+                1 if pos < a.len() => {
+                    a.remove(pos);
+                }
+                2 if pos < a.len() => {
+                    let rep: Vec<char> = ALPHABET[rng.below(ALPHABET.len())].chars().collect();
+                    a.splice(pos..pos + 1, rep);
+                }
+                _ => {
+                    let other = &seeds[rng.below(seeds.len())];
+                    let cut = rng.below(other.len() + 1);
+                    a.truncate(pos);
+                    a.extend_from_slice(&other[cut..]);
+                }
+            }
+        }
+        let s: String = a.into_iter().collect();
+        if seen.insert(s.clone()) {
+            out.push((format!("mutant {}", out.len()), s));
+        }
+    }
+    out
+}
+
+#[test]
+fn keel_agrees_with_portage_on_mutants_of_the_corpus() {
+    let Some(venv) = testutil::portage_venv() else {
+        return;
+    };
+    let atoms = mutants(20_000);
+    let texts: Vec<String> = atoms.iter().map(|(_, a)| a.clone()).collect();
+    let verdicts = portage_verdicts(&venv, &texts);
+    let (disagreements, valid, invalid) = compare(&atoms, &verdicts);
+    eprintln!(
+        "{} mutants x {} option sets checked; with the default options Portage finds {valid} valid and {invalid} invalid",
+        atoms.len(),
+        COMBOS.len()
+    );
+    assert!(
+        disagreements.is_empty(),
+        "{} disagreements with Portage:\n{}",
+        disagreements.len(),
+        disagreements.join("\n")
     );
 }
