@@ -5,7 +5,12 @@ use std::path::Path;
 use std::process::{Command, Output};
 
 fn keel(project: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_keel")).arg("-C").arg(project).args(args).output().unwrap()
+    Command::new(env!("CARGO_BIN_EXE_keel"))
+        .arg("-C")
+        .arg(project)
+        .args(args)
+        .output()
+        .unwrap()
 }
 
 fn stdout(o: &Output) -> String {
@@ -39,8 +44,17 @@ fn shipped_variants_are_listed() {
     let o = keel(&testutil::project_root(), &["variants"]);
     assert!(o.status.success(), "{}", stderr(&o));
     let out = stdout(&o);
-    assert!(out.lines().any(|l| l.split_whitespace().collect::<Vec<_>>() == ["base", "base"]), "{out}");
-    assert!(out.lines().any(|l| l.split_whitespace().collect::<Vec<_>>() == ["selinux", "base", "->", "selinux"]), "{out}");
+    assert!(
+        out.lines()
+            .any(|l| l.split_whitespace().collect::<Vec<_>>() == ["base", "base"]),
+        "{out}"
+    );
+    assert!(
+        out.lines()
+            .any(|l| l.split_whitespace().collect::<Vec<_>>()
+                == ["selinux", "base", "->", "selinux"]),
+        "{out}"
+    );
 }
 
 #[test]
@@ -49,10 +63,17 @@ fn a_new_variant_directory_is_a_new_variant() {
     let edge = d.path().join("variants/edge");
     fs::create_dir_all(&edge).unwrap();
     fs::write(edge.join("variant.toml"), "inherits = \"selinux\"\n").unwrap();
-    fs::write(edge.join("install.packages"), "# edge drops ssh, adds tmux\n-net-misc/openssh\napp-misc/tmux\n").unwrap();
+    fs::write(
+        edge.join("install.packages"),
+        "# edge drops ssh, adds tmux\n-net-misc/openssh\napp-misc/tmux\n",
+    )
+    .unwrap();
 
     let o = keel(d.path(), &["variants"]);
-    assert!(stdout(&o).lines().any(|l| l.split_whitespace().collect::<Vec<_>>() == ["edge", "base", "->", "selinux", "->", "edge"]));
+    assert!(stdout(&o)
+        .lines()
+        .any(|l| l.split_whitespace().collect::<Vec<_>>()
+            == ["edge", "base", "->", "selinux", "->", "edge"]));
 
     let o = keel(d.path(), &["plan", "--variant", "edge"]);
     assert!(o.status.success(), "{}", stderr(&o));
@@ -65,23 +86,65 @@ fn a_new_variant_directory_is_a_new_variant() {
         .skip(1)
         .take_while(|l| l.starts_with("  "))
         .collect();
-    assert!(!install.iter().any(|l| l.contains("net-misc/openssh")), "{plan}");
-    assert!(install.iter().any(|l| l.split_whitespace().collect::<Vec<_>>() == ["app-misc/tmux", "variants/edge/install.packages:3"]), "{plan}");
-    assert!(install.iter().any(|l| l.split_whitespace().collect::<Vec<_>>() == ["sys-apps/systemd", "variants/base/install.packages:8"]), "{plan}");
+    assert!(
+        !install.iter().any(|l| l.contains("net-misc/openssh")),
+        "{plan}"
+    );
+    assert!(
+        install
+            .iter()
+            .any(|l| l.split_whitespace().collect::<Vec<_>>()
+                == ["app-misc/tmux", "variants/edge/install.packages:3"]),
+        "{plan}"
+    );
+    assert!(
+        install
+            .iter()
+            .any(|l| l.split_whitespace().collect::<Vec<_>>()
+                == ["sys-apps/systemd", "variants/base/install.packages:8"]),
+        "{plan}"
+    );
     assert!(plan.contains("chain: base -> selinux -> edge"), "{plan}");
-    assert!(plan.contains("stages: host-tools -> sysroot -> destroot"), "{plan}");
+    assert!(
+        plan.contains("stages: host-tools -> sysroot -> destroot"),
+        "{plan}"
+    );
     // openssh is still in the build set: only install.packages dropped it.
-    assert!(plan.split("set install.packages").next().unwrap().contains("net-misc/openssh"));
+    assert!(plan
+        .split("set install.packages")
+        .next()
+        .unwrap()
+        .contains("net-misc/openssh"));
 }
 
 #[test]
 fn errors_name_file_line_and_exit_nonzero() {
     let cases: &[(&str, &str, &str)] = &[
-        ("variant.toml", "inherits = \"selinux\"\nwat = 1\n", "variants/edge/variant.toml:2: unknown field `wat`"),
-        ("variant.toml", "inherits = \"nope\"\n", "variants/edge/variant.toml:1: `inherits = \"nope\"`: no variant `nope`"),
-        ("variant.toml", "inherits = \"selinux\"\npython = 3\n", "variants/edge/variant.toml:2: invalid type: integer `3`, expected a boolean"),
-        ("install.packages", "\n-app-misc/not-there\n", "variants/edge/install.packages:2: `-app-misc/not-there` removes nothing"),
-        ("build.packages", "sys-apps/ok\n=sys-apps/bad\n", "variants/edge/build.packages:2: invalid atom `=sys-apps/bad`"),
+        (
+            "variant.toml",
+            "inherits = \"selinux\"\nwat = 1\n",
+            "variants/edge/variant.toml:2: unknown field `wat`",
+        ),
+        (
+            "variant.toml",
+            "inherits = \"nope\"\n",
+            "variants/edge/variant.toml:1: `inherits = \"nope\"`: no variant `nope`",
+        ),
+        (
+            "variant.toml",
+            "inherits = \"selinux\"\npython = 3\n",
+            "variants/edge/variant.toml:2: invalid type: integer `3`, expected a boolean",
+        ),
+        (
+            "install.packages",
+            "\n-app-misc/not-there\n",
+            "variants/edge/install.packages:2: `-app-misc/not-there` removes nothing",
+        ),
+        (
+            "build.packages",
+            "sys-apps/ok\n=sys-apps/bad\n",
+            "variants/edge/build.packages:2: invalid atom `=sys-apps/bad`",
+        ),
     ];
     for (file, text, want) in cases {
         let d = copy_of_shipped_variants();
@@ -93,7 +156,11 @@ fn errors_name_file_line_and_exit_nonzero() {
         fs::write(edge.join(file), text).unwrap();
         let o = keel(d.path(), &["plan", "--variant", "edge"]);
         assert_eq!(o.status.code(), Some(1), "{file}: {}", stderr(&o));
-        assert!(stderr(&o).contains(want), "{file}: want {want:?}, got {}", stderr(&o));
+        assert!(
+            stderr(&o).contains(want),
+            "{file}: want {want:?}, got {}",
+            stderr(&o)
+        );
         assert!(!stderr(&o).contains("panicked"));
     }
 }
@@ -101,7 +168,11 @@ fn errors_name_file_line_and_exit_nonzero() {
 #[test]
 fn cycle_is_an_error_for_every_command() {
     let d = copy_of_shipped_variants();
-    fs::write(d.path().join("variants/base/variant.toml"), "inherits = \"selinux\"\n").unwrap();
+    fs::write(
+        d.path().join("variants/base/variant.toml"),
+        "inherits = \"selinux\"\n",
+    )
+    .unwrap();
     let o = keel(d.path(), &["variants"]);
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains("inheritance cycle: "), "{}", stderr(&o));
@@ -122,17 +193,41 @@ fn duplicate_atom_is_a_warning() {
 #[test]
 fn atom_check_exit_codes() {
     let root = testutil::project_root();
-    let o = keel(&root, &["atom", "check", ">=sys-apps/systemd-252", "dev-lang/python:3.11"]);
+    let o = keel(
+        &root,
+        &[
+            "atom",
+            "check",
+            ">=sys-apps/systemd-252",
+            "dev-lang/python:3.11",
+        ],
+    );
     assert!(o.status.success(), "{}", stdout(&o));
-    let o = keel(&root, &["atom", "check", "sys-apps/systemd", "=sys-apps/bad"]);
+    let o = keel(
+        &root,
+        &["atom", "check", "sys-apps/systemd", "=sys-apps/bad"],
+    );
     assert_eq!(o.status.code(), Some(1));
-    assert!(stdout(&o).contains("=sys-apps/bad: invalid: "), "{}", stdout(&o));
+    assert!(
+        stdout(&o).contains("=sys-apps/bad: invalid: "),
+        "{}",
+        stdout(&o)
+    );
 }
 
 #[test]
 fn no_project_is_a_clear_error() {
     let d = tempfile::tempdir().unwrap();
-    let o = Command::new(env!("CARGO_BIN_EXE_keel")).arg("variants").current_dir(d.path()).env_remove("KEEL_PROJECT").output().unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_keel"))
+        .arg("variants")
+        .current_dir(d.path())
+        .env_remove("KEEL_PROJECT")
+        .output()
+        .unwrap();
     assert_eq!(o.status.code(), Some(1));
-    assert!(stderr(&o).contains("no Keel project at or above"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("no Keel project at or above"),
+        "{}",
+        stderr(&o)
+    );
 }

@@ -223,6 +223,7 @@ impl Portage {
         );
         hm.push_str("CLEAN_DELAY=\"0\"\nEMERGE_WARNING_DELAY=\"0\"\n");
         host.file("make.conf/00-keel", hm);
+        host.file("repos.conf/keel.conf", self.repos_conf());
         host.file(
             "sets/keel-host-tools",
             set_file(
@@ -290,7 +291,6 @@ impl Portage {
             .env("PORTAGE_CONFIGROOT", self.layout.config_root(config_kind))
             .env("EPREFIX", "")
             .env("ROOT", root)
-            .env("PORTAGE_REPOSITORIES", self.repos_conf())
             .env(
                 "PATH",
                 format!(
@@ -635,7 +635,7 @@ pub fn explain_log(text: &str, set: &Merged, kind: SetKind) -> Option<String> {
     for line in text.lines() {
         if let Some(rest) = line.split("ERROR: ").nth(1) {
             if rest.contains(" failed") {
-                failed = Some(rest.trim().to_owned());
+                failed = Some(rest.trim().trim_end_matches(':').to_owned());
             }
         }
         if let Some(rest) = line.split("The complete build log is located at '").nth(1) {

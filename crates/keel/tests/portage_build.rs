@@ -1,0 +1,297 @@
+//! The Portage backend end to end, with real emerge against tests/fixtures/gentoo-mini.
+//!
+//! One test walks through the contract in order, on a copy of the project (so it can edit
+//! set files and portage/ layers) that shares the real project's `build/tools` (the PyPI
+//! Portage venv):
+//! both variants build; the destroot holds what the sets say and no Python for `selinux`;
+//! a rebuild with nothing changed runs no emerge; changing one set reruns exactly the
+//! stages that read it; a file deleted from portage/ stops taking effect; the host's own
+//! Portage paths are untouched.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+const HOST_PORTAGE_PATHS: &[&str] = &[
+    "/etc/portage",
+    "/var/db/pkg",
+    "/var/cache/edb",
+    "/var/lib/portage",
+];
+
+fn copy_tree(from: &Path, to: &Path) {
+    let st = Command::new("cp")
+        .arg("-a")
+        .arg(from)
+        .arg(to)
+        .status()
+        .unwrap();
+    assert!(st.success());
+}
+
+struct Project {
+    _dir: tempfile::TempDir,
+    root: PathBuf,
+}
+
+fn project() -> Option<Project> {
+    let real = testutil::project_root();
+    let venv = testutil::portage_venv()?;
+    if !testutil::require("scanelf") || !testutil::require("gcc") {
+        return None;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("p");
+    fs::create_dir_all(root.join("build/tools")).unwrap();
+    for d in ["variants", "portage", "overlay", "tmpfiles.d", "policy"] {
+        if real.join(d).exists() {
+            copy_tree(&real.join(d), &root.join(d));
+        }
+    }
+    std::os::unix::fs::symlink(
+        &venv,
+        root.join("build/tools").join(venv.file_name().unwrap()),
+    )
+    .unwrap();
+    Some(Project { _dir: dir, root })
+}
+
+fn keel(p: &Project, args: &[&str]) -> (bool, String, String) {
+    let repo = testutil::project_root().join("tests/fixtures/gentoo-mini");
+    let o = Command::new(env!("CARGO_BIN_EXE_keel"))
+        .arg("-C")
+        .arg(&p.root)
+        .args(args)
+        .arg("--gentoo-repo")
+        .arg(repo)
+        .output()
+        .unwrap();
+    (
+        o.status.success(),
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
+}
+
+fn build(p: &Project, variant: &str) -> (Vec<String>, String) {
+    let (ok, out, err) = keel(p, &["build", "--variant", variant]);
+    assert!(ok, "build of {variant} failed:\n{err}");
+    let ran = err
+        .lines()
+        .filter_map(|l| l.strip_prefix("[      running] "))
+        .map(|l| l.split(':').next().unwrap().to_owned())
+        .collect();
+    (ran, out.trim().to_owned())
+}
+
+fn emerge_runs(p: &Project, variant: &str) -> usize {
+    let logs = p.root.join("build/work").join(variant).join("logs");
+    fs::read_dir(logs)
+        .unwrap()
+        .flatten()
+        .filter(|e| e.path().extension().is_some_and(|x| x == "log"))
+        .map(|e| {
+            fs::read_to_string(e.path())
+                .unwrap()
+                .lines()
+                .filter(|l| l.starts_with("$ ") && l.contains("/emerge "))
+                .count()
+        })
+        .sum()
+}
+
+fn installed(root: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    let vdb = root.join("var/db/pkg");
+    for cat in fs::read_dir(&vdb).unwrap().flatten() {
+        for pf in fs::read_dir(cat.path()).unwrap().flatten() {
+            out.push(format!(
+                "{}/{}",
+                cat.file_name().to_string_lossy(),
+                pf.file_name().to_string_lossy()
+            ));
+        }
+    }
+    out.sort();
+    out
+}
+
+fn has_pkg(list: &[String], key: &str) -> bool {
+    list.iter().any(|cpv| {
+        cpv.strip_prefix(key).is_some_and(|rest| {
+            rest.starts_with('-') && rest[1..].starts_with(|c: char| c.is_ascii_digit())
+        })
+    })
+}
+
+fn snapshot_host() -> Vec<String> {
+    HOST_PORTAGE_PATHS
+        .iter()
+        .map(|p| match fs::symlink_metadata(p) {
+            Ok(m) => format!("{p} exists {:?}", m.modified().ok()),
+            Err(_) => format!("{p} absent"),
+        })
+        .collect()
+}
+
+#[test]
+fn portage_backend_end_to_end() {
+    let Some(p) = project() else { return };
+    let host_before = snapshot_host();
+
+    // 1. Both variants build; the destroot holds exactly the install sets (plus deps).
+    let (ran, dest) = build(&p, "base");
+    assert_eq!(ran, ["host-tools", "sysroot", "destroot"]);
+    let base_pkgs = installed(Path::new(&dest));
+    for key in [
+        "sys-apps/systemd",
+        "app-containers/podman",
+        "net-misc/openssh",
+        "sys-fs/btrfs-progs",
+        "app-misc/ca-certificates",
+    ] {
+        assert!(
+            has_pkg(&base_pkgs, key),
+            "{key} missing from base destroot: {base_pkgs:?}"
+        );
+    }
+    assert!(!has_pkg(&base_pkgs, "sys-libs/libselinux"), "{base_pkgs:?}");
+    assert!(Path::new(&dest)
+        .join("usr/lib/tmpfiles.d/var.conf")
+        .exists());
+
+    let (ran, sdest) = build(&p, "selinux");
+    assert_eq!(ran, ["host-tools", "sysroot", "destroot"]);
+    let se_pkgs = installed(Path::new(&sdest));
+    for key in [
+        "sys-libs/libselinux",
+        "sys-apps/policycoreutils",
+        "sec-policy/selinux-base-policy",
+        "sys-apps/systemd",
+    ] {
+        assert!(
+            has_pkg(&se_pkgs, key),
+            "{key} missing from selinux destroot: {se_pkgs:?}"
+        );
+    }
+    // No Python for `python = false`: not installed, no files, and the sysroot did have it.
+    assert!(!has_pkg(&se_pkgs, "dev-lang/python"), "{se_pkgs:?}");
+    assert_eq!(
+        portage::find_python(Path::new(&sdest)).unwrap(),
+        Vec::<String>::new()
+    );
+    let sysroot = p.root.join("build/work/selinux/sysroot");
+    assert!(
+        has_pkg(&installed(&sysroot), "dev-lang/python"),
+        "the sysroot should have built Python"
+    );
+
+    // 2. Nothing changed: no stage runs, no emerge runs.
+    let before = emerge_runs(&p, "base");
+    let (ran, _) = build(&p, "base");
+    assert_eq!(ran, Vec::<String>::new());
+    assert_eq!(emerge_runs(&p, "base"), before);
+
+    // 3. Changing one set reruns exactly the stages that read it.
+    let install = p.root.join("variants/base/install.packages");
+    let text = fs::read_to_string(&install).unwrap();
+    fs::write(&install, text.replace("net-misc/openssh\n", "")).unwrap();
+    let (ran, dest) = build(&p, "base");
+    assert_eq!(ran, ["destroot"]);
+    assert!(!has_pkg(&installed(Path::new(&dest)), "net-misc/openssh"));
+    fs::write(&install, &text).unwrap();
+    let build_set = p.root.join("variants/base/build.packages");
+    let btext = fs::read_to_string(&build_set).unwrap();
+    fs::write(&build_set, format!("{btext}sys-libs/libsepol\n")).unwrap();
+    let (ran, _) = build(&p, "base");
+    assert_eq!(ran, ["sysroot", "destroot"]);
+    assert!(has_pkg(
+        &installed(&p.root.join("build/work/base/sysroot")),
+        "sys-libs/libsepol"
+    ));
+
+    // 4. A portage/ file changes what gets installed; deleting it takes effect next build.
+    let use_file = p.root.join("portage/package.use/keel-test");
+    fs::create_dir_all(use_file.parent().unwrap()).unwrap();
+    fs::write(&use_file, "net-misc/openssh selinux\n").unwrap();
+    let (ran, dest) = build(&p, "base");
+    assert_eq!(ran, ["sysroot", "destroot"]);
+    assert!(
+        has_pkg(&installed(Path::new(&dest)), "sys-libs/libselinux"),
+        "openssh[selinux] should pull libselinux"
+    );
+    fs::remove_file(&use_file).unwrap();
+    let (ran, dest) = build(&p, "base");
+    assert_eq!(ran, ["sysroot", "destroot"]);
+    assert!(
+        !has_pkg(&installed(Path::new(&dest)), "sys-libs/libselinux"),
+        "the deleted package.use must not linger"
+    );
+    assert!(
+        !p.root.join("build/work/base/sysroot/etc/portage").exists(),
+        "nothing is written to the sysroot's etc/portage"
+    );
+
+    // 5. The host's Portage state is untouched.
+    assert_eq!(snapshot_host(), host_before);
+}
+
+#[test]
+fn bad_input_is_a_clear_error_and_leaves_no_complete_root() {
+    let Some(p) = project() else { return };
+    // An atom no repository has.
+    let v = p.root.join("variants/ghost");
+    fs::create_dir_all(&v).unwrap();
+    fs::write(v.join("variant.toml"), "inherits = \"base\"\n").unwrap();
+    fs::write(
+        v.join("build.packages"),
+        "# ghost\napp-misc/does-not-exist\n",
+    )
+    .unwrap();
+    let (ok, _, err) = keel(&p, &["build", "--variant", "ghost"]);
+    assert!(!ok);
+    assert!(
+        err.contains(
+            "variants/ghost/build.packages:2: Portage cannot satisfy `app-misc/does-not-exist`"
+        ),
+        "{err}"
+    );
+    assert!(err.contains("sysroot.log"), "{err}");
+    assert!(!p.root.join("build/work/ghost/destroot").exists());
+
+    // install.packages names what the sysroot did not build.
+    fs::write(v.join("build.packages"), "").unwrap();
+    fs::write(v.join("install.packages"), "sys-libs/libsepol\n").unwrap();
+    let (ok, _, err) = keel(&p, &["build", "--variant", "ghost"]);
+    assert!(!ok);
+    assert!(
+        err.contains(
+            "variants/ghost/install.packages:1: Portage cannot satisfy `sys-libs/libsepol`"
+        ),
+        "{err}"
+    );
+    assert!(
+        !p.root.join("build/work/ghost/destroot").exists(),
+        "a failed destroot must not look complete"
+    );
+
+    // A missing repository.
+    let o = Command::new(env!("CARGO_BIN_EXE_keel"))
+        .args(["-C"])
+        .arg(&p.root)
+        .args([
+            "build",
+            "--variant",
+            "base",
+            "--gentoo-repo",
+            "/nonexistent/repo",
+        ])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success());
+    assert!(
+        err.contains("/nonexistent/repo does not exist") && err.contains("--gentoo-repo"),
+        "{err}"
+    );
+}
