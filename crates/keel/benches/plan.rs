@@ -45,12 +45,12 @@ fn main() {
                     format!("-{}.{}.{}", i % 7, i % 13, level)
                 };
                 let slot = if i % 3 == 0 { ":0" } else { "" };
-                let _ = writeln!(text, "{op}cat-{k}{}/pkg-{level}-{i}{ver}{slot}", i % 40);
+                let _ = writeln!(text, "{op}cat-{k}{}/pkg{level}x{i}{ver}{slot}", i % 40);
             }
             // Each level removes a few of its parent's atoms.
             if level > 0 {
                 for i in (0..n).step_by(50) {
-                    let _ = writeln!(text, "-cat-{k}{}/pkg-{}-{i}", i % 40, level - 1);
+                    let _ = writeln!(text, "-cat-{k}{}/pkg{}x{i}", i % 40, level - 1);
                 }
             }
             fs::write(v.join(file), text).expect("write");
