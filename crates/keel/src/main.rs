@@ -52,6 +52,11 @@ enum Command {
         #[command(subcommand)]
         command: cmd::atom::AtomCommand,
     },
+    /// Overlay sync into a root (plumbing of the overlay stage)
+    Overlay {
+        #[command(subcommand)]
+        command: cmd::overlay::OverlayCommand,
+    },
     /// Tools Keel installs for itself
     Tools {
         #[command(subcommand)]
@@ -75,6 +80,7 @@ fn main() -> ExitCode {
         } => cmd::project(cli.project.as_deref())
             .and_then(|p| cmd::build::run(&p, &variant, gentoo_repo, output)),
         Command::Atom { command } => command.run(),
+        Command::Overlay { command } => command.run(),
         Command::Tools { command } => {
             cmd::project(cli.project.as_deref()).and_then(|p| command.run(&p))
         }

@@ -2,6 +2,7 @@
 
 pub mod atom;
 pub mod build;
+pub mod overlay;
 pub mod plan;
 pub mod tools;
 pub mod variants;
