@@ -62,6 +62,11 @@ enum Command {
         #[command(subcommand)]
         command: cmd::tools::ToolsCommand,
     },
+    /// tmpfiles.d plumbing: effective configuration and build-time creation in a root
+    Tmpfiles {
+        #[command(subcommand)]
+        command: cmd::tmpfiles::TmpfilesCommand,
+    },
 }
 
 fn main() -> ExitCode {
@@ -84,6 +89,7 @@ fn main() -> ExitCode {
         Command::Tools { command } => {
             cmd::project(cli.project.as_deref()).and_then(|p| command.run(&p))
         }
+        Command::Tmpfiles { command } => command.run(),
     };
     match result {
         Ok(code) => code,

@@ -4,6 +4,7 @@ pub mod atom;
 pub mod build;
 pub mod overlay;
 pub mod plan;
+pub mod tmpfiles;
 pub mod tools;
 pub mod variants;
 
