@@ -1,0 +1,40 @@
+//! The end of the pipeline: fixups of the finished root, the image, and manifests.
+//!
+//! Everything that walks or changes a root goes through directory handles opened with
+//! `O_NOFOLLOW` (see [`walk`]): a symlink inside the root is never followed, so nothing
+//! outside the root is read or changed.
+
+pub mod fixups;
+pub mod make;
+pub mod manifest;
+pub mod walk;
+
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{}: {error}", path.display())]
+    Io {
+        path: PathBuf,
+        error: std::io::Error,
+    },
+    #[error("{0}")]
+    Exec(#[from] exec::Error),
+    #[error("{0}")]
+    Invalid(String),
+}
+
+impl Error {
+    pub fn io(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
+        move |error| Error::Io {
+            path: path.to_owned(),
+            error,
+        }
+    }
+    pub fn errno(path: &Path) -> impl FnOnce(rustix::io::Errno) -> Error + '_ {
+        move |e| Error::Io {
+            path: path.to_owned(),
+            error: e.into(),
+        }
+    }
+}
