@@ -71,12 +71,14 @@ pub struct Report {
 }
 
 impl Report {
-    /// systemd-tmpfiles' exit status for this outcome: 0, 65 (bad config) or 73.
+    /// systemd-tmpfiles' exit status for this outcome: 0, 65 (bad config) or 73 (failed
+    /// operations).
     pub fn exit_code(&self) -> i32 {
-        if !self.failures.is_empty() {
-            73
-        } else if self.diagnostics.iter().any(|d| d.error) {
+        // As systemd-tmpfiles: invalid configuration wins over failed operations.
+        if self.diagnostics.iter().any(|d| d.error) {
             65
+        } else if !self.failures.is_empty() {
+            73
         } else {
             0
         }
@@ -419,22 +421,28 @@ fn set_perms_stat(
     path: &str,
     st: &rfs::Stat,
 ) -> R {
-    let mut st = *st;
-    if let Some(m) = &item.mode {
-        if created || !m.only_create {
-            let bits = masked_mode(m, &st);
-            if bits != st.st_mode & 0o7777 {
-                rfs::chmodat(&dir.fd, name, Mode::from_raw_mode(bits), AtFlags::empty())
-                    .map_err(|e| fail(path, format!("cannot change mode: {}", errno_msg(e))))?;
-                st.st_mode = (st.st_mode & !0o7777) | bits;
-            }
-        }
-    }
+    // Ownership first, mode second: chown() clears the set-id bits, which the mode then
+    // restores (as systemd does).
     let uid = item.uid.filter(|(_, oc)| created || !oc).map(|u| u.0);
     let gid = item.gid.filter(|(_, oc)| created || !oc).map(|g| g.0);
     if uid.is_some_and(|u| u != st.st_uid) || gid.is_some_and(|g| g != st.st_gid) {
         chown_at(dir, name, uid, gid)
             .map_err(|e| fail(path, format!("cannot change ownership: {}", errno_msg(e))))?;
+    }
+    if kind_of(st) == FileType::Symlink {
+        return Ok(());
+    }
+    if let Some(m) = &item.mode {
+        if created || !m.only_create {
+            let bits = masked_mode(m, st);
+            let now = ftype_at(dir, name)
+                .map_err(|e| fail(path, errno_msg(e)))?
+                .map_or(st.st_mode, |s| s.st_mode);
+            if bits != now & 0o7777 {
+                rfs::chmodat(&dir.fd, name, Mode::from_raw_mode(bits), AtFlags::empty())
+                    .map_err(|e| fail(path, format!("cannot change mode: {}", errno_msg(e))))?;
+            }
+        }
     }
     Ok(())
 }
@@ -631,11 +639,11 @@ fn create_symlink(root: &Root, item: &Item) -> R {
         Ok(()) => Ok(()),
         Err(Errno::EXIST) => {
             let cur = rfs::readlinkat(&dir.fd, name.as_str(), Vec::new()).ok();
-            if cur
+            let same = cur
                 .as_ref()
-                .is_some_and(|c| c.to_bytes() == target.as_bytes())
-                || !item.plus
-            {
+                .is_some_and(|c| c.to_bytes() == target.as_bytes());
+            // `+` replaces anything; `=` replaces an object of the wrong type.
+            if same || !(item.plus || (item.entry.modifiers.replace && cur.is_none())) {
                 return Ok(());
             }
             remove_any(&dir, &name).map_err(|e| fail(path, errno_msg(e)))?;
@@ -744,12 +752,7 @@ fn adjust_one(dir: &DirRef, name: &str, item: &Item, path: &str, st: &rfs::Stat)
     let ft = kind_of(st);
     match item.kind {
         'e' if ft != FileType::Directory => Ok(()),
-        'e' | 'z' | 'Z' => {
-            if ft == FileType::Symlink {
-                return Ok(());
-            }
-            set_perms_stat(dir, name, item, false, path, st)
-        }
+        'e' | 'z' | 'Z' => set_perms_stat(dir, name, item, false, path, st),
         't' | 'T' => {
             let Arg::Xattrs(pairs) = &item.arg else {
                 return Ok(());

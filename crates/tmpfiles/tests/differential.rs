@@ -1,0 +1,311 @@
+//! Differential suite: the corpus (tests/corpus/build.conf) applied by the real
+//! `systemd-tmpfiles --root=DIR --create --boot` and by Keel to two identical fresh roots;
+//! the trees must agree entry by entry.
+
+use std::collections::BTreeMap;
+use std::os::unix::fs::{symlink, FileTypeExt, MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use tmpfiles::apply;
+use tmpfiles::plan::Options;
+
+const PASSWD: &str = "root:x:0:0:root:/root:/bin/sh\nkeelsvc:x:4242:4343::/nonexistent:/usr/sbin/nologin\nkeeldev:x:4444:4444::/:/usr/sbin/nologin\n";
+const GROUP: &str = "root:x:0:\nkeelgrp:x:4343:\nkeeldev:x:4444:\n";
+
+fn file(root: &Path, p: &str, content: &str, mode: u32) {
+    let f = root.join(p);
+    std::fs::create_dir_all(f.parent().unwrap()).unwrap();
+    std::fs::write(&f, content).unwrap();
+    std::fs::set_permissions(&f, std::fs::Permissions::from_mode(mode)).unwrap();
+}
+
+fn dir(root: &Path, p: &str) {
+    std::fs::create_dir_all(root.join(p)).unwrap();
+}
+
+fn link(root: &Path, p: &str, target: &str) {
+    let f = root.join(p);
+    std::fs::create_dir_all(f.parent().unwrap()).unwrap();
+    symlink(target, f).unwrap();
+}
+
+fn fifo(root: &Path, p: &str) {
+    let f = root.join(p);
+    std::fs::create_dir_all(f.parent().unwrap()).unwrap();
+    rustix::fs::mknodat(
+        rustix::fs::CWD,
+        &f,
+        rustix::fs::FileType::Fifo,
+        rustix::fs::Mode::from_raw_mode(0o644),
+        0,
+    )
+    .unwrap();
+}
+
+/// The same starting tree in every root.
+pub fn seed(r: &Path) {
+    file(r, "etc/passwd", PASSWD, 0o644);
+    file(r, "etc/group", GROUP, 0o644);
+    file(
+        r,
+        "etc/os-release",
+        "ID=keel\nVERSION_ID=1\nNAME=Keel\n",
+        0o644,
+    );
+    file(
+        r,
+        "etc/machine-id",
+        "0123456789abcdef0123456789abcdef\n",
+        0o444,
+    );
+    for f in [
+        "file",
+        "keepowner",
+        "maskme",
+        "w3",
+        "w4",
+        "pfile",
+        "file2",
+        "cdev",
+        "cdev2",
+        "bdev",
+        "zfile",
+        "zfile2",
+        "mfile",
+        "xfile",
+        "x1",
+        "rfile",
+        "file3",
+        "rep/file",
+        "eqlink",
+        "notdir",
+        "w1target",
+    ] {
+        file(r, &format!("seed/{f}"), "seed\n", 0o644);
+    }
+    file(r, "seed/maskdir", "m\n", 0o640);
+    file(r, "seed/trunc", "old content\n", 0o644);
+    file(r, "seed/w1", "old\n", 0o644);
+    file(r, "seed/w2", "first", 0o644);
+    for f in ["a.log", "b.log", "c.txt", ".hidden.log", "d.txt"] {
+        file(r, &format!("seed/glob/{f}"), "g\n", 0o644);
+    }
+    file(r, "seed/brace/x.txt", "b\n", 0o644);
+    link(r, "seed/wlink", "w1target");
+    file(r, "seed/dir/a", "a\n", 0o600);
+    file(r, "seed/dir/sub/b", "b\n", 0o640);
+    file(r, "seed/dir2/inside", "i\n", 0o644);
+    fifo(r, "seed/fifo");
+    fifo(r, "seed/fifo2file");
+    link(r, "seed/link", "file");
+    link(r, "seed/oldlink", "old");
+    link(r, "seed/samelink", "file");
+    link(r, "seed/samelink2", "file");
+    link(r, "seed/zlink", "zfile");
+    link(r, "seed/dirlink", "dir");
+    dir(r, "seed/emptydir");
+    file(r, "seed/fulldir/keep", "k\n", 0o644);
+    dir(r, "seed/edir");
+    file(r, "seed/zglob/1", "1\n", 0o644);
+    file(r, "seed/zglob/2", "2\n", 0o600);
+    file(r, "seed/ztree/a", "a\n", 0o644);
+    file(r, "seed/ztree/sub/b", "b\n", 0o600);
+    file(r, "seed/ztree2/a", "a\n", 0o644);
+    file(r, "seed/ztree2/sub/x", "x\n", 0o755);
+    file(r, "seed/xtree/a", "a\n", 0o644);
+    file(r, "seed/xtree/sub/b", "b\n", 0o644);
+    file(r, "seed/rtree/a", "a\n", 0o644);
+    file(r, "usr/share/factory/etc/factory.conf", "factory\n", 0o644);
+    file(r, "usr/share/factory/srv/tree/x", "x\n", 0o644);
+    file(r, "usr/share/factory/srv/tree/y/z", "z\n", 0o600);
+}
+
+#[derive(Debug, PartialEq, Eq)]
+struct Node {
+    kind: &'static str,
+    mode: u32,
+    uid: u32,
+    gid: u32,
+    content: Option<Vec<u8>>,
+    target: Option<PathBuf>,
+    rdev: Option<u64>,
+    xattrs: BTreeMap<String, Vec<u8>>,
+}
+
+fn xattrs(p: &Path) -> BTreeMap<String, Vec<u8>> {
+    let mut out = BTreeMap::new();
+    let mut buf = vec![0u8; 4096];
+    let Ok(n) = rustix::fs::llistxattr(p, &mut buf) else {
+        return out;
+    };
+    for name in buf[..n].split(|&b| b == 0).filter(|n| !n.is_empty()) {
+        let name = String::from_utf8_lossy(name).into_owned();
+        if !name.starts_with("user.") {
+            continue;
+        }
+        let mut v = vec![0u8; 4096];
+        if let Ok(k) = rustix::fs::lgetxattr(p, name.as_str(), &mut v) {
+            out.insert(name, v[..k].to_vec());
+        }
+    }
+    out
+}
+
+fn tree(root: &Path) -> BTreeMap<String, Node> {
+    let mut out = BTreeMap::new();
+    let mut stack = vec![root.to_owned()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            let md = std::fs::symlink_metadata(&p).unwrap();
+            let ft = md.file_type();
+            let kind = if ft.is_dir() {
+                stack.push(p.clone());
+                "dir"
+            } else if ft.is_file() {
+                "file"
+            } else if ft.is_symlink() {
+                "symlink"
+            } else if ft.is_fifo() {
+                "fifo"
+            } else if ft.is_char_device() {
+                "chardev"
+            } else if ft.is_block_device() {
+                "blockdev"
+            } else {
+                "other"
+            };
+            let node = Node {
+                kind,
+                mode: if ft.is_symlink() {
+                    0
+                } else {
+                    md.mode() & 0o7777
+                },
+                uid: md.uid(),
+                gid: md.gid(),
+                content: ft.is_file().then(|| std::fs::read(&p).unwrap()),
+                target: ft.is_symlink().then(|| std::fs::read_link(&p).unwrap()),
+                rdev: (ft.is_char_device() || ft.is_block_device()).then(|| md.rdev()),
+                xattrs: xattrs(&p),
+            };
+            out.insert(p.strip_prefix(root).unwrap().display().to_string(), node);
+        }
+    }
+    out
+}
+
+fn differences(a: &BTreeMap<String, Node>, b: &BTreeMap<String, Node>) -> Vec<String> {
+    let mut diffs = Vec::new();
+    for (p, n) in a {
+        match b.get(p) {
+            None => diffs.push(format!("/{p}: systemd made {n:?}, Keel made nothing")),
+            Some(m) if m != n => {
+                diffs.push(format!("/{p}:\n    systemd: {n:?}\n    keel:    {m:?}"))
+            }
+            _ => {}
+        }
+    }
+    for (p, m) in b {
+        if !a.contains_key(p) {
+            diffs.push(format!("/{p}: systemd made nothing, Keel made {m:?}"));
+        }
+    }
+    diffs
+}
+
+/// Run both on fresh seeded roots with the given config; returns (diffs, exit codes).
+pub fn compare(config: &str, opts_args: &[&str], opts: &Options) -> (Vec<String>, i32, i32) {
+    let t = tempfile::tempdir().unwrap();
+    let conf = t.path().join("corpus.conf");
+    std::fs::write(&conf, config).unwrap();
+    let (sd, kl) = (t.path().join("systemd"), t.path().join("keel"));
+    seed(&sd);
+    seed(&kl);
+    let out = exec::Cmd::new("systemd-tmpfiles")
+        .arg(format!("--root={}", sd.display()))
+        .args(["--create", "--boot"])
+        .args(opts_args)
+        .arg(&conf)
+        .env_remove("TMPDIR")
+        .env_remove("CREDENTIALS_DIRECTORY")
+        .ok_codes(&[0, 65, 73])
+        .output()
+        .expect("systemd-tmpfiles runs");
+    let sd_code = out.status.code().unwrap_or(-1);
+    let root = apply::open_root(&kl).unwrap();
+    let report = apply::apply_files(
+        &root,
+        &[(conf.display().to_string(), config.as_bytes().to_vec())],
+        opts,
+        &apply::host_facts(),
+    );
+    (
+        differences(&tree(&sd), &tree(&kl)),
+        sd_code,
+        report.exit_code(),
+    )
+}
+
+fn corpus() -> String {
+    std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/corpus/build.conf"))
+        .unwrap()
+}
+
+#[test]
+fn corpus_is_large_enough() {
+    let n = corpus()
+        .lines()
+        .filter(|l| !l.trim().is_empty() && !l.starts_with('#'))
+        .count();
+    assert!(n >= 200, "{n} lines");
+}
+
+#[test]
+fn corpus_agrees_with_systemd_tmpfiles() {
+    if !testutil::require("systemd-tmpfiles") {
+        return;
+    }
+    let opts = Options {
+        boot: true,
+        ..Options::default()
+    };
+    let (diffs, sd, keel) = compare(&corpus(), &[], &opts);
+    assert!(
+        diffs.is_empty(),
+        "{} differences:\n{}",
+        diffs.len(),
+        diffs.join("\n")
+    );
+    assert_eq!(sd, keel, "exit codes: systemd {sd}, keel {keel}");
+}
+
+#[test]
+fn prefixes_agree_with_systemd_tmpfiles() {
+    if !testutil::require("systemd-tmpfiles") {
+        return;
+    }
+    let opts = Options {
+        boot: true,
+        prefixes: vec!["/new".into(), "/seed".into()],
+        exclude_prefixes: vec![
+            "/new/files".into(),
+            "/seed/glob".into(),
+            "/new/bulk/e1".into(),
+        ],
+    };
+    let args = [
+        "--prefix=/new",
+        "--prefix=/seed",
+        "--exclude-prefix=/new/files",
+        "--exclude-prefix=/seed/glob",
+        "--exclude-prefix=/new/bulk/e1",
+    ];
+    let (diffs, sd, keel) = compare(&corpus(), &args, &opts);
+    assert!(
+        diffs.is_empty(),
+        "{} differences:\n{}",
+        diffs.len(),
+        diffs.join("\n")
+    );
+    assert_eq!(sd, keel);
+}
