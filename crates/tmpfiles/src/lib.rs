@@ -19,4 +19,6 @@ pub mod spec;
 
 pub use entry::{parse_line, Entry};
 pub mod apply;
+pub mod build;
+pub mod edit;
 pub mod root;
