@@ -18,7 +18,7 @@ fn sentinel(outside: &Path) {
     symlink("f", outside.join("link-to-f")).unwrap();
     rustix::fs::mknodat(
         rustix::fs::CWD,
-        &outside.join("fifo"),
+        outside.join("fifo"),
         rustix::fs::FileType::Fifo,
         rustix::fs::Mode::from_raw_mode(0o644),
         0,
@@ -76,7 +76,7 @@ fn colliding_source(src: &Path, probe: &str) {
     symlink("/etc/hostname", src.join("deeper")).unwrap();
     rustix::fs::mknodat(
         rustix::fs::CWD,
-        &src.join("node-link"),
+        src.join("node-link"),
         rustix::fs::FileType::Fifo,
         rustix::fs::Mode::from_raw_mode(0o600),
         0,

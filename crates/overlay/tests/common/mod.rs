@@ -291,7 +291,7 @@ pub fn prepopulate(src: &Path, dest: &Path, outside: &Path, seed: u64) {
             match roll {
                 40..=69 => std::fs::create_dir(&d).unwrap(), // existing directory
                 70..=77 => std::fs::write(&d, b"file where a dir goes").unwrap(),
-                78..=85 => std::os::unix::fs::symlink(&outside_dir, &d).unwrap(),
+                78..=85 => std::os::unix::fs::symlink(outside_dir, &d).unwrap(),
                 86..=90 => std::os::unix::fs::symlink("../..", &d).unwrap(),
                 91..=95 => mknod(&d, FileType::Fifo, 0o644, 0),
                 _ => std::os::unix::fs::symlink("dangling", &d).unwrap(),
@@ -513,7 +513,8 @@ pub fn assert_coverage(root: &Path) {
             missing.push(kind.to_owned());
         }
     }
-    let checks: [(&str, &dyn Fn(&Entry) -> bool); 6] = [
+    type Check<'a> = (&'a str, &'a dyn Fn(&Entry) -> bool);
+    let checks: [Check; 6] = [
         ("setuid file", &|e| e.kind == "file" && e.mode & 0o4000 != 0),
         ("sticky directory", &|e| {
             e.kind == "directory" && e.mode & 0o1000 != 0
