@@ -108,7 +108,9 @@ pub fn make(spec: &Spec) -> Result<(), Error> {
     let epoch = spec.epoch.to_string();
     let cmd = match spec.format {
         Format::Squashfs => {
+            // mksquashfs refuses SOURCE_DATE_EPOCH together with -mkfs-time; the time is given explicitly.
             let mut c = Cmd::new("mksquashfs")
+                .env_remove("SOURCE_DATE_EPOCH")
                 .arg(&spec.tree)
                 .arg(&partial)
                 .args([

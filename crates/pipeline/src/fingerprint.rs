@@ -60,8 +60,25 @@ impl Fingerprint {
         dir: &Path,
         cache: Option<&mut StatCache>,
     ) -> Result<&mut Self, Error> {
-        let listing = tree_listing(dir, cache)?;
+        let listing = tree_listing(dir, cache, false)?;
         self.feed(label, listing.as_bytes());
+        Ok(self)
+    }
+
+    /// A directory tree by content and file mtimes (for trees whose mtimes are copied).
+    pub fn tree_with_mtimes(&mut self, label: &str, dir: &Path) -> Result<&mut Self, Error> {
+        let listing = tree_listing(dir, None, true)?;
+        self.feed(label, listing.as_bytes());
+        Ok(self)
+    }
+
+    /// A file by content (nothing when it does not exist).
+    pub fn file(&mut self, label: &str, path: &Path) -> Result<&mut Self, Error> {
+        match fs::read(path) {
+            Ok(c) => self.feed(label, &c),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => self.feed(label, b"(absent)"),
+            Err(e) => return Err(io(path)(e)),
+        }
         Ok(self)
     }
 
@@ -146,8 +163,13 @@ fn hash_file(path: &Path) -> Result<String, Error> {
     Ok(hex(&h.finalize()))
 }
 
-/// One line per entry, sorted: `path type mode size content-hash|link-target`.
-pub fn tree_listing(dir: &Path, mut cache: Option<&mut StatCache>) -> Result<String, Error> {
+/// One line per entry, sorted: `path type mode size content-hash|link-target`, and the
+/// mtime of files and links when asked.
+pub fn tree_listing(
+    dir: &Path,
+    mut cache: Option<&mut StatCache>,
+    mtimes: bool,
+) -> Result<String, Error> {
     let mut lines = Vec::new();
     if dir.symlink_metadata().is_err() {
         return Ok(String::new());
@@ -161,9 +183,14 @@ pub fn tree_listing(dir: &Path, mut cache: Option<&mut StatCache>) -> Result<Str
             let meta = path.symlink_metadata().map_err(io(&path))?;
             let mode = meta.mode() & 0o7777;
             let ft = meta.file_type();
+            let when = if mtimes {
+                format!(" @{}.{}", meta.mtime(), meta.mtime_nsec())
+            } else {
+                String::new()
+            };
             if ft.is_symlink() {
                 let t = fs::read_link(&path).map_err(io(&path))?;
-                lines.push(format!("{r} l {mode:o} -> {}", t.display()));
+                lines.push(format!("{r} l {mode:o} -> {}{when}", t.display()));
             } else if ft.is_dir() {
                 lines.push(format!("{r} d {mode:o}"));
                 stack.push((path, r));
@@ -172,7 +199,7 @@ pub fn tree_listing(dir: &Path, mut cache: Option<&mut StatCache>) -> Result<Str
                     Some(c) => c.hash(&path, &meta)?,
                     None => hash_file(&path)?,
                 };
-                lines.push(format!("{r} f {mode:o} {} {h}", meta.size()));
+                lines.push(format!("{r} f {mode:o} {} {h}{when}", meta.size()));
             } else {
                 lines.push(format!("{r} o {mode:o} {}", meta.rdev()));
             }
@@ -227,13 +254,13 @@ mod tests {
         fs::write(&f, "aaaa").unwrap();
         let cpath = d.path().join("cache");
         let mut cache = StatCache::load(&cpath);
-        let one = tree_listing(&d.path().join("t"), Some(&mut cache)).unwrap();
+        let one = tree_listing(&d.path().join("t"), Some(&mut cache), false).unwrap();
         cache.save(&cpath).unwrap();
         // Same size, new content: ctime/mtime change, so the cache is not trusted.
         fs::write(&f, "bbbb").unwrap();
         let mut cache = StatCache::load(&cpath);
-        let two = tree_listing(&d.path().join("t"), Some(&mut cache)).unwrap();
+        let two = tree_listing(&d.path().join("t"), Some(&mut cache), false).unwrap();
         assert_ne!(one, two);
-        assert_eq!(two, tree_listing(&d.path().join("t"), None).unwrap());
+        assert_eq!(two, tree_listing(&d.path().join("t"), None, false).unwrap());
     }
 }

@@ -7,6 +7,7 @@
 //! so a build killed at any moment reruns from the interrupted stage.
 
 pub mod fingerprint;
+pub mod tree;
 
 use fingerprint::{write_atomic, Fingerprint, StatCache};
 use pkgsets::sets::SetKind;
@@ -35,19 +36,40 @@ pub enum Error {
         stage: &'static str,
         source: Box<Error>,
     },
+    #[error("{0}")]
+    Image(#[from] image::Error),
+    #[error("{0}")]
+    Exec(#[from] exec::Error),
+    #[error("{0}")]
+    Tree(String),
     #[error("another build of `{variant}` is running (lock: {})", lock.display())]
     Locked { variant: String, lock: PathBuf },
 }
 
-fn io(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
+pub(crate) fn io(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
     move |source| Error::Io {
         path: path.to_owned(),
         source,
     }
 }
 
-/// The stages, in order.
-pub const STAGES: &[&str] = &["host-tools", "sysroot", "destroot"];
+/// The stages, in order. `policy` runs for SELinux variants only.
+pub const STAGES: &[&str] = &[
+    "host-tools",
+    "sysroot",
+    "destroot",
+    "overlay",
+    "tmpfiles",
+    "fixups",
+    "policy",
+    "image",
+];
+
+/// Paths that stay writable at run time (plus the variant's `etc-writable`): tmpfiles
+/// entries under them are left to boot; everything else is created at build time.
+pub const MUTABLE_PREFIXES: &[&str] = &[
+    "/var", "/run", "/tmp", "/home", "/srv", "/root", "/mnt", "/media", "/dev", "/proc", "/sys",
+];
 
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -55,6 +77,8 @@ pub struct Options {
     pub repo: PathBuf,
     /// Where the artifacts go (default `build/<variant>`).
     pub output: Option<PathBuf>,
+    /// `SOURCE_DATE_EPOCH`: the build time, and the bound every mtime is clamped to.
+    pub source_date_epoch: Option<i64>,
 }
 
 /// Where a variant's build lives.
@@ -91,6 +115,10 @@ impl Paths {
     pub fn stage_log(&self, stage: &str) -> PathBuf {
         self.logs().join(format!("{stage}.log"))
     }
+    /// The tree a tree stage leaves behind (`build/work/<v>/stage/<stage>`).
+    pub fn stage_tree(&self, stage: &str) -> PathBuf {
+        self.work.join("stage").join(stage)
+    }
 }
 
 /// What a build did.
@@ -99,6 +127,10 @@ pub struct Outcome {
     /// Stages that ran (the others were up to date).
     pub ran: Vec<&'static str>,
     pub destroot: PathBuf,
+    /// The finished tree (what the image holds).
+    pub tree: PathBuf,
+    pub image: PathBuf,
+    pub manifest: PathBuf,
     /// Per stage: name, seconds, ran?
     pub timings: Vec<(&'static str, f64, bool)>,
 }
@@ -109,9 +141,18 @@ struct Runner<'a> {
     forced: bool,
     outcome: Outcome,
     out: &'a mut dyn Write,
+    /// `build.log` in the output directory: the same lines.
+    log: Option<fs::File>,
 }
 
 impl Runner<'_> {
+    fn say(&mut self, line: &str) {
+        let _ = writeln!(self.out, "{line}");
+        if let Some(f) = &mut self.log {
+            let _ = writeln!(f, "{line}");
+        }
+    }
+
     fn stage(
         &mut self,
         name: &'static str,
@@ -123,7 +164,7 @@ impl Runner<'_> {
         let stamp = stamps.join(name);
         let hex = fp.hex();
         if !self.forced && fs::read_to_string(&stamp).is_ok_and(|s| s.trim() == hex) {
-            let _ = writeln!(self.out, "[   up to date] {name}");
+            self.say(&format!("[   up to date] {name}"));
             self.outcome.timings.push((name, 0.0, false));
             return Ok(());
         }
@@ -137,23 +178,34 @@ impl Runner<'_> {
                 }
             }
         }
-        let _ = writeln!(self.out, "[      running] {name}: {what}");
+        self.say(&format!("[      running] {name}: {what}"));
+        // A stage's log holds its last run only.
+        let log = self.paths.stage_log(name);
+        match fs::remove_file(&log) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(io(&log)(e)),
+            _ => {}
+        }
         let t = Instant::now();
-        run().map_err(|e| Error::Stage {
-            stage: name,
-            source: Box::new(e),
-        })?;
+        if let Err(e) = run() {
+            self.say(&format!("[       failed] {name}: {e}"));
+            return Err(Error::Stage {
+                stage: name,
+                source: Box::new(e),
+            });
+        }
         let secs = t.elapsed().as_secs_f64();
         write_atomic(
             &stamps.join(format!("{name}.inputs")),
             fp.inputs.join("\n").as_bytes(),
         )?;
         write_atomic(&stamp, hex.as_bytes())?;
-        let _ = writeln!(
-            self.out,
-            "[{secs:>11.1}s] {name}: done (log: {})",
-            self.paths.stage_log(name).display()
-        );
+        let log = self.paths.stage_log(name);
+        let log = if log.exists() {
+            format!(" (log: {})", log.display())
+        } else {
+            String::new()
+        };
+        self.say(&format!("[{secs:>11.1}s] {name}: done{log}"));
         self.outcome.ran.push(name);
         self.outcome.timings.push((name, secs, true));
         Ok(())
@@ -185,11 +237,14 @@ pub fn build(
     let portage = Portage::new(install, opts.repo.clone(), layout)?;
     let composed = portage.compose(&project.root, &resolved)?;
 
+    fs::create_dir_all(&paths.output).map_err(io(&paths.output))?;
+    let build_log = paths.output.join("build.log");
     let mut runner = Runner {
         paths: &paths,
         forced: false,
         outcome: Outcome::default(),
         out,
+        log: Some(fs::File::create(&build_log).map_err(io(&build_log))?),
     };
 
     // host-tools: the host set, the host configuration, which Portage.
@@ -247,9 +302,159 @@ pub fn build(
             )
         },
     )?;
+
+    // The tree stages: Keel's own code and the variant's layers and hooks.
+    let build_time = opts.source_date_epoch.unwrap_or_else(now);
+    let sde = opts
+        .source_date_epoch
+        .map(|t| t.to_string())
+        .unwrap_or_else(|| "unset".into());
+    fp.str("keel", &keel_identity()?)
+        .str("source-date-epoch", &sde);
+
+    // overlay: every overlay layer, file mtimes included (they are copied).
+    for l in resolved.layers_of("overlay") {
+        fp.tree_with_mtimes(&l.rel, &l.path)?;
+    }
+    let overlay_tree = paths.stage_tree("overlay");
+    let log = paths.stage_log("overlay");
+    runner.stage(
+        "overlay",
+        &fp,
+        &format!("{} overlay layers", resolved.layers_of("overlay").count()),
+        || {
+            tree::fresh_copy(&dest, &overlay_tree, &log, |t| {
+                tree::overlay(&resolved, t, build_time, &log)
+            })
+        },
+    )?;
+
+    // tmpfiles: every tmpfiles.d layer, the mutable prefixes.
+    for l in resolved.layers_of("tmpfiles.d") {
+        fp.tree(&l.rel, &l.path, None)?;
+    }
+    let prefixes = tree::mutable_prefixes(&resolved);
+    fp.str("mutable-prefixes", &prefixes.join("\n"));
+    let tmpfiles_tree = paths.stage_tree("tmpfiles");
+    let log = paths.stage_log("tmpfiles");
+    runner.stage(
+        "tmpfiles",
+        &fp,
+        "tmpfiles.d edits, build-time creation",
+        || {
+            tree::fresh_copy(&overlay_tree, &tmpfiles_tree, &log, |t| {
+                tree::tmpfiles(&resolved, t, &prefixes, &log)
+            })
+        },
+    )?;
+
+    // fixups: the customize hook, the ldconfig that runs.
+    if let Some(h) = &resolved.settings.customize_hook {
+        fp.file("customize-hook", h)?;
+    }
+    let selinux = resolved.settings.selinux;
+    let fixups_tree = paths.stage_tree("fixups");
+    let log = paths.stage_log("fixups");
+    let clamp = opts.source_date_epoch;
+    runner.stage(
+        "fixups",
+        &fp,
+        "ld.so.cache, .updated stamps, customize hook",
+        || {
+            tree::fresh_copy(&tmpfiles_tree, &fixups_tree, &log, |t| {
+                tree::fixups(&resolved, &paths, t, &log)?;
+                if !selinux {
+                    tree::finalize(t, build_time, clamp, &log)?;
+                }
+                Ok(())
+            })
+        },
+    )?;
+    let final_tree = fixups_tree;
+
+    // image: format, pseudo files, the tools' versions, the post-build hook.
+    let format = match resolved.settings.image_format {
+        variant::schema::ImageFormat::Squashfs => image::make::Format::Squashfs,
+        variant::schema::ImageFormat::Erofs => image::make::Format::Erofs,
+    };
+    fp.str("format", format.extension())
+        .str("mkfs", &mkfs_version(format));
+    if let Some(pf) = &resolved.settings.pseudo_files {
+        fp.file("pseudo-files", pf)?;
+    }
+    if let Some(h) = &resolved.settings.post_build_hook {
+        fp.file("post-build-hook", h)?;
+    }
+    let img = paths
+        .output
+        .join(format!("{variant}.{}", format.extension()));
+    let manifest = paths.output.join("manifest.txt");
+    let log = paths.stage_log("image");
+    runner.stage(
+        "image",
+        &fp,
+        &format!("{} of {}", format.extension(), final_tree.display()),
+        || {
+            let _ = fs::remove_file(&manifest);
+            let spec = image::make::Spec {
+                tree: final_tree.clone(),
+                out: img.clone(),
+                format,
+                epoch: build_time,
+                pseudo_files: resolved.settings.pseudo_files.clone(),
+                log: log.clone(),
+            };
+            image::make::make(&spec)?;
+            write_atomic(&manifest, image::manifest::of_tree(&final_tree)?.as_bytes())?;
+            if let Some(hook) = &resolved.settings.post_build_hook {
+                image::fixups::run_hook(
+                    hook,
+                    &[
+                        ("KEEL_IMAGE", &img),
+                        ("KEEL_ROOT", &final_tree),
+                        ("KEEL_OUTPUT", &paths.output),
+                    ],
+                    hook.parent().unwrap_or(&paths.output),
+                    &log,
+                )?;
+            }
+            Ok(())
+        },
+    )?;
+
     let mut outcome = runner.outcome;
     outcome.destroot = dest;
+    outcome.tree = final_tree;
+    outcome.image = img;
+    outcome.manifest = manifest;
     Ok(outcome)
+}
+
+fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+/// What identifies Keel's own code: the hash of the running executable. A new Keel reruns
+/// the stages Keel implements; Portage's stages do not depend on it.
+fn keel_identity() -> Result<String, Error> {
+    let exe = std::env::current_exe().map_err(io(Path::new("/proc/self/exe")))?;
+    let mut fp = Fingerprint::new();
+    fp.file("exe", &exe)?;
+    Ok(fp.hex())
+}
+
+fn mkfs_version(format: image::make::Format) -> String {
+    let cmd = match format {
+        image::make::Format::Squashfs => exec::Cmd::new("mksquashfs").arg("-version"),
+        image::make::Format::Erofs => exec::Cmd::new("mkfs.erofs").arg("--help"),
+    };
+    cmd.ok_codes(&[0, 1])
+        .output()
+        .map(|o| o.stdout.lines().next().unwrap_or("").to_owned())
+        .unwrap_or_else(|e| format!("unavailable: {e}"))
 }
 
 /// Build the destination root in `<dest>.new` and move it into place only when complete,
