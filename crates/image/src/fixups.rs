@@ -108,6 +108,18 @@ pub fn ld_so_cache(root: &Path, log: &Path) -> Result<String, Error> {
     };
     let line = cmd.cmdline();
     cmd.log(log).run()?;
+    // ldconfig's auxiliary cache records inode numbers and ctimes of this build: it would
+    // make the image differ between identical builds, and the image's /var is not used.
+    if let Ok(d) = open_beneath(
+        &fd,
+        Path::new("var/cache/ldconfig"),
+        &root.join("var/cache/ldconfig"),
+    ) {
+        match unlinkat(&d, "aux-cache", AtFlags::empty()) {
+            Ok(()) | Err(rustix::io::Errno::NOENT) => {}
+            Err(e) => return Err(Error::errno(&root.join("var/cache/ldconfig/aux-cache"))(e)),
+        }
+    }
     Ok(line)
 }
 

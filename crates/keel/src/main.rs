@@ -47,6 +47,11 @@ enum Command {
         #[arg(long, value_name = "DIR")]
         output: Option<PathBuf>,
     },
+    /// Print the manifest of a directory tree or an image (one sorted line per path)
+    Manifest {
+        /// A directory, or a squashfs/EROFS image
+        path: PathBuf,
+    },
     /// Package atoms (PMS, EAPI 8)
     Atom {
         #[command(subcommand)]
@@ -84,6 +89,7 @@ fn main() -> ExitCode {
             output,
         } => cmd::project(cli.project.as_deref())
             .and_then(|p| cmd::build::run(&p, &variant, gentoo_repo, output)),
+        Command::Manifest { path } => cmd::manifest::run(&path),
         Command::Atom { command } => command.run(),
         Command::Overlay { command } => command.run(),
         Command::Tools { command } => {

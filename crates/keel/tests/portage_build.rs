@@ -8,8 +8,11 @@
 //! stages that read it; a file deleted from portage/ stops taking effect; the host's own
 //! Portage paths are untouched.
 
+mod common;
+
+use common::{build, from, keel, project, Project};
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 const HOST_PORTAGE_PATHS: &[&str] = &[
@@ -18,97 +21,6 @@ const HOST_PORTAGE_PATHS: &[&str] = &[
     "/var/cache/edb",
     "/var/lib/portage",
 ];
-
-fn copy_tree(from: &Path, to: &Path) {
-    let st = Command::new("cp")
-        .arg("-a")
-        .arg(from)
-        .arg(to)
-        .status()
-        .unwrap();
-    assert!(st.success());
-}
-
-struct Project {
-    _dir: tempfile::TempDir,
-    root: PathBuf,
-}
-
-fn project() -> Option<Project> {
-    let real = testutil::project_root();
-    let venv = testutil::portage_venv()?;
-    if !testutil::require("scanelf") || !testutil::require("gcc") {
-        return None;
-    }
-    let dir = tempfile::tempdir().unwrap();
-    let root = dir.path().join("p");
-    fs::create_dir_all(root.join("build/tools")).unwrap();
-    for d in ["variants", "portage", "overlay", "tmpfiles.d", "policy"] {
-        if real.join(d).exists() {
-            copy_tree(&real.join(d), &root.join(d));
-        }
-    }
-    std::os::unix::fs::symlink(
-        &venv,
-        root.join("build/tools").join(venv.file_name().unwrap()),
-    )
-    .unwrap();
-    Some(Project { _dir: dir, root })
-}
-
-fn keel(p: &Project, args: &[&str]) -> (bool, String, String) {
-    let repo = testutil::project_root().join("tests/fixtures/gentoo-mini");
-    let o = Command::new(env!("CARGO_BIN_EXE_keel"))
-        .arg("-C")
-        .arg(&p.root)
-        .args(args)
-        .arg("--gentoo-repo")
-        .arg(repo)
-        .output()
-        .unwrap();
-    (
-        o.status.success(),
-        String::from_utf8_lossy(&o.stdout).into_owned(),
-        String::from_utf8_lossy(&o.stderr).into_owned(),
-    )
-}
-
-/// The stages from `first` to the end, as a build of `variant` runs them.
-fn from(first: &str, variant: &str) -> Vec<String> {
-    let all = [
-        "host-tools",
-        "sysroot",
-        "destroot",
-        "overlay",
-        "tmpfiles",
-        "fixups",
-        "policy",
-        "image",
-    ];
-    let pos = all.iter().position(|s| *s == first).unwrap();
-    all[pos..]
-        .iter()
-        .filter(|s| variant == "selinux" || **s != "policy")
-        .map(|s| s.to_string())
-        .collect()
-}
-
-/// Build; returns the stages that ran and the destination root.
-fn build(p: &Project, variant: &str) -> (Vec<String>, String) {
-    let (ok, out, err) = keel(p, &["build", "--variant", variant]);
-    assert!(ok, "build of {variant} failed:\n{err}");
-    let ran = err
-        .lines()
-        .filter_map(|l| l.strip_prefix("[      running] "))
-        .map(|l| l.split(':').next().unwrap().to_owned())
-        .collect();
-    assert!(
-        Path::new(out.trim()).is_file(),
-        "the build prints the image path: {out}"
-    );
-    let dest = p.root.join("build/work").join(variant).join("destroot");
-    (ran, dest.display().to_string())
-}
 
 fn emerge_runs(p: &Project, variant: &str) -> usize {
     let logs = p.root.join("build/work").join(variant).join("logs");

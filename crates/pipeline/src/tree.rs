@@ -133,9 +133,9 @@ pub fn append_log(log: &Path, text: &str) -> Result<(), Error> {
 /// tmpfiles: the variant's tmpfiles.d layers written into `/etc/tmpfiles.d` (added files,
 /// edited copies of packaged files, dropped files), build-time creation of every entry
 /// outside the mutable prefixes with `systemd-tmpfiles --create --boot` semantics, and the
-/// check that nothing is shipped where a `v`/`q`/`Q` entry must create a subvolume at boot
-/// (systemd-tmpfiles ignores such a path when it exists). An empty directory there is
-/// removed; anything else is an error.
+/// check that nothing is shipped where a `v`/`q`/`Q` entry below a mutable prefix must
+/// create a subvolume at boot (systemd-tmpfiles ignores such a path when it exists). An
+/// empty directory there is removed; anything else is an error.
 pub fn tmpfiles(
     resolved: &Resolved,
     tree: &Path,
@@ -156,7 +156,15 @@ pub fn tmpfiles(
     let host = tmpfiles::apply::host_facts();
     let subvolumes = subvolume_entries(&root, &host).map_err(|e| terr(&e))?;
     let fd = image::walk::open_root(tree)?;
-    for (source, path) in &subvolumes {
+    // Paths strictly below a mutable prefix are made at boot on the writable filesystem; a
+    // prefix itself is a mount point the image must have.
+    let below_prefix = |p: &str| {
+        prefixes.iter().any(|pre| {
+            p.strip_prefix(pre.as_str())
+                .is_some_and(|rest| rest.starts_with('/'))
+        })
+    };
+    for (source, path) in subvolumes.iter().filter(|(_, p)| below_prefix(p)) {
         match remove_if_empty_dir(&fd, tree, path)? {
             Shipped::Nothing => {}
             Shipped::EmptyDir => text.push_str(&format!("removed empty {path}: {source} makes it a subvolume at boot\n")),

@@ -2,6 +2,7 @@
 
 pub mod atom;
 pub mod build;
+pub mod manifest;
 pub mod overlay;
 pub mod plan;
 pub mod tmpfiles;

@@ -1,0 +1,135 @@
+//! Shared by the integration tests that build variants with real emerge against
+//! tests/fixtures/gentoo-mini, on a copy of the project.
+#![allow(dead_code)]
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// A copy of the project's variants and layers in a temp dir (so tests can edit them),
+/// sharing the real project's `build/tools` (the PyPI Portage venv).
+pub struct Project {
+    _dir: tempfile::TempDir,
+    pub root: PathBuf,
+}
+
+pub fn copy_tree(from: &Path, to: &Path) {
+    let st = Command::new("cp")
+        .arg("-a")
+        .arg(from)
+        .arg(to)
+        .status()
+        .unwrap();
+    assert!(st.success());
+}
+
+/// None (skip) locally when a prerequisite is missing; a panic under KEEL_TEST_STRICT.
+pub fn project() -> Option<Project> {
+    let real = testutil::project_root();
+    let venv = testutil::portage_venv()?;
+    for tool in ["scanelf", "gcc", "mksquashfs", "unsquashfs"] {
+        if !testutil::require(tool) {
+            return None;
+        }
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("p");
+    fs::create_dir_all(root.join("build/tools")).unwrap();
+    for d in ["variants", "portage", "overlay", "tmpfiles.d", "policy"] {
+        if real.join(d).exists() {
+            copy_tree(&real.join(d), &root.join(d));
+        }
+    }
+    std::os::unix::fs::symlink(
+        &venv,
+        root.join("build/tools").join(venv.file_name().unwrap()),
+    )
+    .unwrap();
+    Some(Project { _dir: dir, root })
+}
+
+pub fn repo() -> PathBuf {
+    testutil::project_root().join("tests/fixtures/gentoo-mini")
+}
+
+pub fn keel_cmd(p: &Project, args: &[&str]) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_keel"));
+    c.arg("-C")
+        .arg(&p.root)
+        .args(args)
+        .env_remove("SOURCE_DATE_EPOCH");
+    if args.first() == Some(&"build") {
+        c.arg("--gentoo-repo").arg(repo());
+    }
+    c
+}
+
+pub fn text(o: &Output) -> (bool, String, String) {
+    (
+        o.status.success(),
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
+}
+
+pub fn keel(p: &Project, args: &[&str]) -> (bool, String, String) {
+    text(&keel_cmd(p, args).output().unwrap())
+}
+
+/// The stages from `first` to the end, as a build of `variant` runs them.
+pub fn from(first: &str, variant: &str) -> Vec<String> {
+    let all = [
+        "host-tools",
+        "sysroot",
+        "destroot",
+        "overlay",
+        "tmpfiles",
+        "fixups",
+        "policy",
+        "image",
+    ];
+    let pos = all.iter().position(|s| *s == first).unwrap();
+    all[pos..]
+        .iter()
+        .filter(|s| variant == "selinux" || **s != "policy")
+        .map(|s| s.to_string())
+        .collect()
+}
+
+/// The stages a build's progress says ran.
+pub fn ran(stderr: &str) -> Vec<String> {
+    stderr
+        .lines()
+        .filter_map(|l| l.strip_prefix("[      running] "))
+        .map(|l| l.split(':').next().unwrap().to_owned())
+        .collect()
+}
+
+/// Build (with `env`); returns the stages that ran and the image path.
+pub fn build_env(p: &Project, variant: &str, env: &[(&str, &str)]) -> (Vec<String>, PathBuf) {
+    let mut c = keel_cmd(p, &["build", "--variant", variant]);
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    let (ok, out, err) = text(&c.output().unwrap());
+    assert!(ok, "build of {variant} failed:\n{err}");
+    let image = PathBuf::from(out.trim());
+    assert!(image.is_file(), "the build prints the image path: {out}");
+    (ran(&err), image)
+}
+
+/// Build; returns the stages that ran and the destination root.
+pub fn build(p: &Project, variant: &str) -> (Vec<String>, String) {
+    let (ran, _) = build_env(p, variant, &[]);
+    let dest = p.root.join("build/work").join(variant).join("destroot");
+    (ran, dest.display().to_string())
+}
+
+pub fn sha256(path: &Path) -> String {
+    let o = Command::new("sha256sum").arg(path).output().unwrap();
+    String::from_utf8_lossy(&o.stdout)
+        .split_whitespace()
+        .next()
+        .unwrap_or("")
+        .to_owned()
+}
