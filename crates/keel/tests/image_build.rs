@@ -234,9 +234,17 @@ fn image_end_to_end() {
     );
     // An edit that matches nothing fails naming the edit's file and line.
     fs::write(&edit, format!("{orig}set /var/nonexistent mode=0750\n")).unwrap();
-    let (ok, _, err) = keel(&p, &["build", "--variant", "base"]);
+    let o = keel_cmd(&p, &["build", "--variant", "base"])
+        .env("SOURCE_DATE_EPOCH", SDE)
+        .output()
+        .unwrap();
+    let (ok, _, err) = text(&o);
     assert!(!ok);
     assert!(err.contains("var.conf.edit:5"), "{err}");
+    assert!(
+        !p.root.join("build/work/base/stage/tmpfiles").exists(),
+        "a failed stage leaves no finished-looking tree"
+    );
     fs::write(&edit, &orig).unwrap();
     let (ran, _) = build(&p);
     assert_eq!(ran, from("tmpfiles", "base"));
