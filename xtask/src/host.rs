@@ -26,6 +26,18 @@ const NEEDS: &[(&str, &str, &str, bool)] = &[
         true,
     ),
     (
+        "/usr/bin/mksquashfs",
+        "squashfs-tools",
+        "the image is a squashfs (and unsquashfs reads images back)",
+        true,
+    ),
+    (
+        "/usr/bin/mkfs.erofs",
+        "erofs-utils",
+        "variants with `format = \"erofs\"` (and fsck.erofs reads them back)",
+        true,
+    ),
+    (
         "/usr/bin/scanelf",
         "pax-utils",
         "Portage strips binaries and records sonames with scanelf",

@@ -43,7 +43,8 @@ fn run(root: &Path, args: &[String]) -> Result<ExitCode, String> {
         }
         Some("test") => {
             host::ensure(host::Purpose::Test)?;
-            let keel_bin = build_keel(root)?;
+            // The test profile shares the dev profile's artifacts: no second release build.
+            let keel_bin = build_keel(root, false)?;
             let venv = portage_venv(&keel_bin, root)?;
             let status = Command::new(env!("CARGO"))
                 .args(["test", "--workspace", "--locked"])
@@ -75,17 +76,14 @@ fn run(root: &Path, args: &[String]) -> Result<ExitCode, String> {
     }
 }
 
-/// Build `keel` (release) and return its path.
-fn build_keel(root: &Path) -> Result<PathBuf, String> {
+/// Build `keel` and return its path.
+fn build_keel(root: &Path, release: bool) -> Result<PathBuf, String> {
+    let mut args = vec!["build", "--quiet", "--locked", "--package", "keel"];
+    if release {
+        args.push("--release");
+    }
     let status = Command::new(env!("CARGO"))
-        .args([
-            "build",
-            "--quiet",
-            "--release",
-            "--locked",
-            "--package",
-            "keel",
-        ])
+        .args(&args)
         .current_dir(root)
         .status()
         .map_err(|e| format!("cannot run cargo build: {e}"))?;
@@ -95,11 +93,15 @@ fn build_keel(root: &Path) -> Result<PathBuf, String> {
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| root.join("target"));
-    Ok(target.join("release/keel"))
+    Ok(target.join(if release {
+        "release/keel"
+    } else {
+        "debug/keel"
+    }))
 }
 
 fn keel(root: &Path, args: &[String]) -> Result<ExitCode, String> {
-    let bin = build_keel(root)?;
+    let bin = build_keel(root, true)?;
     let status = Command::new(&bin)
         .args(args)
         .env("KEEL_PROJECT", root)
