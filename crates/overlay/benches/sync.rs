@@ -86,6 +86,10 @@ fn fresh(dir: &Path) {
     std::fs::create_dir(dir).unwrap();
 }
 
+fn settle() {
+    let _ = Command::new("sync").status();
+}
+
 fn main() {
     if std::env::args().any(|a| a == "--list") {
         return;
@@ -116,6 +120,9 @@ fn main() {
         for is_rsync in order {
             let d = if is_rsync { &dr } else { &dk };
             fresh(d);
+            // Start each timed run with no dirty pages from the previous one: the disk's
+            // writeback of earlier runs would otherwise be billed to whoever runs next.
+            settle();
             let first = time(|| {
                 if is_rsync {
                     rsync(&src, d)
@@ -123,6 +130,7 @@ fn main() {
                     keel(&src, d)
                 }
             });
+            settle();
             let again = time(|| {
                 if is_rsync {
                     rsync(&src, d)
