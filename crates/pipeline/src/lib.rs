@@ -283,6 +283,10 @@ pub fn build(
         .str(
             "installonly.packages",
             &set_text(&resolved, SetKind::InstallOnly),
+        )
+        .str(
+            "source-date-epoch",
+            &format!("{:?}", opts.source_date_epoch),
         );
     let dest = paths.destroot();
     runner.stage(
@@ -299,18 +303,14 @@ pub fn build(
                 &dcfg,
                 &dest,
                 &paths.stage_log("destroot"),
+                opts.source_date_epoch,
             )
         },
     )?;
 
     // The tree stages: Keel's own code and the variant's layers and hooks.
     let build_time = opts.source_date_epoch.unwrap_or_else(now);
-    let sde = opts
-        .source_date_epoch
-        .map(|t| t.to_string())
-        .unwrap_or_else(|| "unset".into());
-    fp.str("keel", &keel_identity()?)
-        .str("source-date-epoch", &sde);
+    fp.str("keel", &keel_identity()?);
 
     // overlay: every overlay layer, file mtimes included (they are copied).
     for l in resolved.layers_of("overlay") {
@@ -465,6 +465,7 @@ fn fresh_root(
     cfg: &portage::config::Tree,
     dest: &Path,
     log: &Path,
+    source_date_epoch: Option<i64>,
 ) -> Result<(), Error> {
     let partial = dest.with_extension("new");
     for d in [dest, partial.as_path()] {
@@ -473,6 +474,9 @@ fn fresh_root(
         }
     }
     portage.destroot(resolved, cfg, &partial, log)?;
+    if let Some(epoch) = source_date_epoch {
+        portage::vdb::normalize(&partial, epoch)?;
+    }
     fs::rename(&partial, dest).map_err(io(dest))
 }
 

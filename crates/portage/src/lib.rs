@@ -10,6 +10,7 @@
 //!   `@keel-installonly` from source straight into that root.
 
 pub mod config;
+pub mod vdb;
 pub mod venv;
 
 use config::{make_conf_value, set_file, LayerDir, Tree};

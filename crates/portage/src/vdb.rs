@@ -1,0 +1,140 @@
+//! Making Portage's records in a root reproducible.
+//!
+//! A merge writes the time of the merge into the installed-package database: `CONTENTS`
+//! lines carry each file's mtime, `BUILD_TIME` the build time of packages built from source
+//! (installonly), and Portage 3's `metadata` cache the database directory's mtime in
+//! nanoseconds. `/var/cache/edb` holds Portage's own state, with the build host's paths.
+//! With `SOURCE_DATE_EPOCH`, [`normalize`] clamps those times as the files themselves are
+//! clamped, drops the cache (Portage rebuilds it) and removes `/var/cache/edb`.
+//! Symlinks are never followed: a symlink where a database directory should be is an error.
+
+use crate::Error;
+use std::fs;
+use std::path::Path;
+
+fn real_dir(path: &Path) -> Result<bool, Error> {
+    match fs::symlink_metadata(path) {
+        Ok(m) if m.file_type().is_dir() => Ok(true),
+        Ok(m) if m.file_type().is_symlink() => Err(Error::Config(format!(
+            "{}: a symlink where Portage's database should be",
+            path.display()
+        ))),
+        Ok(_) => Ok(false),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(Error::io(path)(e)),
+    }
+}
+
+/// Clamp a CONTENTS line's trailing mtime (`obj PATH MD5 MTIME`, `sym PATH -> T MTIME`).
+pub fn clamp_contents_line(line: &str, epoch: i64) -> String {
+    if !(line.starts_with("obj ") || line.starts_with("sym ")) {
+        return line.to_owned();
+    }
+    match line.rsplit_once(' ') {
+        Some((head, t)) => match t.parse::<i64>() {
+            Ok(t) if t > epoch => format!("{head} {epoch}"),
+            _ => line.to_owned(),
+        },
+        None => line.to_owned(),
+    }
+}
+
+/// Normalize the database of `root` for `SOURCE_DATE_EPOCH = epoch`.
+pub fn normalize(root: &Path, epoch: i64) -> Result<(), Error> {
+    for d in ["var", "var/cache"] {
+        real_dir(&root.join(d))?;
+    }
+    let edb = root.join("var/cache/edb");
+    if real_dir(&edb)? {
+        fs::remove_dir_all(&edb).map_err(Error::io(&edb))?;
+    }
+    let vdb = root.join("var/db/pkg");
+    for d in ["var/db", "var/db/pkg"] {
+        if !real_dir(&root.join(d))? {
+            return Ok(());
+        }
+    }
+    for cat in fs::read_dir(&vdb).map_err(Error::io(&vdb))? {
+        let cat = cat.map_err(Error::io(&vdb))?.path();
+        if !real_dir(&cat)? {
+            continue;
+        }
+        for pkg in fs::read_dir(&cat).map_err(Error::io(&cat))? {
+            let pkg = pkg.map_err(Error::io(&cat))?.path();
+            if !real_dir(&pkg)? {
+                continue;
+            }
+            let meta = pkg.join("metadata");
+            if fs::symlink_metadata(&meta).is_ok_and(|m| m.is_file()) {
+                fs::remove_file(&meta).map_err(Error::io(&meta))?;
+            }
+            let contents = pkg.join("CONTENTS");
+            if fs::symlink_metadata(&contents).is_ok_and(|m| m.is_file()) {
+                let text = fs::read_to_string(&contents).map_err(Error::io(&contents))?;
+                let new: String = text
+                    .lines()
+                    .map(|l| clamp_contents_line(l, epoch) + "\n")
+                    .collect();
+                if new != text {
+                    fs::write(&contents, new).map_err(Error::io(&contents))?;
+                }
+            }
+            let bt = pkg.join("BUILD_TIME");
+            if fs::symlink_metadata(&bt).is_ok_and(|m| m.is_file()) {
+                let t = fs::read_to_string(&bt).map_err(Error::io(&bt))?;
+                if t.trim().parse::<i64>().is_ok_and(|t| t > epoch) {
+                    fs::write(&bt, format!("{epoch}\n")).map_err(Error::io(&bt))?;
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn contents_lines() {
+        assert_eq!(
+            clamp_contents_line("obj /usr/bin/x 0123abcd 1795883908", 100),
+            "obj /usr/bin/x 0123abcd 100"
+        );
+        assert_eq!(
+            clamp_contents_line("obj /usr/bin/a b 0123abcd 50", 100),
+            "obj /usr/bin/a b 0123abcd 50"
+        );
+        assert_eq!(
+            clamp_contents_line("sym /usr/bin/sh -> bash 1795883921", 100),
+            "sym /usr/bin/sh -> bash 100"
+        );
+        assert_eq!(clamp_contents_line("dir /usr/bin", 100), "dir /usr/bin");
+    }
+
+    #[test]
+    fn normalizes_and_refuses_symlinks() {
+        let d = tempfile::tempdir().unwrap();
+        let r = d.path();
+        let p = r.join("var/db/pkg/app-shells/bash-5");
+        fs::create_dir_all(&p).unwrap();
+        fs::create_dir_all(r.join("var/cache/edb")).unwrap();
+        fs::write(r.join("var/cache/edb/mtimedb"), "x").unwrap();
+        fs::write(p.join("CONTENTS"), "dir /usr\nobj /usr/bin/bash abc 2000\n").unwrap();
+        fs::write(p.join("BUILD_TIME"), "2000\n").unwrap();
+        fs::write(p.join("metadata"), "#dir_mtime=1\n").unwrap();
+        normalize(r, 1000).unwrap();
+        assert_eq!(
+            fs::read_to_string(p.join("CONTENTS")).unwrap(),
+            "dir /usr\nobj /usr/bin/bash abc 1000\n"
+        );
+        assert_eq!(fs::read_to_string(p.join("BUILD_TIME")).unwrap(), "1000\n");
+        assert!(!p.join("metadata").exists() && !r.join("var/cache/edb").exists());
+
+        let outside = tempfile::tempdir().unwrap();
+        let e = tempfile::tempdir().unwrap();
+        fs::create_dir_all(e.path().join("var/db")).unwrap();
+        std::os::unix::fs::symlink(outside.path(), e.path().join("var/db/pkg")).unwrap();
+        assert!(normalize(e.path(), 1000).is_err());
+    }
+}
