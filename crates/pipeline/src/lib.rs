@@ -16,6 +16,7 @@ use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
+use variant::schema::Distribution;
 use variant::{Project, Resolved};
 
 #[derive(Debug, thiserror::Error)]
@@ -187,7 +188,10 @@ impl Runner<'_> {
         }
         let t = Instant::now();
         if let Err(e) = run() {
-            self.say(&format!("[       failed] {name}: {e}"));
+            // The caller prints the error; the build log gets it too.
+            if let Some(f) = &mut self.log {
+                let _ = writeln!(f, "[       failed] {name}: {e}");
+            }
             return Err(Error::Stage {
                 stage: name,
                 source: Box::new(e),
@@ -229,14 +233,6 @@ pub fn build(
     fs::create_dir_all(&paths.work).map_err(io(&paths.work))?;
     let _lock = lock(&paths.work.join("lock"), variant)?;
 
-    let install = Install::detect(&paths.build_dir)?;
-    let layout = Layout {
-        work: paths.work.clone(),
-        distdir: paths.build_dir.join("cache/distfiles"),
-    };
-    let portage = Portage::new(install, opts.repo.clone(), layout)?;
-    let composed = portage.compose(&project.root, &resolved)?;
-
     fs::create_dir_all(&paths.output).map_err(io(&paths.output))?;
     let build_log = paths.output.join("build.log");
     let mut runner = Runner {
@@ -247,66 +243,17 @@ pub fn build(
         log: Some(fs::File::create(&build_log).map_err(io(&build_log))?),
     };
 
-    // host-tools: the host set, the host configuration, which Portage.
+    // The package stages: they leave the destination root in `paths.destroot()`.
     let mut fp = Fingerprint::new();
-    fp.str("portage", &portage.install.identity())
-        .str("host-config", &composed.host.render())
-        .str(
-            "host-tools.packages",
-            &set_text(&resolved, SetKind::HostTools),
-        );
-    runner.stage("host-tools", &fp, "host tools", || {
-        Ok(portage.host_tools(&resolved, &paths.stage_log("host-tools"))?)
-    })?;
-
-    // sysroot: the repository, the composed target configuration, the build set.
-    let mut cache = StatCache::load(&paths.stamps().join("repo.statcache"));
-    fp.str("sysroot-config", &composed.sysroot.render())
-        .str("build.packages", &set_text(&resolved, SetKind::Build))
-        .tree("repo", &opts.repo, Some(&mut cache))?;
-    cache.save(&paths.stamps().join("repo.statcache"))?;
-    let n = resolved.set(SetKind::Build).entries.len();
-    runner.stage(
-        "sysroot",
-        &fp,
-        &format!(
-            "emerge @keel-build ({n} atoms) into {}",
-            portage.layout.sysroot().display()
-        ),
-        || Ok(portage.sysroot(&resolved, &paths.stage_log("sysroot"))?),
-    )?;
-
-    // destroot: the install sets and the destroot configuration (python setting included).
-    let dcfg = portage.destroot_config(&resolved)?;
-    fp.str("destroot-config", &dcfg.render())
-        .str("install.packages", &set_text(&resolved, SetKind::Install))
-        .str(
-            "installonly.packages",
-            &set_text(&resolved, SetKind::InstallOnly),
-        )
-        .str(
-            "source-date-epoch",
-            &format!("{:?}", opts.source_date_epoch),
-        );
+    match resolved.settings.distribution {
+        Distribution::Gentoo => portage_stages(project, &resolved, opts, &paths, &mut runner, &mut fp)?,
+        Distribution::Debian => {
+            return Err(Error::Tree(format!(
+                "variant `{variant}`: the Debian backend (distribution = \"debian\") is not available in this build of Keel"
+            )))
+        }
+    }
     let dest = paths.destroot();
-    runner.stage(
-        "destroot",
-        &fp,
-        &format!(
-            "emerge @keel-install @keel-installonly into {}",
-            dest.display()
-        ),
-        || {
-            fresh_root(
-                &resolved,
-                &portage,
-                &dcfg,
-                &dest,
-                &paths.stage_log("destroot"),
-                opts.source_date_epoch,
-            )
-        },
-    )?;
 
     // The tree stages: Keel's own code and the variant's layers and hooks.
     let build_time = opts.source_date_epoch.unwrap_or_else(now);
@@ -455,6 +402,86 @@ fn mkfs_version(format: image::make::Format) -> String {
         .output()
         .map(|o| o.stdout.lines().next().unwrap_or("").to_owned())
         .unwrap_or_else(|e| format!("unavailable: {e}"))
+}
+
+/// The Portage backend's stages: host-tools, sysroot, destroot.
+fn portage_stages(
+    project: &Project,
+    resolved: &Resolved,
+    opts: &Options,
+    paths: &Paths,
+    runner: &mut Runner,
+    fp: &mut Fingerprint,
+) -> Result<(), Error> {
+    let install = Install::detect(&paths.build_dir)?;
+    let layout = Layout {
+        work: paths.work.clone(),
+        distdir: paths.build_dir.join("cache/distfiles"),
+    };
+    let portage = Portage::new(install, opts.repo.clone(), layout)?;
+    let composed = portage.compose(&project.root, &resolved)?;
+
+    // host-tools: the host set, the host configuration, which Portage.
+    fp.str("portage", &portage.install.identity())
+        .str("host-config", &composed.host.render())
+        .str(
+            "host-tools.packages",
+            &set_text(resolved, SetKind::HostTools),
+        );
+    runner.stage("host-tools", &fp, "host tools", || {
+        Ok(portage.host_tools(resolved, &paths.stage_log("host-tools"))?)
+    })?;
+
+    // sysroot: the repository, the composed target configuration, the build set.
+    let mut cache = StatCache::load(&paths.stamps().join("repo.statcache"));
+    fp.str("sysroot-config", &composed.sysroot.render())
+        .str("build.packages", &set_text(resolved, SetKind::Build))
+        .tree("repo", &opts.repo, Some(&mut cache))?;
+    cache.save(&paths.stamps().join("repo.statcache"))?;
+    let n = resolved.set(SetKind::Build).entries.len();
+    runner.stage(
+        "sysroot",
+        &fp,
+        &format!(
+            "emerge @keel-build ({n} atoms) into {}",
+            portage.layout.sysroot().display()
+        ),
+        || Ok(portage.sysroot(resolved, &paths.stage_log("sysroot"))?),
+    )?;
+
+    // destroot: the install sets and the destroot configuration (python setting included).
+    let dcfg = portage.destroot_config(resolved)?;
+    fp.str("destroot-config", &dcfg.render())
+        .str("install.packages", &set_text(resolved, SetKind::Install))
+        .str(
+            "installonly.packages",
+            &set_text(resolved, SetKind::InstallOnly),
+        )
+        .str(
+            "source-date-epoch",
+            &format!("{:?}", opts.source_date_epoch),
+        );
+    let dest = paths.destroot();
+    runner.stage(
+        "destroot",
+        &fp,
+        &format!(
+            "emerge @keel-install @keel-installonly into {}",
+            dest.display()
+        ),
+        || {
+            fresh_root(
+                resolved,
+                &portage,
+                &dcfg,
+                &dest,
+                &paths.stage_log("destroot"),
+                opts.source_date_epoch,
+            )
+        },
+    )?;
+
+    Ok(())
 }
 
 /// Build the destination root in `<dest>.new` and move it into place only when complete,
