@@ -47,6 +47,14 @@ enum Command {
         #[arg(long, value_name = "DIR")]
         output: Option<PathBuf>,
     },
+    /// Remove build results: one variant's, every variant's (keeping tools and caches), or all of build/
+    Clean {
+        #[arg(long, conflicts_with = "all")]
+        variant: Option<String>,
+        /// Remove the whole build/ directory, the Portage venv and download caches included
+        #[arg(long)]
+        all: bool,
+    },
     /// Print the manifest of a directory tree or an image (one sorted line per path)
     Manifest {
         /// A directory, or a squashfs/EROFS image
@@ -90,6 +98,8 @@ fn main() -> ExitCode {
         } => cmd::project(cli.project.as_deref())
             .and_then(|p| cmd::build::run(&p, &variant, gentoo_repo, output)),
         Command::Manifest { path } => cmd::manifest::run(&path),
+        Command::Clean { variant, all } => cmd::project(cli.project.as_deref())
+            .and_then(|p| cmd::clean::run(&p, variant.as_deref(), all)),
         Command::Atom { command } => command.run(),
         Command::Overlay { command } => command.run(),
         Command::Tools { command } => {

@@ -231,3 +231,37 @@ fn no_project_is_a_clear_error() {
         stderr(&o)
     );
 }
+
+#[test]
+fn clean_removes_what_it_says() {
+    let d = copy_of_shipped_variants();
+    let b = d.path().join("build");
+    for p in [
+        "work/base/sysroot/x",
+        "base/base.squashfs",
+        "work/selinux/x",
+        "selinux/x",
+        "tools/portage-x/y",
+    ] {
+        let p = b.join(p);
+        fs::create_dir_all(p.parent().unwrap()).unwrap();
+        fs::write(p, "x").unwrap();
+    }
+    let o = keel(d.path(), &["clean", "--variant", "base"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(!b.join("work/base").exists() && !b.join("base").exists());
+    assert!(b.join("work/selinux/x").exists() && b.join("tools/portage-x/y").exists());
+    let o = keel(d.path(), &["clean"]);
+    assert!(o.status.success());
+    assert!(
+        !b.join("work/selinux").exists()
+            && !b.join("selinux").exists()
+            && b.join("tools/portage-x/y").exists()
+    );
+    let o = keel(d.path(), &["clean", "--variant", "nope"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("no variant `nope`"));
+    let o = keel(d.path(), &["clean", "--all"]);
+    assert!(o.status.success());
+    assert!(!b.exists());
+}

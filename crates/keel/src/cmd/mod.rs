@@ -2,6 +2,7 @@
 
 pub mod atom;
 pub mod build;
+pub mod clean;
 pub mod manifest;
 pub mod overlay;
 pub mod plan;
