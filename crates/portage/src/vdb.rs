@@ -2,10 +2,12 @@
 //!
 //! A merge writes the time of the merge into the installed-package database: `CONTENTS`
 //! lines carry each file's mtime, `BUILD_TIME` the build time of packages built from source
-//! (installonly), and Portage 3's `metadata` cache the database directory's mtime in
-//! nanoseconds. `/var/cache/edb` holds Portage's own state, with the build host's paths.
-//! With `SOURCE_DATE_EPOCH`, [`normalize`] clamps those times as the files themselves are
-//! clamped, drops the cache (Portage rebuilds it) and removes `/var/cache/edb`.
+//! (installonly), Portage 3's `metadata` cache the database directory's mtime in
+//! nanoseconds, and `BINPKGMD5` the checksum of the binary package file, whose archive
+//! headers hold the time it was built. `/var/cache/edb` holds Portage's own state, with the
+//! build host's paths. With `SOURCE_DATE_EPOCH`, [`normalize`] clamps those times as the
+//! files themselves are clamped, drops the cache (Portage rebuilds it) and `BINPKGMD5`, and
+//! removes `/var/cache/edb`.
 //! Symlinks are never followed: a symlink where a database directory should be is an error.
 
 use crate::Error;
@@ -64,9 +66,11 @@ pub fn normalize(root: &Path, epoch: i64) -> Result<(), Error> {
             if !real_dir(&pkg)? {
                 continue;
             }
-            let meta = pkg.join("metadata");
-            if fs::symlink_metadata(&meta).is_ok_and(|m| m.is_file()) {
-                fs::remove_file(&meta).map_err(Error::io(&meta))?;
+            for name in ["metadata", "BINPKGMD5"] {
+                let f = pkg.join(name);
+                if fs::symlink_metadata(&f).is_ok_and(|m| m.is_file()) {
+                    fs::remove_file(&f).map_err(Error::io(&f))?;
+                }
             }
             let contents = pkg.join("CONTENTS");
             if fs::symlink_metadata(&contents).is_ok_and(|m| m.is_file()) {
@@ -123,13 +127,18 @@ mod tests {
         fs::write(p.join("CONTENTS"), "dir /usr\nobj /usr/bin/bash abc 2000\n").unwrap();
         fs::write(p.join("BUILD_TIME"), "2000\n").unwrap();
         fs::write(p.join("metadata"), "#dir_mtime=1\n").unwrap();
+        fs::write(p.join("BINPKGMD5"), "0123\n").unwrap();
         normalize(r, 1000).unwrap();
         assert_eq!(
             fs::read_to_string(p.join("CONTENTS")).unwrap(),
             "dir /usr\nobj /usr/bin/bash abc 1000\n"
         );
         assert_eq!(fs::read_to_string(p.join("BUILD_TIME")).unwrap(), "1000\n");
-        assert!(!p.join("metadata").exists() && !r.join("var/cache/edb").exists());
+        assert!(
+            !p.join("metadata").exists()
+                && !p.join("BINPKGMD5").exists()
+                && !r.join("var/cache/edb").exists()
+        );
 
         let outside = tempfile::tempdir().unwrap();
         let e = tempfile::tempdir().unwrap();
