@@ -265,3 +265,56 @@ fn clean_removes_what_it_says() {
     assert!(o.status.success());
     assert!(!b.exists());
 }
+
+#[test]
+fn overlay_sync_reports_errors_with_the_path_and_exits_nonzero() {
+    let d = tempfile::tempdir().unwrap();
+    let (src, dest) = (d.path().join("src"), d.path().join("dest"));
+    fs::create_dir_all(src.join("etc")).unwrap();
+    fs::write(src.join("etc/a"), "a").unwrap();
+    fs::create_dir_all(&dest).unwrap();
+    let o = keel(
+        d.path(),
+        &[
+            "overlay",
+            "sync",
+            src.to_str().unwrap(),
+            dest.to_str().unwrap(),
+        ],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(fs::read_to_string(dest.join("etc/a")).unwrap(), "a");
+
+    let missing = d.path().join("missing");
+    let o = keel(
+        d.path(),
+        &[
+            "overlay",
+            "sync",
+            missing.to_str().unwrap(),
+            dest.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains(missing.to_str().unwrap()),
+        "{}",
+        stderr(&o)
+    );
+
+    // A source file where DEST has a non-empty directory: rsync (without --force) refuses.
+    fs::write(src.join("blocker"), "x").unwrap();
+    fs::create_dir_all(dest.join("blocker/inside")).unwrap();
+    let o = keel(
+        d.path(),
+        &[
+            "overlay",
+            "sync",
+            src.to_str().unwrap(),
+            dest.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("blocker"), "{}", stderr(&o));
+    assert!(!stderr(&o).contains("panicked"));
+}
