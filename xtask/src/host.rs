@@ -73,6 +73,16 @@ const NEEDS: &[(&str, &str, &str, bool)] = &[
         "the oracle of the tmpfiles differential tests",
         false,
     ),
+    // SELinux variants: the refpolicy sources (sec-policy/* distfile) and the policy tools
+    // the ebuilds and the policy stage run against the image's store (semodule -p ROOT)
+    ("/usr/src/selinux-policy-src.tar.zst", "selinux-policy-src", "refpolicy sources for sec-policy/* (pinned distfile)", true),
+    ("/usr/bin/checkmodule", "checkpolicy", "compiles refpolicy and Keel's local policy modules", true),
+    ("/usr/sbin/semodule", "semodule-utils", "builds the image's policy store (semodule -p ROOT)", true),
+    ("/usr/bin/semodule_package", "semodule-utils", "packages refpolicy modules", true),
+    ("/usr/sbin/setfiles", "policycoreutils", "validates file_contexts against the target policy", true),
+    ("/usr/bin/seinfo", "setools", "checks booleans in the built policy; sesearch for the policy tests", true),
+    ("/usr/bin/secilc", "secilc", "CIL policy modules", false),
+    ("/usr/sbin/getenforce", "selinux-utils", "the policy tests", false),
 ];
 
 fn missing(purpose: Purpose) -> Vec<(&'static str, &'static str)> {
