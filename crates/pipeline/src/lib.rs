@@ -26,6 +26,8 @@ pub enum Error {
     #[error("{0}")]
     Portage(#[from] portage::Error),
     #[error("{0}")]
+    Debian(#[from] debian::Error),
+    #[error("{0}")]
     Fingerprint(#[from] fingerprint::Error),
     #[error("{}: {source}", path.display())]
     Io {
@@ -246,12 +248,10 @@ pub fn build(
     // The package stages: they leave the destination root in `paths.destroot()`.
     let mut fp = Fingerprint::new();
     match resolved.settings.distribution {
-        Distribution::Gentoo => portage_stages(project, &resolved, opts, &paths, &mut runner, &mut fp)?,
-        Distribution::Debian => {
-            return Err(Error::Tree(format!(
-                "variant `{variant}`: the Debian backend (distribution = \"debian\") is not available in this build of Keel"
-            )))
+        Distribution::Gentoo => {
+            portage_stages(project, &resolved, opts, &paths, &mut runner, &mut fp)?
         }
+        Distribution::Debian => debian_stages(&resolved, opts, &paths, &mut runner, &mut fp)?,
     }
     let dest = paths.destroot();
 
@@ -482,6 +482,54 @@ fn portage_stages(
     )?;
 
     Ok(())
+}
+
+/// The Debian backend's stages (docs/debian.md): host-tools (apt), destroot (mmdebstrap).
+/// There is no sysroot: nothing is built from source.
+fn debian_stages(
+    resolved: &Resolved,
+    opts: &Options,
+    paths: &Paths,
+    runner: &mut Runner,
+    fp: &mut Fingerprint,
+) -> Result<(), Error> {
+    debian::check_sets(resolved)?;
+    let deb = debian::Debian::new(&paths.build_dir, resolved)?;
+    fp.str("debian", &deb.identity()).str(
+        "host-tools.packages",
+        &set_text(resolved, SetKind::HostTools),
+    );
+    runner.stage("host-tools", fp, "host tools (apt)", || {
+        Ok(deb.host_tools(resolved, &paths.stage_log("host-tools"))?)
+    })?;
+    // The initramfs configuration of the overlay layers is read while packages install.
+    let mut initramfs = Vec::new();
+    for l in resolved.layers_of("overlay") {
+        let d = l.path.join("etc/initramfs-tools");
+        if d.is_dir() {
+            fp.tree(&format!("{}/etc/initramfs-tools", l.rel), &d, None)?;
+            initramfs.push(d);
+        }
+    }
+    fp.str("install.packages", &set_text(resolved, SetKind::Install))
+        .str(
+            "installonly.packages",
+            &set_text(resolved, SetKind::InstallOnly),
+        )
+        .str(
+            "source-date-epoch",
+            &format!("{:?}", opts.source_date_epoch),
+        );
+    let dest = paths.destroot();
+    runner.stage(
+        "destroot",
+        fp,
+        &format!("mmdebstrap {} into {}", deb.suite, dest.display()),
+        || {
+            let log = paths.stage_log("destroot");
+            Ok(deb.destroot(resolved, &initramfs, &dest, &log, opts.source_date_epoch)?)
+        },
+    )
 }
 
 /// Build the destination root in `<dest>.new` and move it into place only when complete,

@@ -1,0 +1,451 @@
+//! The Debian backend: a variant with `distribution = "debian"` gets its destination root
+//! from Debian's archive by `mmdebstrap`, and its host tools as apt packages.
+//!
+//! - Package sets name Debian packages in Keel's atom grammar as `debian/<package>` (the
+//!   category names the distribution; set files are parsed and merged, with removals and
+//!   duplicate warnings, exactly as for Gentoo). Only bare `debian/<name>` is accepted:
+//!   a version, slot, repository or USE dependency is an error naming the file and line.
+//! - `install.packages` and `installonly.packages`: installed into the destination root
+//!   from the archive (Debian ships binary packages, so "install" and "install only" are
+//!   the same thing; both are accepted so a variant can keep the split it documents).
+//! - `build.packages`: rejected (there is no sysroot: nothing is built from source).
+//! - `host-tools.packages`: apt packages on the build host, installed when missing.
+//!
+//! The destination root is built in `<dest>.new` and renamed when complete. Downloaded
+//! `.deb`s are kept in a cache shared by every Debian build of the same suite
+//! (`build/cache/debian/<suite>/archives`), taken under a lock during a build.
+//!
+//! Files that package scripts must see while they run (the initramfs configuration: which
+//! modules the initramfs of `linux-image-*` carries) come from the overlay layers'
+//! `etc/initramfs-tools/`, copied in before the packages are installed; the overlay stage
+//! later copies the same files again.
+
+use exec::Cmd;
+use pkgsets::sets::{Loc, SetKind};
+use std::fs;
+use std::path::{Path, PathBuf};
+use variant::Resolved;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Exec(#[from] exec::Error),
+    #[error("{loc}: `{atom}`: {message}")]
+    Package {
+        loc: Loc,
+        atom: String,
+        message: String,
+    },
+    #[error("{loc}: `{atom}`: Debian has no package `{name}` in {suite} (log: {})", log.display())]
+    NoSuchPackage {
+        loc: Loc,
+        atom: String,
+        name: String,
+        suite: String,
+        log: PathBuf,
+    },
+    #[error("cannot reach the Debian archive ({mirrors}): {detail}\n(log: {})", log.display())]
+    Unreachable {
+        mirrors: String,
+        detail: String,
+        log: PathBuf,
+    },
+    #[error("the Debian backend needs a Debian build host with apt and dpkg: {0}")]
+    Host(String),
+    #[error("variant `{variant}` says `python = false`, but Python reached the destination root:\n  {}", found.join("\n  "))]
+    Python { variant: String, found: Vec<String> },
+    #[error("{0}")]
+    Portage(#[from] portage::Error),
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
+    move |source| Error::Io {
+        path: path.to_owned(),
+        source,
+    }
+}
+
+/// The category that marks a Debian package name in a set file.
+pub const CATEGORY: &str = "debian";
+
+/// The Debian archive, unless `KEEL_DEBIAN_MIRROR` names another.
+pub const DEFAULT_MIRROR: &str = "http://deb.debian.org/debian";
+/// The security archive, unless `KEEL_DEBIAN_SECURITY_MIRROR` names another.
+pub const DEFAULT_SECURITY_MIRROR: &str = "http://deb.debian.org/debian-security";
+
+/// A Debian package named by a set file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Package {
+    pub name: String,
+    pub loc: Loc,
+}
+
+/// The packages of a merged set: every entry must be a bare `debian/<name>`.
+pub fn packages(resolved: &Resolved, kind: SetKind) -> Result<Vec<Package>, Error> {
+    let mut out = Vec::new();
+    for e in &resolved.set(kind).entries {
+        let a = &e.atom;
+        let written = a.to_string();
+        let bad = |message: String| Error::Package {
+            loc: e.loc.clone(),
+            atom: written.clone(),
+            message,
+        };
+        if a.category() != CATEGORY {
+            return Err(bad(format!(
+                "a Debian variant names Debian packages as `{CATEGORY}/<package>` (e.g. `{CATEGORY}/{}`)",
+                a.package()
+            )));
+        }
+        if !a.is_bare() {
+            return Err(bad(
+                "only a bare package name is supported for Debian (no version, slot, repository or USE dependency): the suite decides the version".into(),
+            ));
+        }
+        out.push(Package {
+            name: a.package().to_owned(),
+            loc: e.loc.clone(),
+        });
+    }
+    Ok(out)
+}
+
+/// The sets a Debian variant may not use.
+pub fn check_sets(resolved: &Resolved) -> Result<(), Error> {
+    if let Some(e) = resolved.set(SetKind::Build).entries.first() {
+        return Err(Error::Package {
+            loc: e.loc.clone(),
+            atom: e.atom.to_string(),
+            message: "a Debian variant has no build.packages: nothing is built from source (no sysroot); name the package in install.packages".into(),
+        });
+    }
+    for kind in [SetKind::Install, SetKind::InstallOnly, SetKind::HostTools] {
+        packages(resolved, kind)?;
+    }
+    Ok(())
+}
+
+/// One Debian build setup: the suite, the archives, the package cache.
+#[derive(Debug, Clone)]
+pub struct Debian {
+    pub suite: String,
+    pub mirror: String,
+    pub security_mirror: String,
+    /// `build/cache/debian/<suite>`: `archives/` (the .debs) and `lock`.
+    pub cache: PathBuf,
+}
+
+impl Debian {
+    /// The setup for a variant; the archives come from `KEEL_DEBIAN_MIRROR` and
+    /// `KEEL_DEBIAN_SECURITY_MIRROR` when set.
+    pub fn new(build_dir: &Path, resolved: &Resolved) -> Result<Debian, Error> {
+        let suite = resolved.settings.suite.clone().ok_or_else(|| {
+            Error::Host(format!(
+                "variant `{}` has no `suite` (the variant crate requires one)",
+                resolved.name
+            ))
+        })?;
+        let env = |k: &str, d: &str| {
+            std::env::var(k)
+                .ok()
+                .filter(|v| !v.is_empty())
+                .unwrap_or_else(|| d.to_owned())
+        };
+        Ok(Debian {
+            cache: build_dir.join("cache/debian").join(&suite),
+            mirror: env("KEEL_DEBIAN_MIRROR", DEFAULT_MIRROR),
+            security_mirror: env("KEEL_DEBIAN_SECURITY_MIRROR", DEFAULT_SECURITY_MIRROR),
+            suite,
+        })
+    }
+
+    /// The `sources.list` lines of the build: the suite, its updates and security
+    /// archives (a development suite has neither).
+    pub fn sources(&self) -> Vec<String> {
+        let s = &self.suite;
+        let mut v = vec![format!("deb {} {s} main", self.mirror)];
+        if !matches!(s.as_str(), "sid" | "unstable" | "experimental") {
+            v.push(format!("deb {} {s}-updates main", self.mirror));
+            v.push(format!("deb {} {s}-security main", self.security_mirror));
+        }
+        v
+    }
+
+    /// What identifies the tool and the archives (a fingerprint input). The archive's
+    /// contents are not part of it: a new point release is picked up by a clean build.
+    pub fn identity(&self) -> String {
+        let v = Cmd::new("mmdebstrap")
+            .arg("--version")
+            .output()
+            .map(|o| o.stdout.trim().to_owned())
+            .unwrap_or_else(|e| format!("unavailable: {e}"));
+        format!("{v}\n{}\n", self.sources().join("\n"))
+    }
+
+    /// host-tools: `mmdebstrap` and the variant's `host-tools.packages` installed on the
+    /// build host (`apt-get install` of the missing ones).
+    pub fn host_tools(&self, resolved: &Resolved, log: &Path) -> Result<(), Error> {
+        let mut wanted = vec!["mmdebstrap".to_owned()];
+        wanted.extend(
+            packages(resolved, SetKind::HostTools)?
+                .into_iter()
+                .map(|p| p.name),
+        );
+        if !Path::new("/usr/bin/dpkg-query").exists() || !Path::new("/usr/bin/apt-get").exists() {
+            return Err(Error::Host(
+                "no /usr/bin/dpkg-query or /usr/bin/apt-get on this host".into(),
+            ));
+        }
+        let o = Cmd::new("dpkg-query")
+            .arg("-W")
+            .arg("-f=${Package} ${db:Status-Status}\n")
+            .args(&wanted)
+            // 1: some package is unknown to dpkg (not installed): listed below.
+            .ok_codes(&[0, 1])
+            .log(log)
+            .output()?;
+        let installed: Vec<&str> = o
+            .stdout
+            .lines()
+            .filter_map(|l| l.strip_suffix(" installed"))
+            .collect();
+        let missing: Vec<&String> = wanted
+            .iter()
+            .filter(|w| !installed.contains(&w.as_str()))
+            .collect();
+        if missing.is_empty() {
+            return Ok(());
+        }
+        Cmd::new("apt-get")
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .args(["install", "-y", "-q", "--no-install-recommends"])
+            .args(&missing)
+            .log(log)
+            .run()
+            .map_err(|e| self.explain(e, resolved, SetKind::HostTools, log))
+    }
+
+    /// destroot: `mmdebstrap` of the install sets into `dest` (built in `<dest>.new`),
+    /// with `initramfs` (directories holding initramfs-tools configuration, in layer
+    /// order) copied in before the packages are installed.
+    pub fn destroot(
+        &self,
+        resolved: &Resolved,
+        initramfs: &[PathBuf],
+        dest: &Path,
+        log: &Path,
+        source_date_epoch: Option<i64>,
+    ) -> Result<(), Error> {
+        check_sets(resolved)?;
+        let mut names: Vec<String> = Vec::new();
+        for kind in [SetKind::Install, SetKind::InstallOnly] {
+            for p in packages(resolved, kind)? {
+                if !names.contains(&p.name) {
+                    names.push(p.name);
+                }
+            }
+        }
+        let partial = dest.with_extension("new");
+        for d in [dest, partial.as_path()] {
+            if d.symlink_metadata().is_ok() {
+                fs::remove_dir_all(d).map_err(io(d))?;
+            }
+        }
+        if let Some(parent) = dest.parent() {
+            fs::create_dir_all(parent).map_err(io(parent))?;
+        }
+        let archives = self.cache.join("archives");
+        fs::create_dir_all(&archives).map_err(io(&archives))?;
+        let _lock = lock(&self.cache.join("lock"))?;
+
+        let q = |p: &Path| exec::shell_quote(&p.to_string_lossy());
+        let mut cmd = Cmd::new("mmdebstrap")
+            .args([
+                "--mode=root",
+                "--variant=minbase",
+                "--format=directory",
+                "--aptopt=APT::Install-Recommends \"false\"",
+                "--dpkgopt=path-exclude=/usr/share/doc/*",
+                "--dpkgopt=path-include=/usr/share/doc/*/copyright",
+                "--dpkgopt=path-exclude=/usr/share/man/*",
+                "--dpkgopt=path-exclude=/usr/share/info/*",
+                "--dpkgopt=path-exclude=/usr/share/locale/*",
+                "--dpkgopt=path-include=/usr/share/locale/locale.alias",
+                // Keep the .debs (the cleanup would delete them before the sync-out hook).
+                "--skip=essential/unlink",
+                "--setup-hook=mkdir -p \"$1\"/var/cache/apt/archives",
+            ])
+            .arg(format!(
+                "--setup-hook=sync-in {} /var/cache/apt/archives/",
+                q(&archives)
+            ))
+            .arg("--essential-hook=mkdir -p \"$1\"/etc/initramfs-tools");
+        for dir in initramfs {
+            cmd = cmd.arg(format!(
+                "--essential-hook=cp -R --no-preserve=ownership {}/. \"$1\"/etc/initramfs-tools/",
+                q(dir)
+            ));
+        }
+        cmd = cmd
+            .arg(format!(
+                "--customize-hook=sync-out /var/cache/apt/archives {}",
+                q(&archives)
+            ))
+            .arg(format!("--include={}", names.join(",")))
+            .arg(&self.suite)
+            .arg(&partial)
+            .args(self.sources())
+            .log(log);
+        if let Some(t) = source_date_epoch {
+            cmd = cmd.env("SOURCE_DATE_EPOCH", t.to_string());
+        }
+        if let Err(e) = cmd.run() {
+            // A failed bootstrap leaves nothing behind, not even under the partial name.
+            let _ = fs::remove_dir_all(&partial);
+            return Err(self.explain(e, resolved, SetKind::Install, log));
+        }
+        let removed = tidy(&partial)?;
+        append(
+            log,
+            &format!("removed from the bootstrapped root: {removed:?}\n"),
+        )?;
+        if !resolved.settings.python {
+            let found = portage::find_python(&partial)?;
+            if !found.is_empty() {
+                return Err(Error::Python {
+                    variant: resolved.name.clone(),
+                    found,
+                });
+            }
+        }
+        fs::rename(&partial, dest).map_err(io(dest))
+    }
+
+    /// Turn an apt failure into the set file line of the missing package, or into "the
+    /// archive is unreachable"; otherwise the command's own error.
+    fn explain(&self, e: exec::Error, resolved: &Resolved, kind: SetKind, log: &Path) -> Error {
+        let text = fs::read_to_string(log).unwrap_or_default();
+        if let Some(name) = text.lines().find_map(unknown_package) {
+            let kinds: &[SetKind] = match kind {
+                SetKind::HostTools => &[SetKind::HostTools],
+                _ => &[SetKind::Install, SetKind::InstallOnly],
+            };
+            for k in kinds {
+                if let Ok(pkgs) = packages(resolved, *k) {
+                    if let Some(p) = pkgs.iter().find(|p| p.name == name) {
+                        return Error::NoSuchPackage {
+                            loc: p.loc.clone(),
+                            atom: format!("{CATEGORY}/{name}"),
+                            name: name.to_owned(),
+                            suite: self.suite.clone(),
+                            log: log.to_owned(),
+                        };
+                    }
+                }
+            }
+        }
+        let unreachable = [
+            "Temporary failure resolving",
+            "Could not resolve",
+            "Could not connect",
+            "Connection failed",
+            "Unable to connect",
+            "Failed to fetch",
+            "is not signed",
+            "does not have a Release file",
+        ];
+        if let Some(line) = text
+            .lines()
+            .find(|l| unreachable.iter().any(|u| l.contains(u)))
+        {
+            return Error::Unreachable {
+                mirrors: self.sources().join("; "),
+                detail: line.trim().to_owned(),
+                log: log.to_owned(),
+            };
+        }
+        Error::Exec(e)
+    }
+}
+
+/// The package apt could not find, from one line of its output.
+pub fn unknown_package(line: &str) -> Option<&str> {
+    let rest = line
+        .split_once("Unable to locate package ")
+        .map(|(_, r)| r)
+        .or_else(|| {
+            line.split_once("Package '")
+                .filter(|(_, r)| r.contains("' has no installation candidate"))
+                .map(|(_, r)| r)
+        })?;
+    let name = rest.split(['\'', ' ']).next()?.trim();
+    (!name.is_empty()).then_some(name)
+}
+
+/// What the bootstrap leaves that does not belong in an image: the build host's hostname
+/// and resolv.conf, its logs (`/var/log` is a
+/// subvolume made at first boot and must not be shipped), the package cache.
+pub fn tidy(root: &Path) -> Result<Vec<String>, Error> {
+    let mut removed = Vec::new();
+    // The build host's name and resolver, copied in by mmdebstrap for the bootstrap.
+    for f in ["etc/hostname", "etc/resolv.conf"] {
+        let p = root.join(f);
+        match fs::remove_file(&p) {
+            Ok(()) => removed.push(format!("/{f}")),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io(&p)(e)),
+        }
+    }
+    for dir in ["var/log", "var/cache/apt/archives"] {
+        let d = root.join(dir);
+        let Ok(entries) = fs::read_dir(&d) else {
+            continue;
+        };
+        for entry in entries {
+            let entry = entry.map_err(io(&d))?;
+            let p = entry.path();
+            if entry.file_name() == "partial" || entry.file_name() == "lock" {
+                continue;
+            }
+            let ft = entry.file_type().map_err(io(&p))?;
+            if ft.is_dir() {
+                fs::remove_dir_all(&p).map_err(io(&p))?;
+            } else {
+                fs::remove_file(&p).map_err(io(&p))?;
+            }
+            removed.push(format!("/{dir}/{}", entry.file_name().to_string_lossy()));
+        }
+    }
+    Ok(removed)
+}
+
+fn append(log: &Path, text: &str) -> Result<(), Error> {
+    use std::io::Write;
+    fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .and_then(|mut f| f.write_all(text.as_bytes()))
+        .map_err(io(log))
+}
+
+/// An exclusive lock, waited for: Debian builds of one suite share the package cache.
+fn lock(path: &Path) -> Result<fs::File, Error> {
+    let f = fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path)
+        .map_err(io(path))?;
+    rustix::fs::flock(&f, rustix::fs::FlockOperation::LockExclusive)
+        .map_err(|e| io(path)(e.into()))?;
+    Ok(f)
+}
+
+#[cfg(test)]
+mod tests;
