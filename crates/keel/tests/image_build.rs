@@ -204,6 +204,27 @@ fn image_end_to_end() {
     );
     assert!(p.root.join("build/base/build.log").is_file());
 
+    // Snapshots: the manifest and the generated configuration. A change to the variant
+    // shows up as a reviewable snapshot diff.
+    insta::assert_snapshot!("base-manifest", common::manifest_for_snapshot(&manifest));
+    let work = p.root.join("build/work/base");
+    insta::assert_snapshot!(
+        "base-config-sysroot",
+        common::render_dir(&p, &work.join("config/sysroot/etc/portage"))
+    );
+    insta::assert_snapshot!(
+        "base-config-destroot",
+        common::render_dir(&p, &work.join("config/destroot/etc/portage"))
+    );
+    insta::assert_snapshot!(
+        "base-config-host",
+        common::render_dir(&p, &work.join("host/etc/portage"))
+    );
+    insta::assert_snapshot!(
+        "base-tmpfiles-edits",
+        common::render_dir(&p, &work.join("stage/fixups/etc/tmpfiles.d"))
+    );
+
     // No-op rebuild: no stage runs; same image.
     let (ran, _) = build(&p);
     assert_eq!(ran, Vec::<String>::new());

@@ -133,3 +133,80 @@ pub fn sha256(path: &Path) -> String {
         .unwrap_or("")
         .to_owned()
 }
+
+/// A text rendering of a directory for snapshots: one line per entry, sorted, with the
+/// project copy's path, the repository's and the Portage venv's replaced by placeholders.
+pub fn render_dir(p: &Project, dir: &Path) -> String {
+    let mut lines = Vec::new();
+    let mut stack = vec![dir.to_owned()];
+    while let Some(d) = stack.pop() {
+        for e in fs::read_dir(&d).unwrap().flatten() {
+            let path = e.path();
+            let rel = path.strip_prefix(dir).unwrap().display().to_string();
+            let m = fs::symlink_metadata(&path).unwrap();
+            if m.file_type().is_symlink() {
+                lines.push(format!(
+                    "{rel} -> {}",
+                    fs::read_link(&path).unwrap().display()
+                ));
+            } else if m.is_dir() {
+                stack.push(path);
+            } else {
+                let text = String::from_utf8_lossy(&fs::read(&path).unwrap()).into_owned();
+                lines.push(format!(
+                    "{rel}:\n{}",
+                    text.lines()
+                        .map(|l| format!("    {l}\n"))
+                        .collect::<String>()
+                        .trim_end()
+                ));
+            }
+        }
+    }
+    lines.sort();
+    placeholders(p, &lines.join("\n"))
+}
+
+pub fn placeholders(p: &Project, text: &str) -> String {
+    let venv = fs::read_link(
+        fs::read_dir(p.root.join("build/tools"))
+            .unwrap()
+            .flatten()
+            .next()
+            .unwrap()
+            .path(),
+    )
+    .unwrap();
+    text.replace(&venv.display().to_string(), "<portage-venv>")
+        .replace(&repo().display().to_string(), "<gentoo-mini>")
+        .replace(&p.root.display().to_string(), "<project>")
+}
+
+/// A manifest for snapshots: the content hashes under /var/db/pkg depend on build paths
+/// (the saved ebuild environments), so they are replaced; everything else stays.
+pub fn manifest_for_snapshot(manifest: &str) -> String {
+    manifest
+        .lines()
+        .map(|l| {
+            let f: Vec<&str> = l.split('\t').collect();
+            if l.starts_with("/var/db/pkg/") && f.len() == 7 && f[1] == "f" {
+                format!(
+                    "{}\t{}\t{}\t{}\t{}\t<vdb>\t{}",
+                    f[0],
+                    f[1],
+                    f[2],
+                    f[3],
+                    if f[0].ends_with("environment.bz2") {
+                        "<size>"
+                    } else {
+                        f[4]
+                    },
+                    f[6]
+                )
+            } else {
+                l.to_owned()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
