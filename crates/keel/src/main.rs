@@ -47,6 +47,26 @@ enum Command {
         #[arg(long, value_name = "DIR")]
         output: Option<PathBuf>,
     },
+    /// Boot a variant's image under QEMU (building what is missing first); `--check` runs the boot check
+    Boot {
+        #[arg(long)]
+        variant: String,
+        /// Boot with the boot check: print what the running system reported; exit 0 only when every assertion holds
+        #[arg(long)]
+        check: bool,
+        /// Without --check: the serial console into this file instead of the terminal
+        #[arg(long, value_name = "FILE", conflicts_with = "check")]
+        console_log: Option<PathBuf>,
+        /// Seconds before a checked boot is stopped
+        #[arg(long, default_value_t = 900)]
+        timeout: u64,
+        /// Guest memory in MiB
+        #[arg(long, default_value_t = 2048)]
+        memory: u32,
+        /// Guest CPUs
+        #[arg(long, default_value_t = 2)]
+        cpus: u32,
+    },
     /// Remove build results: one variant's, every variant's (keeping tools and caches), or all of build/
     Clean {
         #[arg(long, conflicts_with = "all")]
@@ -97,6 +117,26 @@ fn main() -> ExitCode {
             output,
         } => cmd::project(cli.project.as_deref())
             .and_then(|p| cmd::build::run(&p, &variant, gentoo_repo, output)),
+        Command::Boot {
+            variant,
+            check,
+            console_log,
+            timeout,
+            memory,
+            cpus,
+        } => cmd::project(cli.project.as_deref()).and_then(|p| {
+            cmd::boot::run(
+                &p,
+                &cmd::boot::Args {
+                    variant,
+                    check,
+                    console_log,
+                    timeout,
+                    memory_mb: memory,
+                    cpus,
+                },
+            )
+        }),
         Command::Manifest { path } => cmd::manifest::run(&path),
         Command::Clean { variant, all } => cmd::project(cli.project.as_deref())
             .and_then(|p| cmd::clean::run(&p, variant.as_deref(), all)),

@@ -1,6 +1,7 @@
 //! One module per subcommand.
 
 pub mod atom;
+pub mod boot;
 pub mod build;
 pub mod clean;
 pub mod manifest;

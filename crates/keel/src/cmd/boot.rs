@@ -1,0 +1,137 @@
+//! `keel boot --variant V [--check]`: build what is missing, then start the image under
+//! QEMU (docs/boot.md).
+
+use anyhow::{bail, Context, Result};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use variant::Project;
+
+pub struct Args {
+    pub variant: String,
+    pub check: bool,
+    /// Interactive boot: the serial console into this file instead of the terminal.
+    pub console_log: Option<PathBuf>,
+    /// Seconds before a checked boot is stopped.
+    pub timeout: u64,
+    pub memory_mb: u32,
+    pub cpus: u32,
+}
+
+pub fn run(project: &Project, a: &Args) -> Result<ExitCode> {
+    let resolved = project.resolve(&a.variant)?;
+    // Build what is missing (a build with nothing changed does no work).
+    let code = super::build::run(project, &a.variant, None, None)?;
+    if code != ExitCode::SUCCESS {
+        bail!("the build of `{}` failed", a.variant);
+    }
+    let paths = pipeline::Paths::new(project, &a.variant, None);
+    let s = &resolved.settings;
+    let image = paths
+        .output
+        .join(format!("{}.{}", a.variant, s.image_format));
+    let selinux = s.selinux.then(|| {
+        (
+            s.selinux_mode == variant::schema::SelinuxMode::Enforcing,
+            s.selinux_type.clone(),
+        )
+    });
+    if a.check {
+        let opts = boot::CheckOptions {
+            dir: paths.work.join("boot"),
+            selinux,
+            limit: a.timeout,
+            memory_mb: a.memory_mb,
+            cpus: a.cpus,
+        };
+        eprintln!(
+            "booting {} with the boot check (QEMU, at most {} s)...",
+            image.display(),
+            a.timeout
+        );
+        let out =
+            boot::check(&image, &opts).with_context(|| format!("boot check of `{}`", a.variant))?;
+        print_outcome(&out);
+        if out.ok() {
+            Ok(ExitCode::SUCCESS)
+        } else {
+            let failed: Vec<&str> = out
+                .verdicts
+                .iter()
+                .filter(|v| !v.ok)
+                .map(|v| v.name)
+                .collect();
+            bail!(
+                "boot check of `{}` failed: {} (report: {}, console: {})",
+                a.variant,
+                failed.join(", "),
+                out.report_file.display(),
+                out.console.display()
+            )
+        }
+    } else {
+        let dir = paths.work.join("boot-interactive");
+        let disks = boot::disk::prepare(&image, &dir, &dir.join("disks.log"))
+            .context("making the boot disks")?;
+        let append = boot::qemu::kernel_cmdline(&disks, selinux.as_ref().map(|s| s.0), false);
+        let console = match &a.console_log {
+            Some(p) => boot::qemu::Console::File(p.clone()),
+            None => boot::qemu::Console::Terminal,
+        };
+        let q = boot::qemu::Qemu {
+            accel: boot::qemu::Accel::detect(),
+            memory_mb: a.memory_mb,
+            cpus: a.cpus,
+            disks,
+            append,
+            console,
+            report: None,
+        };
+        eprintln!(
+            "starting QEMU ({:?}); {}",
+            q.accel,
+            if a.console_log.is_some() {
+                "the console goes to the log file; `poweroff` in the guest or kill QEMU ends it"
+            } else {
+                "Ctrl-a x quits"
+            }
+        );
+        let status = q.run_interactive()?;
+        Ok(if status.success() {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::FAILURE
+        })
+    }
+}
+
+fn print_outcome(out: &boot::CheckOutcome) {
+    println!("accelerator: {:?}", out.accel);
+    println!("kernel command line: {}", out.cmdline);
+    println!(
+        "disks made in {:.1} s; QEMU ran {:.1} s",
+        out.disk_secs, out.boot_secs
+    );
+    println!(
+        "--- what the running system reported ({})",
+        out.report_file.display()
+    );
+    for (name, text) in &out.report.sections {
+        println!("== {name}");
+        for l in text.lines() {
+            println!("   {l}");
+        }
+    }
+    println!("--- assertions");
+    for v in &out.verdicts {
+        let mut lines = v.detail.lines();
+        println!(
+            "{} {}: {}",
+            if v.ok { "PASS" } else { "FAIL" },
+            v.name,
+            lines.next().unwrap_or("")
+        );
+        for l in lines {
+            println!("       {l}");
+        }
+    }
+}
