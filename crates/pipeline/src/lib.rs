@@ -42,6 +42,8 @@ pub enum Error {
     #[error("{0}")]
     Image(#[from] image::Error),
     #[error("{0}")]
+    Policy(#[from] policy::Error),
+    #[error("{0}")]
     Exec(#[from] exec::Error),
     #[error("{0}")]
     Tree(String),
@@ -74,7 +76,6 @@ pub const MUTABLE_PREFIXES: &[&str] = &[
     "/var", "/run", "/tmp", "/home", "/srv", "/root", "/mnt", "/media", "/dev", "/proc", "/sys",
 ];
 
-#[derive(Debug, Clone)]
 pub struct Options {
     /// The Gentoo repository.
     pub repo: PathBuf,
@@ -82,6 +83,8 @@ pub struct Options {
     pub output: Option<PathBuf>,
     /// `SOURCE_DATE_EPOCH`: the build time, and the bound every mtime is clamped to.
     pub source_date_epoch: Option<i64>,
+    /// What tells whether the build host has SELinux enabled (the real host by default).
+    pub selinux_probe: Box<dyn policy::Probe>,
 }
 
 /// Where a variant's build lives.
@@ -231,6 +234,11 @@ pub fn build(
             let _ = writeln!(out, "warning: {w}");
         }
     }
+    if resolved.settings.selinux {
+        // Before any work: a host with SELinux enabled would check the target's labels
+        // against its own loaded policy.
+        policy::host_check(opts.selinux_probe.as_ref(), variant)?;
+    }
     let paths = Paths::new(project, variant, opts.output.as_deref());
     fs::create_dir_all(&paths.work).map_err(io(&paths.work))?;
     let _lock = lock(&paths.work.join("lock"), variant)?;
@@ -317,7 +325,49 @@ pub fn build(
             })
         },
     )?;
-    let final_tree = fixups_tree;
+    let mut final_tree = fixups_tree.clone();
+
+    // policy (SELinux variants): the local modules and booleans of every policy layer, the
+    // SELinux settings; labels last, on the finished tree.
+    if selinux {
+        for l in resolved.layers_of("policy") {
+            fp.tree(&l.rel, &l.path, None)?;
+        }
+        let s = &resolved.settings;
+        fp.str("selinux", &format!("{} {}", s.selinux_type, s.selinux_mode));
+        let policy_tree = paths.stage_tree("policy");
+        let log = paths.stage_log("policy");
+        let layers: Vec<PathBuf> = resolved
+            .layers_of("policy")
+            .map(|l| l.path.clone())
+            .collect();
+        let mode = policy::Mode::parse(&s.selinux_mode.to_string())
+            .ok_or_else(|| Error::Tree(format!("unknown SELinux mode `{}`", s.selinux_mode)))?;
+        runner.stage(
+            "policy",
+            &fp,
+            &format!("{} policy: modules, config, labels", s.selinux_type),
+            || {
+                tree::fresh_copy(&fixups_tree, &policy_tree, &log, |t| {
+                    let installed = policy::install_modules(t, &s.selinux_type, &layers, &log)?;
+                    tree::append_log(&log, &format!("{installed:?}\n"))?;
+                    policy::write_config(t, &s.selinux_type, mode)?;
+                    // Labels change no mtime: finalize first, so the labels are the last change.
+                    tree::finalize(t, build_time, clamp, &log)?;
+                    let report = policy::label(t, &s.selinux_type, &log)?;
+                    tree::append_log(
+                        &log,
+                        &format!(
+                            "labelled {} paths ({} unchanged); no spec for {:?}\n",
+                            report.set, report.unchanged, report.unlabelled
+                        ),
+                    )?;
+                    Ok(())
+                })
+            },
+        )?;
+        final_tree = policy_tree;
+    }
 
     // image: format, pseudo files, the tools' versions, the post-build hook.
     let format = match resolved.settings.image_format {
@@ -352,6 +402,10 @@ pub fn build(
                 log: log.clone(),
             };
             image::make::make(&spec)?;
+            if !resolved.settings.python {
+                // Checked on the image itself, read back with the real tools.
+                policy::find_python_in_image(&img, &log)?;
+            }
             write_atomic(&manifest, image::manifest::of_tree(&final_tree)?.as_bytes())?;
             if let Some(hook) = &resolved.settings.post_build_hook {
                 image::fixups::run_hook(
@@ -420,6 +474,10 @@ fn portage_stages(
     };
     let portage = Portage::new(install, opts.repo.clone(), layout)?;
     let composed = portage.compose(&project.root, &resolved)?;
+    if resolved.settings.selinux && Path::new(policy::POLICY_SRC).exists() {
+        // The refpolicy sources the sec-policy packages build from (fetch-restricted).
+        policy::seed_distfiles(&portage.layout.distdir)?;
+    }
 
     // host-tools: the host set, the host configuration, which Portage.
     fp.str("portage", &portage.install.identity())
@@ -435,6 +493,7 @@ fn portage_stages(
     // sysroot: the repository, the composed target configuration, the build set.
     let mut cache = StatCache::load(&paths.stamps().join("repo.statcache"));
     fp.str("sysroot-config", &composed.sysroot.render())
+        .str("kernel-config", &composed.kernel.render())
         .str("build.packages", &set_text(resolved, SetKind::Build))
         .tree("repo", &opts.repo, Some(&mut cache))?;
     cache.save(&paths.stamps().join("repo.statcache"))?;

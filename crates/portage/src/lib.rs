@@ -253,6 +253,28 @@ impl Portage {
             g.file("repos.conf", self.repos_conf());
             g.write(&global)?;
         }
+        // Kernel configuration fragments: Gentoo's distribution kernels (kernel-build.eclass)
+        // merge ${BROOT}/etc/kernel/config.d/*.config; a later layer's file of the same name wins.
+        let mut kernel = Tree::default();
+        for l in resolved.layers_of("kernel") {
+            let dir = l.path.join("config.d");
+            let Ok(rd) = fs::read_dir(&dir) else { continue };
+            let mut names: Vec<PathBuf> = rd.filter_map(|e| e.ok().map(|e| e.path())).collect();
+            names.sort();
+            for f in names
+                .into_iter()
+                .filter(|f| f.extension().is_some_and(|x| x == "config"))
+            {
+                let name = f
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default();
+                kernel.file(name, fs::read(&f).map_err(Error::io(&f))?);
+            }
+        }
+        if let Install::Venv(_) = self.install {
+            kernel.write(&self.layout.host_prefix().join("etc/kernel/config.d"))?;
+        }
         host.write(&self.host_config_dir())?;
         sysroot.write(&self.layout.config_root("sysroot").join("etc/portage"))?;
         // Portage's bash library calls `gtar`; Debian has none.
@@ -262,7 +284,11 @@ impl Portage {
         if gtar.symlink_metadata().is_err() {
             std::os::unix::fs::symlink("/usr/bin/tar", &gtar).map_err(Error::io(&gtar))?;
         }
-        Ok(Composed { host, sysroot })
+        Ok(Composed {
+            host,
+            sysroot,
+            kernel,
+        })
     }
 
     fn host_config_dir(&self) -> PathBuf {
@@ -476,6 +502,9 @@ pub const PYTHON_MASK: &[&str] = &[
 pub struct Composed {
     pub host: Tree,
     pub sysroot: Tree,
+    /// Kernel configuration fragments, in `${BROOT}/etc/kernel/config.d` off Gentoo. On a
+    /// Gentoo host BROOT is `/`, which Keel never writes: install them there yourself.
+    pub kernel: Tree,
 }
 
 fn atoms(resolved: &Resolved, kind: SetKind) -> Vec<String> {

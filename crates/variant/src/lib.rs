@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 /// The kinds of layer directories, each stacked shared-first.
-pub const LAYER_KINDS: [&str; 4] = ["portage", "overlay", "tmpfiles.d", "policy"];
+pub const LAYER_KINDS: [&str; 5] = ["portage", "overlay", "tmpfiles.d", "policy", "kernel"];
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {

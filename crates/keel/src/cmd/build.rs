@@ -30,6 +30,7 @@ pub fn run(
         repo,
         output,
         source_date_epoch,
+        selinux_probe: Box::new(policy::HostProbe),
     };
     let outcome = pipeline::build(project, variant, &opts, &mut std::io::stderr())?;
     if outcome.ran.is_empty() {
