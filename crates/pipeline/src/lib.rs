@@ -12,6 +12,7 @@ pub mod tree;
 use fingerprint::{write_atomic, Fingerprint, StatCache};
 use pkgsets::sets::SetKind;
 use portage::{Install, Layout, Portage};
+use std::collections::BTreeMap;
 use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -505,7 +506,21 @@ fn portage_stages(
             "emerge @keel-build ({n} atoms) into {}",
             portage.layout.sysroot().display()
         ),
-        || Ok(portage.sysroot(resolved, &paths.stage_log("sysroot"))?),
+        || {
+            // Packages whose user patches changed since the last successful sysroot build.
+            let record = paths.stamps().join("sysroot.patches");
+            let before: BTreeMap<String, String> = fs::read_to_string(&record)
+                .unwrap_or_default()
+                .lines()
+                .filter_map(|l| l.split_once(' ').map(|(k, v)| (k.to_owned(), v.to_owned())))
+                .collect();
+            let now = portage::user_patches(&composed.sysroot);
+            let rebuild = portage::changed_patches(&before, &now);
+            portage.sysroot(resolved, &rebuild, &paths.stage_log("sysroot"))?;
+            let text: String = now.iter().map(|(k, v)| format!("{k} {v}\n")).collect();
+            write_atomic(&record, text.as_bytes())?;
+            Ok(())
+        },
     )?;
 
     // destroot: the install sets and the destroot configuration (python setting included).

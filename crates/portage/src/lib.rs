@@ -379,13 +379,23 @@ impl Portage {
     }
 
     /// sysroot: build `@keel-build` into the persistent sysroot as binary packages.
-    pub fn sysroot(&self, resolved: &Resolved, log: &Path) -> Result<(), Error> {
+    ///
+    /// `rebuild`: packages whose user patches changed since the last sysroot build. Portage
+    /// does not track user patches, so they are rebuilt from source explicitly
+    /// (`--reinstall-atoms`, `--usepkg-exclude`).
+    pub fn sysroot(
+        &self,
+        resolved: &Resolved,
+        rebuild: &[String],
+        log: &Path,
+    ) -> Result<(), Error> {
         let s = self.layout.sysroot();
         fs::create_dir_all(&s).map_err(Error::io(&s))?;
         if resolved.set(SetKind::Build).entries.is_empty() {
             return Ok(());
         }
-        self.emerge("sysroot", &s)
+        let mut cmd = self
+            .emerge("sysroot", &s)
             .arg(format!("--root={}", s.display()))
             .arg(format!("--sysroot={}", s.display()))
             .args([
@@ -395,8 +405,14 @@ impl Portage {
                 "--deep",
                 "--newuse",
                 "--with-bdeps=y",
-                "@keel-build",
-            ])
+            ]);
+        if !rebuild.is_empty() {
+            let list = rebuild.join(" ");
+            cmd = cmd
+                .arg(format!("--reinstall-atoms={list}"))
+                .arg(format!("--usepkg-exclude={list}"));
+        }
+        cmd.arg("@keel-build")
             .log(log)
             .run()
             .map_err(|e| explain(e, resolved, SetKind::Build))
@@ -496,6 +512,64 @@ pub const PYTHON_MASK: &[&str] = &[
     "/usr/lib/python-exec",
     "/usr/share/doc/python*",
 ];
+
+/// The user patches of a composed configuration, per package: `cat/pkg` (or `cat/pkg:slot`)
+/// -> a digest of the patch files (names and contents). A directory named for a version
+/// (`cat/pkg-1.2`) counts for the package.
+pub fn user_patches(tree: &Tree) -> std::collections::BTreeMap<String, String> {
+    let mut out: std::collections::BTreeMap<String, String> = std::collections::BTreeMap::new();
+    for (rel, node) in &tree.files {
+        let mut parts = rel.splitn(4, '/');
+        let (Some("patches"), Some(cat), Some(dir), Some(name)) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            continue;
+        };
+        let key = package_of_patch_dir(cat, dir);
+        let content = match node {
+            config::Node::File(c) => String::from_utf8_lossy(c).into_owned(),
+            config::Node::Link(t) => t.display().to_string(),
+        };
+        let e = out.entry(key).or_default();
+        e.push_str(&format!("{name}\n{}\n{content}", content.len()));
+    }
+    // A short, stable digest per package (FNV-1a over the text).
+    out.into_iter()
+        .map(|(k, v)| {
+            let mut h: u64 = 0xcbf29ce484222325;
+            for b in v.bytes() {
+                h = (h ^ u64::from(b)).wrapping_mul(0x100000001b3);
+            }
+            (k, format!("{h:016x}"))
+        })
+        .collect()
+}
+
+fn package_of_patch_dir(cat: &str, dir: &str) -> String {
+    if let Some((pkg, slot)) = dir.split_once(':') {
+        return format!("{cat}/{pkg}:{slot}");
+    }
+    match pkgsets::Atom::parse(&format!("={cat}/{dir}"), pkgsets::ParseOptions::default()) {
+        Ok(a) => a.key().to_owned(),
+        Err(_) => format!("{cat}/{dir}"),
+    }
+}
+
+/// The packages whose user patches differ between two [`user_patches`] maps.
+pub fn changed_patches(
+    before: &std::collections::BTreeMap<String, String>,
+    now: &std::collections::BTreeMap<String, String>,
+) -> Vec<String> {
+    let mut keys: Vec<String> = before
+        .keys()
+        .chain(now.keys())
+        .filter(|k| before.get(*k) != now.get(*k))
+        .cloned()
+        .collect();
+    keys.sort();
+    keys.dedup();
+    keys
+}
 
 /// The composed configuration of a build.
 #[derive(Debug, Clone)]
@@ -662,7 +736,18 @@ pub fn explain_log(text: &str, set: &Merged, kind: SetKind) -> Option<String> {
     }
     let mut failed = None;
     let mut build_log = None;
+    let mut patch = None;
     for line in text.lines() {
+        // eapply_user: "patch -p1 ... failed with '/path/to/NNNN-name.patch'"
+        if line.contains("failed with '") && line.contains("patch") {
+            if let Some(p) = line
+                .split("failed with '")
+                .nth(1)
+                .and_then(|r| r.split('\'').next())
+            {
+                patch = Some(p.to_owned());
+            }
+        }
         if let Some(rest) = line.split("ERROR: ").nth(1) {
             if rest.contains(" failed") {
                 failed = Some(rest.trim().trim_end_matches(':').to_owned());
@@ -671,6 +756,15 @@ pub fn explain_log(text: &str, set: &Merged, kind: SetKind) -> Option<String> {
         if let Some(rest) = line.split("The complete build log is located at '").nth(1) {
             build_log = rest.split('\'').next().map(str::to_owned);
         }
+    }
+    if let (Some(f), Some(p)) = (&failed, &patch) {
+        return Some(format!(
+            "user patch {p} does not apply: {f}{}",
+            build_log
+                .as_deref()
+                .map(|l| format!("; build log: {l}"))
+                .unwrap_or_default()
+        ));
     }
     if let Some(f) = failed {
         return Some(format!(
@@ -685,4 +779,44 @@ pub fn explain_log(text: &str, set: &Merged, kind: SetKind) -> Option<String> {
             || l.contains("USE changes are necessary")
     });
     conflict.map(|l| format!("USE conflict: {}", l.trim()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn user_patch_changes_name_their_packages() {
+        let mut t = Tree::default();
+        t.file("patches/sec-policy/selinux-base/0001-a.patch", "A");
+        t.file("patches/sys-apps/systemd-252.38/0001-b.patch", "B");
+        t.file("patches/dev-libs/foo:2/x.patch", "C");
+        t.file("make.conf/00-keel", "X=1");
+        let before = user_patches(&t);
+        assert_eq!(
+            before.keys().collect::<Vec<_>>(),
+            [
+                "dev-libs/foo:2",
+                "sec-policy/selinux-base",
+                "sys-apps/systemd"
+            ]
+        );
+        let mut t2 = t.clone();
+        t2.file("patches/sec-policy/selinux-base/0002-new.patch", "N");
+        t2.files.remove("patches/dev-libs/foo:2/x.patch");
+        t2.file("make.conf/00-keel", "X=2");
+        assert_eq!(
+            changed_patches(&before, &user_patches(&t2)),
+            ["dev-libs/foo:2", "sec-policy/selinux-base"]
+        );
+        assert!(changed_patches(&before, &user_patches(&t)).is_empty());
+    }
+
+    #[test]
+    fn explains_a_patch_that_no_longer_applies() {
+        let log = "patch -p1 ... failed with '/p/variants/selinux/portage/patches/sec-policy/selinux-base/0003-stale.patch'\n \
+                   * ERROR: sec-policy/selinux-base-2.20221101::gentoo failed (prepare phase):\n";
+        let m = explain_log(log, &Merged::default(), SetKind::Build).unwrap();
+        assert!(m.starts_with("user patch /p/variants/selinux/portage/patches/sec-policy/selinux-base/0003-stale.patch does not apply"), "{m}");
+    }
 }
