@@ -78,6 +78,24 @@ pub const DEFAULT_MIRROR: &str = "http://deb.debian.org/debian";
 /// The security archive, unless `KEEL_DEBIAN_SECURITY_MIRROR` names another.
 pub const DEFAULT_SECURITY_MIRROR: &str = "http://deb.debian.org/debian-security";
 
+/// Bumped when what the backend does to a destination root changes.
+pub const REVISION: u32 = 2;
+
+/// The package whose include tree holds the policy headers.
+pub const HEADERS_PACKAGE: &str = "selinux-policy-dev";
+/// Refpolicy's sources on the build host (Debian's `selinux-policy-src`).
+pub const POLICY_SRC: &str = "/usr/src/selinux-policy-src.tar.zst";
+
+/// dpkg `path-exclude` globs for `python = false` (dpkg's globs match across `/`).
+pub const NO_PYTHON_EXCLUDES: &[&str] = &[
+    "/usr/lib/python*",
+    "/usr/bin/python*",
+    "/usr/share/gcc/python*",
+    "/usr/share/gdb/auto-load*",
+    "*.py",
+    "*.pyc",
+];
+
 /// A Debian package named by a set file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Package {
@@ -187,6 +205,24 @@ impl Debian {
         format!("{v}\n{}\n", self.sources().join("\n"))
     }
 
+    /// What else decides the destination root (a fingerprint input): the backend's own
+    /// revision (bumped when what it does to a root changes), the settings it reads, and
+    /// for SELinux variants the refpolicy sources the container module is built from.
+    pub fn destroot_inputs(&self, resolved: &Resolved) -> String {
+        let s = &resolved.settings;
+        let mut t = format!(
+            "revision {REVISION}\npython {}\nselinux {} {}\n",
+            s.python, s.selinux, s.selinux_type
+        );
+        if s.selinux {
+            let meta = fs::metadata(POLICY_SRC)
+                .map(|m| format!("{} bytes", m.len()))
+                .unwrap_or_else(|e| e.to_string());
+            t.push_str(&format!("{POLICY_SRC}: {meta}\n"));
+        }
+        t
+    }
+
     /// host-tools: `mmdebstrap` and the variant's `host-tools.packages` installed on the
     /// build host (`apt-get install` of the missing ones).
     pub fn host_tools(&self, resolved: &Resolved, log: &Path) -> Result<(), Error> {
@@ -285,10 +321,24 @@ impl Debian {
                 q(&archives)
             ))
             .arg("--essential-hook=mkdir -p \"$1\"/etc/initramfs-tools");
+        if !resolved.settings.python {
+            // Like Portage's INSTALL_MASK for `python = false`: Python files of packages that
+            // are not Python (libstdc++'s gdb pretty-printers) are not unpacked.
+            for pat in NO_PYTHON_EXCLUDES {
+                cmd = cmd.arg(format!("--dpkgopt=path-exclude={pat}"));
+            }
+        }
         for dir in initramfs {
             cmd = cmd.arg(format!(
                 "--essential-hook=cp -R --no-preserve=ownership {}/. \"$1\"/etc/initramfs-tools/",
                 q(dir)
+            ));
+        }
+        if resolved.settings.selinux {
+            // The policy headers of the image's policy version, unpacked later (not
+            // installed: the package needs Python).
+            cmd = cmd.arg(format!(
+                "--customize-hook=chroot \"$1\" sh -c 'cd /var/cache/apt/archives && apt-get download -q {HEADERS_PACKAGE}'"
             ));
         }
         cmd = cmd
@@ -309,6 +359,13 @@ impl Debian {
             let _ = fs::remove_dir_all(&partial);
             return Err(self.explain(e, resolved, SetKind::Install, log));
         }
+        if resolved.settings.selinux {
+            let r = self.selinux_extras(resolved, &partial, &archives, log);
+            if let Err(e) = r {
+                let _ = fs::remove_dir_all(&partial);
+                return Err(e);
+            }
+        }
         let removed = tidy(&partial)?;
         append(
             log,
@@ -324,6 +381,106 @@ impl Debian {
             }
         }
         fs::rename(&partial, dest).map_err(io(dest))
+    }
+
+    /// What an SELinux variant needs that Debian's packages do not put in the root: the
+    /// policy headers (`selinux-policy-dev`'s include tree, without its Python helpers,
+    /// which only document) under `/usr/share/selinux/<type>/include`, where the policy
+    /// stage compiles local modules; and refpolicy's `container` module (Debian does not
+    /// ship it: without it there is no `container_t`), built from the build host's
+    /// `selinux-policy-src` against those headers and installed at the distribution's
+    /// priority.
+    fn selinux_extras(
+        &self,
+        resolved: &Resolved,
+        root: &Path,
+        archives: &Path,
+        log: &Path,
+    ) -> Result<(), Error> {
+        let ty = &resolved.settings.selinux_type;
+        let admindir = root.join("var/lib/dpkg");
+        let version = Cmd::new("dpkg-query")
+            .arg(format!("--admindir={}", admindir.display()))
+            .args(["-W", "-f=${Version}", "selinux-policy-default"])
+            .log(log)
+            .output()?
+            .stdout;
+        let deb = archives.join(format!(
+            "{HEADERS_PACKAGE}_{}_all.deb",
+            version.trim().replace(':', "%3a")
+        ));
+        if !deb.is_file() {
+            return Err(Error::Host(format!(
+                "{}: the policy headers of selinux-policy-default {version} were not downloaded (log: {})",
+                deb.display(),
+                log.display()
+            )));
+        }
+        let tmp = root.join("tmp/keel-selinux");
+        let _ = fs::remove_dir_all(&tmp);
+        fs::create_dir_all(&tmp).map_err(io(&tmp))?;
+        Cmd::new("dpkg-deb")
+            .arg("-x")
+            .arg(&deb)
+            .arg(tmp.join("dev"))
+            .log(log)
+            .run()?;
+        let include = root.join(format!("usr/share/selinux/{ty}/include"));
+        if let Some(parent) = include.parent() {
+            fs::create_dir_all(parent).map_err(io(parent))?;
+        }
+        fs::rename(tmp.join("dev/usr/share/selinux/devel/include"), &include)
+            .map_err(io(&include))?;
+        if !resolved.settings.python {
+            let support = include.join("support");
+            for e in fs::read_dir(&support).map_err(io(&support))?.flatten() {
+                if e.file_name().to_string_lossy().ends_with(".py") {
+                    fs::remove_file(e.path()).map_err(io(&e.path()))?;
+                }
+            }
+        }
+        let src = Path::new(POLICY_SRC);
+        if !src.is_file() {
+            return Err(Error::Host(format!(
+                "{}: missing (host-tools.packages: debian/selinux-policy-src)",
+                src.display()
+            )));
+        }
+        let build = tmp.join("container");
+        fs::create_dir_all(&build).map_err(io(&build))?;
+        Cmd::new("tar")
+            .arg("-C")
+            .arg(&build)
+            .args(["--strip-components=4", "--wildcards", "-xaf"])
+            .arg(src)
+            .arg("*/policy/modules/services/container.te")
+            .arg("*/policy/modules/services/container.fc")
+            .log(log)
+            .run()?;
+        Cmd::new("make")
+            .arg("-f")
+            .arg(include.join("Makefile"))
+            .arg(format!("NAME={ty}"))
+            .arg(format!("HEADERDIR={}", include.display()))
+            .arg("container.pp")
+            .cwd(&build)
+            .log(log)
+            .run()?;
+        Cmd::new("semodule")
+            .arg("-p")
+            .arg(root)
+            .args(["-s", ty, "-n", "-X", "100", "-i"])
+            .arg(build.join("container.pp"))
+            .log(log)
+            .run()?;
+        fs::remove_dir_all(&tmp).map_err(io(&tmp))?;
+        append(
+            log,
+            &format!(
+                "policy headers of selinux-policy-default {version} in /usr/share/selinux/{ty}/include; container module from {} installed\n",
+                src.display()
+            ),
+        )
     }
 
     /// Turn an apt failure into the set file line of the missing package, or into "the

@@ -585,7 +585,8 @@ fn debian_stages(
             initramfs.push(d);
         }
     }
-    fp.str("install.packages", &set_text(resolved, SetKind::Install))
+    fp.str("debian-destroot", &deb.destroot_inputs(resolved))
+        .str("install.packages", &set_text(resolved, SetKind::Install))
         .str(
             "installonly.packages",
             &set_text(resolved, SetKind::InstallOnly),

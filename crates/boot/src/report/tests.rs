@@ -135,3 +135,27 @@ fn selinux_expectations() {
     label.sections.insert("var-log".into(), "inode 256\nfstype btrfs\nlabel system_u:object_r:unlabeled_t:s0\nexpected system_u:object_r:var_log_t:s0\n".into());
     assert_eq!(failed(&label, &e), ["var-log-subvolume"]);
 }
+
+/// A report recorded from a real boot of debian-selinux (enforcing, MCS) before the
+/// policy for the /var/log subvolume and the container engine existed: exactly those
+/// assertions fail, for the reasons the running system gave.
+const DEBIAN_SELINUX: &str = include_str!("debian-selinux.report");
+
+#[test]
+fn recorded_debian_selinux_boot_names_what_is_missing() {
+    let e = Expect {
+        selinux: Some((true, "default".into())),
+        ..base_expect()
+    };
+    let r = Report::parse(DEBIAN_SELINUX);
+    assert_eq!(
+        failed(&r, &e),
+        ["var-log-subvolume", "containers", "avc-denials"]
+    );
+    let v = verdicts(&r, &e);
+    let detail = |n: &str| v.iter().find(|v| v.name == n).unwrap().detail.clone();
+    assert!(detail("var-log-subvolume").contains("unlabeled_t"));
+    assert!(detail("containers").contains("OCI permission denied"));
+    assert!(detail("avc-denials").starts_with("7 denial(s) not accepted"));
+    assert!(detail("selinux").starts_with("Enforcing, policy `default` with MCS"));
+}
