@@ -83,6 +83,13 @@ const NEEDS: &[(&str, &str, &str, bool)] = &[
     ("/usr/bin/seinfo", "setools", "checks booleans in the built policy; sesearch for the policy tests", true),
     ("/usr/bin/secilc", "secilc", "CIL policy modules", false),
     ("/usr/sbin/getenforce", "selinux-utils", "the policy tests", false),
+    // Debian variants and `keel boot` (docs/debian.md, docs/boot.md)
+    ("/usr/bin/mmdebstrap", "mmdebstrap", "the Debian backend's destination root", true),
+    ("/usr/bin/dpkg-deb", "dpkg", "the Debian backend unpacks the policy headers", true),
+    ("/usr/share/selinux/devel/include/Makefile", "selinux-policy-dev", "m4 and the module tools that build refpolicy's container module for debian-selinux", true),
+    ("/usr/sbin/mkfs.btrfs", "btrfs-progs", "keel boot: the writable /var disk", true),
+    ("/usr/bin/unsquashfs", "squashfs-tools", "keel boot: kernel, initramfs and /var from the image", true),
+    ("/usr/bin/qemu-system-x86_64", "qemu-system-x86", "keel boot and the boot tests", true),
 ];
 
 fn missing(purpose: Purpose) -> Vec<(&'static str, &'static str)> {
