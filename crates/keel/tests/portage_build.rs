@@ -124,6 +124,66 @@ fn portage_backend_end_to_end() {
         "the sysroot should have built Python"
     );
 
+    // The selinux image (issue 7): labelled by the target policy, path by path as setfiles
+    // would; the right /etc/selinux/config; no Python in the image itself.
+    let image = p.root.join("build/selinux/selinux.squashfs");
+    let x = tempfile::tempdir().unwrap();
+    let root = x.path().join("r");
+    let o = Command::new("unsquashfs")
+        .args(["-no-progress", "-quiet", "-xattrs", "-d"])
+        .arg(&root)
+        .arg(&image)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let policy = root.join("etc/selinux/mcs/policy/policy.33");
+    let fc = root.join("etc/selinux/mcs/contexts/files/file_contexts");
+    let o = Command::new("setfiles")
+        .args(["-n", "-v", "-r"])
+        .arg(&root)
+        .arg("-c")
+        .arg(&policy)
+        .arg(&fc)
+        .arg(&root)
+        .output()
+        .unwrap();
+    let report = format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(o.status.success(), "setfiles -n: {report}");
+    assert!(
+        !report.contains("Would relabel") && !report.contains("Relabeled"),
+        "labels differ from setfiles:\n{report}"
+    );
+    let labelled = common::manifest_for_snapshot(
+        &fs::read_to_string(p.root.join("build/selinux/manifest.txt")).unwrap(),
+    );
+    assert!(
+        labelled.lines().any(|l| l.starts_with("/usr/bin/bash\t")
+            && l.ends_with("system_u:object_r:shell_exec_t:s0")),
+        "{labelled}"
+    );
+    assert_eq!(
+        fs::read_to_string(root.join("etc/selinux/config"))
+            .unwrap()
+            .lines()
+            .filter(|l| !l.starts_with('#'))
+            .collect::<Vec<_>>(),
+        ["SELINUX=enforcing", "SELINUXTYPE=mcs"]
+    );
+    assert_eq!(portage::find_python(&root).unwrap(), Vec::<String>::new());
+    insta::assert_snapshot!("selinux-manifest", labelled);
+    insta::assert_snapshot!(
+        "selinux-config-destroot",
+        common::render_dir(
+            &p,
+            &p.root
+                .join("build/work/selinux/config/destroot/etc/portage")
+        )
+    );
+
     // 2. Nothing changed: no stage runs, no emerge runs.
     let before = emerge_runs(&p, "base");
     let (ran, _) = build(&p, "base");
@@ -172,6 +232,19 @@ fn portage_backend_end_to_end() {
 
     // 5. The host's Portage state is untouched.
     assert_eq!(snapshot_host(), host_before);
+
+    // 6. A user patch that no longer applies fails the build, naming the patch. A changed
+    // patch set rebuilds its package (Portage itself does not track user patches).
+    let stale = p
+        .root
+        .join("variants/selinux/portage/patches/sec-policy/selinux-base/9999-keel-stale.patch");
+    fs::write(&stale, "--- a/policy/modules/kernel/kernel.te\n+++ b/policy/modules/kernel/kernel.te\n@@ -1,3 +1,3 @@\n-this line is not in the file\n+nor is this one\n context\n context\n").unwrap();
+    let (ok, _, err) = keel(&p, &["build", "--variant", "selinux"]);
+    assert!(!ok);
+    assert!(
+        err.contains("user patch ") && err.contains("9999-keel-stale.patch does not apply"),
+        "{err}"
+    );
 }
 
 #[test]

@@ -473,7 +473,9 @@ impl Portage {
         if !resolved.set(SetKind::Install).entries.is_empty() {
             self.emerge("destroot", dest)
                 .arg(format!("--root={}", dest.display()))
-                .args(["--usepkgonly", "--with-bdeps=n", "@keel-install"])
+                // With --usepkgonly Portage otherwise takes the newest binary package whatever
+                // its USE flags; several builds of one version coexist (binpkg-multi-instance).
+                .args(["--usepkgonly", "--binpkg-respect-use=y", "--with-bdeps=n", "@keel-install"])
                 .log(log)
                 .run()
                 .map_err(|e| explain(e, resolved, SetKind::Install))?;
