@@ -270,6 +270,19 @@ fn bad_input_is_a_clear_error_and_leaves_no_complete_root() {
     assert!(err.contains("sysroot.log"), "{err}");
     assert!(!p.root.join("build/work/ghost/destroot").exists());
 
+    // A USE conflict: the set asks for a flag the configuration does not enable.
+    fs::write(
+        v.join("build.packages"),
+        "# ghost\nnet-misc/openssh[selinux]\n",
+    )
+    .unwrap();
+    let (ok, _, err) = keel(&p, &["build", "--variant", "ghost"]);
+    assert!(!ok);
+    assert!(
+        err.contains("USE conflict: ") && err.contains("variants/ghost/build.packages:2: "),
+        "{err}"
+    );
+
     // install.packages names what the sysroot did not build.
     fs::write(v.join("build.packages"), "").unwrap();
     fs::write(v.join("install.packages"), "sys-libs/libsepol\n").unwrap();

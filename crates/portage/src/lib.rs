@@ -475,7 +475,12 @@ impl Portage {
                 .arg(format!("--root={}", dest.display()))
                 // With --usepkgonly Portage otherwise takes the newest binary package whatever
                 // its USE flags; several builds of one version coexist (binpkg-multi-instance).
-                .args(["--usepkgonly", "--binpkg-respect-use=y", "--with-bdeps=n", "@keel-install"])
+                .args([
+                    "--usepkgonly",
+                    "--binpkg-respect-use=y",
+                    "--with-bdeps=n",
+                    "@keel-install",
+                ])
                 .log(log)
                 .run()
                 .map_err(|e| explain(e, resolved, SetKind::Install))?;
@@ -776,11 +781,34 @@ pub fn explain_log(text: &str, set: &Merged, kind: SetKind) -> Option<String> {
                 .unwrap_or_default()
         ));
     }
-    let conflict = text.lines().find(|l| {
+    let lines: Vec<&str> = text.lines().collect();
+    let at = lines.iter().position(|l| {
         l.contains("The following REQUIRED_USE flag constraints are unsatisfied")
             || l.contains("USE changes are necessary")
-    });
-    conflict.map(|l| format!("USE conflict: {}", l.trim()))
+    })?;
+    // The packages Portage names below the header (`>=cat/pkg-1.0 flag`, `=cat/pkg-1.0`),
+    // and the set line that asked for each (the last one: the most derived variant's).
+    let mut what = Vec::new();
+    for l in lines[at + 1..].iter().take(20) {
+        let Some(tok) = l.split_whitespace().next() else {
+            continue;
+        };
+        if let Ok(atom) = pkgsets::Atom::parse(tok, pkgsets::ParseOptions::default()) {
+            let place = set
+                .entries
+                .iter()
+                .rev()
+                .find(|e| e.atom.key() == atom.key())
+                .map(|e| format!("{}: ", e.loc))
+                .unwrap_or_default();
+            what.push(format!("{place}{}", l.trim()));
+        }
+    }
+    Some(format!(
+        "USE conflict: {}{}",
+        lines[at].trim(),
+        what.iter().map(|w| format!("\n  {w}")).collect::<String>()
+    ))
 }
 
 #[cfg(test)]
