@@ -624,9 +624,7 @@ fn fresh_root(
         }
     }
     portage.destroot(resolved, cfg, &partial, log)?;
-    if let Some(epoch) = source_date_epoch {
-        portage::vdb::normalize(&partial, epoch)?;
-    }
+    portage::vdb::normalize(&partial, source_date_epoch)?;
     fs::rename(&partial, dest).map_err(io(dest))
 }
 

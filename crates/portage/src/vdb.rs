@@ -5,9 +5,9 @@
 //! (installonly), Portage 3's `metadata` cache the database directory's mtime in
 //! nanoseconds, and `BINPKGMD5` the checksum of the binary package file, whose archive
 //! headers hold the time it was built. `/var/cache/edb` holds Portage's own state, with the
-//! build host's paths. With `SOURCE_DATE_EPOCH`, [`normalize`] clamps those times as the
-//! files themselves are clamped, drops the cache (Portage rebuilds it) and `BINPKGMD5`, and
-//! removes `/var/cache/edb`.
+//! build host's paths. [`normalize`] always drops the cache (Portage rebuilds it),
+//! `BINPKGMD5` and `/var/cache/edb`; with `SOURCE_DATE_EPOCH` it also clamps those times as
+//! the files themselves are clamped.
 //! Symlinks are never followed: a symlink where a database directory should be is an error.
 
 use crate::Error;
@@ -41,8 +41,10 @@ pub fn clamp_contents_line(line: &str, epoch: i64) -> String {
     }
 }
 
-/// Normalize the database of `root` for `SOURCE_DATE_EPOCH = epoch`.
-pub fn normalize(root: &Path, epoch: i64) -> Result<(), Error> {
+/// Normalize the database of `root`: always drop `/var/cache/edb`, the `metadata` caches
+/// and `BINPKGMD5` (build artifacts that say nothing about the image); with
+/// `SOURCE_DATE_EPOCH = epoch`, also clamp the recorded times.
+pub fn normalize(root: &Path, epoch: Option<i64>) -> Result<(), Error> {
     for d in ["var", "var/cache"] {
         real_dir(&root.join(d))?;
     }
@@ -72,6 +74,7 @@ pub fn normalize(root: &Path, epoch: i64) -> Result<(), Error> {
                     fs::remove_file(&f).map_err(Error::io(&f))?;
                 }
             }
+            let Some(epoch) = epoch else { continue };
             let contents = pkg.join("CONTENTS");
             if fs::symlink_metadata(&contents).is_ok_and(|m| m.is_file()) {
                 let text = fs::read_to_string(&contents).map_err(Error::io(&contents))?;
@@ -128,7 +131,7 @@ mod tests {
         fs::write(p.join("BUILD_TIME"), "2000\n").unwrap();
         fs::write(p.join("metadata"), "#dir_mtime=1\n").unwrap();
         fs::write(p.join("BINPKGMD5"), "0123\n").unwrap();
-        normalize(r, 1000).unwrap();
+        normalize(r, Some(1000)).unwrap();
         assert_eq!(
             fs::read_to_string(p.join("CONTENTS")).unwrap(),
             "dir /usr\nobj /usr/bin/bash abc 1000\n"
@@ -144,6 +147,6 @@ mod tests {
         let e = tempfile::tempdir().unwrap();
         fs::create_dir_all(e.path().join("var/db")).unwrap();
         std::os::unix::fs::symlink(outside.path(), e.path().join("var/db/pkg")).unwrap();
-        assert!(normalize(e.path(), 1000).is_err());
+        assert!(normalize(e.path(), Some(1000)).is_err());
     }
 }
