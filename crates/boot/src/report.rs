@@ -89,7 +89,19 @@ pub struct Accepted {
 
 /// The denials a clean boot of Keel's Debian variants may show, each with its reason.
 /// Everything else fails the check.
-pub const ACCEPTED_DENIALS: &[Accepted] = &[];
+pub const ACCEPTED_DENIALS: &[Accepted] = &[
+    // agetty (util-linux 2.38) probes CAP_CHECKPOINT_RESTORE (capability 40, Linux 5.9);
+    // refpolicy 2.20221101 knows the permission but grants it to no login domain. A tty
+    // login needs no checkpoint/restore: agetty works without it, and granting it would
+    // give getty_t a capability it never uses. Reported, not fixed.
+    Accepted {
+        scontext: "getty_t",
+        tcontext: "getty_t",
+        tclass: "capability2",
+        perm: "checkpoint_restore",
+        reason: "agetty probes CAP_CHECKPOINT_RESTORE, which a tty login does not need",
+    },
+];
 
 /// One AVC denial, reduced to what identifies it.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
