@@ -80,14 +80,9 @@ fn debian_base_boots_clean() {
 }
 
 /// debian-selinux: enforcing MCS, and every assertion of debian-base, containers in
-/// distinct categories, no AVC denial beyond the accepted list.
-///
-/// Ignored until the policy for Debian's container engine and for the /var/log subvolume
-/// exists: the recorded report `crates/boot/src/report/debian-selinux.report` shows what
-/// still fails (`cargo test -p boot`), and `keel boot --variant debian-selinux --check`
-/// prints it.
+/// distinct categories, no AVC denial beyond the accepted list (the policy:
+/// `policy/keel_*.te`, `variants/debian-selinux/policy/keel_container_engine.te`).
 #[test]
-#[ignore = "debian-selinux needs policy: crun as container_engine_t is denied (OCI permission denied), /var/log's new subvolume is unlabeled_t, 7 boot denials"]
 fn debian_selinux_boots_enforcing() {
     if !tools() {
         return;
@@ -96,4 +91,9 @@ fn debian_selinux_boots_enforcing() {
     assert!(ok, "keel boot --check failed:\n{stdout}\n{stderr}");
     assert!(stdout.contains("PASS selinux: Enforcing, policy `default` with MCS"));
     assert!(stdout.contains("PASS containers: 2 containers running as container_t in categories"));
+    assert!(
+        stdout.contains("PASS var-log-subvolume: btrfs subvolume (inode 256), absent from the /var disk at build, label system_u:object_r:var_log_t:s0"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("PASS avc-denials"), "{stdout}");
 }
