@@ -47,7 +47,7 @@ fn run(root: &Path, args: &[String]) -> Result<ExitCode, String> {
             let keel_bin = build_keel(root, false)?;
             let venv = portage_venv(&keel_bin, root)?;
             let status = Command::new(env!("CARGO"))
-                .args(["test", "--workspace", "--locked"])
+                .args(["test", "--workspace", "--locked", "--no-fail-fast"])
                 .args(&args[1..])
                 .env("KEEL_TEST_STRICT", "1")
                 .env("KEEL_PORTAGE_VENV", venv)
