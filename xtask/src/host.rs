@@ -75,21 +75,86 @@ const NEEDS: &[(&str, &str, &str, bool)] = &[
     ),
     // SELinux variants: the refpolicy sources (sec-policy/* distfile) and the policy tools
     // the ebuilds and the policy stage run against the image's store (semodule -p ROOT)
-    ("/usr/src/selinux-policy-src.tar.zst", "selinux-policy-src", "refpolicy sources for sec-policy/* (pinned distfile)", true),
-    ("/usr/bin/checkmodule", "checkpolicy", "compiles refpolicy and Keel's local policy modules", true),
-    ("/usr/sbin/semodule", "semodule-utils", "builds the image's policy store (semodule -p ROOT)", true),
-    ("/usr/bin/semodule_package", "semodule-utils", "packages refpolicy modules", true),
-    ("/usr/sbin/setfiles", "policycoreutils", "validates file_contexts against the target policy", true),
-    ("/usr/bin/seinfo", "setools", "checks booleans in the built policy; sesearch for the policy tests", true),
+    (
+        "/usr/src/selinux-policy-src.tar.zst",
+        "selinux-policy-src",
+        "refpolicy sources for sec-policy/* (pinned distfile)",
+        true,
+    ),
+    (
+        "/usr/bin/checkmodule",
+        "checkpolicy",
+        "compiles refpolicy and Keel's local policy modules",
+        true,
+    ),
+    (
+        "/usr/sbin/semodule",
+        "semodule-utils",
+        "builds the image's policy store (semodule -p ROOT)",
+        true,
+    ),
+    (
+        "/usr/bin/semodule_package",
+        "semodule-utils",
+        "packages refpolicy modules",
+        true,
+    ),
+    (
+        "/usr/sbin/setfiles",
+        "policycoreutils",
+        "validates file_contexts against the target policy",
+        true,
+    ),
+    (
+        "/usr/bin/seinfo",
+        "setools",
+        "checks booleans in the built policy; sesearch for the policy tests",
+        true,
+    ),
     ("/usr/bin/secilc", "secilc", "CIL policy modules", false),
-    ("/usr/sbin/getenforce", "selinux-utils", "the policy tests", false),
+    (
+        "/usr/sbin/getenforce",
+        "selinux-utils",
+        "the policy tests",
+        false,
+    ),
     // Debian variants and `keel boot` (docs/debian.md, docs/boot.md)
-    ("/usr/bin/mmdebstrap", "mmdebstrap", "the Debian backend's destination root", true),
-    ("/usr/bin/dpkg-deb", "dpkg", "the Debian backend unpacks the policy headers", true),
-    ("/usr/share/selinux/devel/include/Makefile", "selinux-policy-dev", "m4 and the module tools that build refpolicy's container module for debian-selinux", true),
-    ("/usr/sbin/mkfs.btrfs", "btrfs-progs", "keel boot: the writable /var disk", true),
-    ("/usr/bin/unsquashfs", "squashfs-tools", "keel boot: kernel, initramfs and /var from the image", true),
-    ("/usr/bin/qemu-system-x86_64", "qemu-system-x86", "keel boot and the boot tests", true),
+    (
+        "/usr/bin/mmdebstrap",
+        "mmdebstrap",
+        "the Debian backend's destination root",
+        true,
+    ),
+    (
+        "/usr/bin/dpkg-deb",
+        "dpkg",
+        "the Debian backend unpacks the policy headers",
+        true,
+    ),
+    (
+        "/usr/share/selinux/devel/include/Makefile",
+        "selinux-policy-dev",
+        "m4 and the module tools that build refpolicy's container module for debian-selinux",
+        true,
+    ),
+    (
+        "/usr/sbin/mkfs.btrfs",
+        "btrfs-progs",
+        "keel boot: the writable /var disk",
+        true,
+    ),
+    (
+        "/usr/bin/unsquashfs",
+        "squashfs-tools",
+        "keel boot: kernel, initramfs and /var from the image",
+        true,
+    ),
+    (
+        "/usr/bin/qemu-system-x86_64",
+        "qemu-system-x86",
+        "keel boot and the boot tests",
+        true,
+    ),
 ];
 
 fn missing(purpose: Purpose) -> Vec<(&'static str, &'static str)> {

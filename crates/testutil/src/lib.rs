@@ -45,18 +45,29 @@ pub fn find(program: &str) -> Option<PathBuf> {
 /// The project's root directory.
 pub fn project_root() -> PathBuf {
     let here = Path::new(env!("CARGO_MANIFEST_DIR"));
-    here.ancestors().nth(2).map(Path::to_owned).unwrap_or_else(|| here.to_owned())
+    here.ancestors()
+        .nth(2)
+        .map(Path::to_owned)
+        .unwrap_or_else(|| here.to_owned())
 }
 
 /// The venv holding the pinned PyPI Portage: `$KEEL_PORTAGE_VENV`, else the default
 /// location under `build/tools`. None (skip) locally when absent; panics under strict mode.
 pub fn portage_venv() -> Option<PathBuf> {
-    let dir = std::env::var_os("KEEL_PORTAGE_VENV").map(PathBuf::from).or_else(|| {
-        let tools = project_root().join("build/tools");
-        std::fs::read_dir(tools).ok()?.flatten().map(|e| e.path()).find(|p| {
-            p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("portage-")) && p.join(".keel-complete").exists()
-        })
-    });
+    let dir = std::env::var_os("KEEL_PORTAGE_VENV")
+        .map(PathBuf::from)
+        .or_else(|| {
+            let tools = project_root().join("build/tools");
+            std::fs::read_dir(tools)
+                .ok()?
+                .flatten()
+                .map(|e| e.path())
+                .find(|p| {
+                    p.file_name()
+                        .is_some_and(|n| n.to_string_lossy().starts_with("portage-"))
+                        && p.join(".keel-complete").exists()
+                })
+        });
     match dir {
         Some(d) if d.join("bin/python").exists() => Some(d),
         _ => {
