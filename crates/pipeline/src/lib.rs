@@ -524,7 +524,7 @@ fn portage_stages(
     )?;
 
     // destroot: the install sets and the destroot configuration (python setting included).
-    let dcfg = portage.destroot_config(resolved)?;
+    let dcfg = portage.destroot_config(resolved, &composed.sysroot)?;
     fp.str("destroot-config", &dcfg.render())
         .str("install.packages", &set_text(resolved, SetKind::Install))
         .str(

@@ -420,12 +420,8 @@ impl Portage {
 
     /// The destroot's configuration: the sysroot's, with the install sets instead of the
     /// build set, and the no-Python settings. Reads the sysroot's installed Python packages.
-    pub fn destroot_config(&self, resolved: &Resolved) -> Result<Tree, Error> {
-        let mut cfg = Tree::default();
-        let sysroot_cfg = self.layout.config_root("sysroot").join("etc/portage");
-        for (rel, content) in walk(&sysroot_cfg)? {
-            cfg.files.insert(rel, content);
-        }
+    pub fn destroot_config(&self, resolved: &Resolved, sysroot: &Tree) -> Result<Tree, Error> {
+        let mut cfg = sysroot.clone();
         cfg.files.remove("sets/keel-build");
         for kind in [SetKind::Install, SetKind::InstallOnly] {
             cfg.file(
@@ -597,37 +593,6 @@ fn has_portage_user() -> bool {
         fs::read_to_string(file).is_ok_and(|s| s.lines().any(|l| l.starts_with("portage:")))
     };
     has("/etc/passwd") && has("/etc/group")
-}
-
-fn walk(dir: &Path) -> Result<Vec<(String, config::Node)>, Error> {
-    let mut out = Vec::new();
-    let mut stack = vec![(dir.to_owned(), String::new())];
-    while let Some((d, rel)) = stack.pop() {
-        for e in fs::read_dir(&d).map_err(Error::io(&d))? {
-            let e = e.map_err(Error::io(&d))?;
-            let name = e.file_name().to_string_lossy().into_owned();
-            let r = if rel.is_empty() {
-                name
-            } else {
-                format!("{rel}/{name}")
-            };
-            let ft = e.file_type().map_err(Error::io(&e.path()))?;
-            if ft.is_symlink() {
-                out.push((
-                    r,
-                    config::Node::Link(fs::read_link(e.path()).map_err(Error::io(&e.path()))?),
-                ));
-            } else if ft.is_dir() {
-                stack.push((e.path(), r));
-            } else {
-                out.push((
-                    r,
-                    config::Node::File(fs::read(e.path()).map_err(Error::io(&e.path()))?),
-                ));
-            }
-        }
-    }
-    Ok(out)
 }
 
 /// `=cat/pkg-ver` of every Python package installed in a root (its vdb).
