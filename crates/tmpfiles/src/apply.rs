@@ -918,37 +918,38 @@ fn copy_children(
                     && kind_of(&dst) == FileType::Directory
                     && kind_of(&st) == FileType::Directory =>
             {
-                let sfd = rfs::openat(
-                    &s.fd,
-                    n.as_str(),
-                    OFlags::PATH | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-                    Mode::empty(),
-                )?;
-                let dfd = rfs::openat(
-                    &d.fd,
-                    n.as_str(),
-                    OFlags::PATH | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-                    Mode::empty(),
-                )?;
-                copy_children(
-                    &DirRef {
-                        fd: sfd,
-                        uid: 0,
-                        path: String::new(),
-                    },
-                    &DirRef {
-                        fd: dfd,
-                        uid: 0,
-                        path: String::new(),
-                    },
-                    owner,
-                    merge,
-                )?;
+                copy_subdir(s, &n, d, &n, owner, merge)?;
             }
             Some(_) => {}
         }
     }
     Ok(())
+}
+
+/// Open the subdirectories `sname` of `s` and `dname` of `d` (never following a symlink)
+/// and copy the children of one into the other.
+fn copy_subdir(
+    s: &DirRef,
+    sname: &str,
+    d: &DirRef,
+    dname: &str,
+    owner: (Option<u32>, Option<u32>),
+    merge: bool,
+) -> Result<(), Errno> {
+    let open = |at: &DirRef, name: &str| {
+        rfs::openat(
+            &at.fd,
+            name,
+            OFlags::PATH | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map(|fd| DirRef {
+            fd,
+            uid: 0,
+            path: String::new(),
+        })
+    };
+    copy_children(&open(s, sname)?, &open(d, dname)?, owner, merge)
 }
 
 /// Copy one node (recursively for directories), keeping mode and owner (or the given one).
@@ -964,32 +965,7 @@ fn copy_node(
     match kind_of(st) {
         FileType::Directory => {
             rfs::mkdirat(&ddir.fd, dname, Mode::from_raw_mode(0o700))?;
-            let sfd = rfs::openat(
-                &sdir.fd,
-                sname,
-                OFlags::PATH | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-                Mode::empty(),
-            )?;
-            let dfd = rfs::openat(
-                &ddir.fd,
-                dname,
-                OFlags::PATH | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-                Mode::empty(),
-            )?;
-            copy_children(
-                &DirRef {
-                    fd: sfd,
-                    uid: 0,
-                    path: String::new(),
-                },
-                &DirRef {
-                    fd: dfd,
-                    uid: 0,
-                    path: String::new(),
-                },
-                owner,
-                false,
-            )?;
+            copy_subdir(sdir, sname, ddir, dname, owner, false)?;
         }
         FileType::RegularFile => {
             let content = read_at(&sdir.fd, sname)?;
