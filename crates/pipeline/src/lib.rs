@@ -525,16 +525,8 @@ fn portage_stages(
 
     // destroot: the install sets and the destroot configuration (python setting included).
     let dcfg = portage.destroot_config(resolved, &composed.sysroot)?;
-    fp.str("destroot-config", &dcfg.render())
-        .str("install.packages", &set_text(resolved, SetKind::Install))
-        .str(
-            "installonly.packages",
-            &set_text(resolved, SetKind::InstallOnly),
-        )
-        .str(
-            "source-date-epoch",
-            &format!("{:?}", opts.source_date_epoch),
-        );
+    fp.str("destroot-config", &dcfg.render());
+    destroot_inputs(fp, resolved, opts);
     let dest = paths.destroot();
     runner.stage(
         "destroot",
@@ -585,16 +577,8 @@ fn debian_stages(
             initramfs.push(d);
         }
     }
-    fp.str("debian-destroot", &deb.destroot_inputs(resolved))
-        .str("install.packages", &set_text(resolved, SetKind::Install))
-        .str(
-            "installonly.packages",
-            &set_text(resolved, SetKind::InstallOnly),
-        )
-        .str(
-            "source-date-epoch",
-            &format!("{:?}", opts.source_date_epoch),
-        );
+    fp.str("debian-destroot", &deb.destroot_inputs(resolved));
+    destroot_inputs(fp, resolved, opts);
     let dest = paths.destroot();
     runner.stage(
         "destroot",
@@ -626,6 +610,20 @@ fn fresh_root(
     portage.destroot(resolved, cfg, &partial, log)?;
     portage::vdb::normalize(&partial, source_date_epoch)?;
     fs::rename(&partial, dest).map_err(io(dest))
+}
+
+/// The destroot inputs every backend shares, after its own: the install sets and
+/// SOURCE_DATE_EPOCH (the root's recorded times are normalized with it).
+fn destroot_inputs(fp: &mut Fingerprint, resolved: &Resolved, opts: &Options) {
+    fp.str("install.packages", &set_text(resolved, SetKind::Install))
+        .str(
+            "installonly.packages",
+            &set_text(resolved, SetKind::InstallOnly),
+        )
+        .str(
+            "source-date-epoch",
+            &format!("{:?}", opts.source_date_epoch),
+        );
 }
 
 fn set_text(resolved: &Resolved, kind: SetKind) -> String {
