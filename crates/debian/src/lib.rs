@@ -159,9 +159,9 @@ pub struct Debian {
 }
 
 impl Debian {
-    /// The setup for a variant; the archives come from `KEEL_DEBIAN_MIRROR` and
-    /// `KEEL_DEBIAN_SECURITY_MIRROR` when set.
-    pub fn new(build_dir: &Path, resolved: &Resolved) -> Result<Debian, Error> {
+    /// The setup for a variant, its `.deb`s kept under `cache_dir/debian/<suite>`; the
+    /// archives come from `KEEL_DEBIAN_MIRROR` and `KEEL_DEBIAN_SECURITY_MIRROR` when set.
+    pub fn new(cache_dir: &Path, resolved: &Resolved) -> Result<Debian, Error> {
         let suite = resolved.settings.suite.clone().ok_or_else(|| {
             Error::Host(format!(
                 "variant `{}` has no `suite` (the variant crate requires one)",
@@ -175,7 +175,7 @@ impl Debian {
                 .unwrap_or_else(|| d.to_owned())
         };
         Ok(Debian {
-            cache: build_dir.join("cache/debian").join(&suite),
+            cache: cache_dir.join("debian").join(&suite),
             mirror: env("KEEL_DEBIAN_MIRROR", DEFAULT_MIRROR),
             security_mirror: env("KEEL_DEBIAN_SECURITY_MIRROR", DEFAULT_SECURITY_MIRROR),
             suite,

@@ -88,12 +88,49 @@ pub struct Options {
     pub selinux_probe: Box<dyn policy::Probe>,
 }
 
+/// The project's build directories. Each defaults to a place under the project's `build/`
+/// and can be moved by an environment variable (how `keel vm` puts the work on the VM's
+/// local disk and the artifacts on the host; docs/vm.md):
+///
+/// | field | default | variable |
+/// |---|---|---|
+/// | `build` | `build/` | `KEEL_BUILD_DIR` |
+/// | `cache` | `<build>/cache` | `KEEL_CACHE_DIR` |
+/// | `outputs` | `<build>` | `KEEL_OUTPUT_DIR` |
+#[derive(Debug, Clone)]
+pub struct Dirs {
+    /// Tools, work directories, logs.
+    pub build: PathBuf,
+    /// What outlives a `keel clean --variant`: distfiles, binary packages, `.deb`s.
+    pub cache: PathBuf,
+    /// Where `<variant>/` (image, manifest, log) goes when `--output` is not given.
+    pub outputs: PathBuf,
+}
+
+impl Dirs {
+    pub fn of(project: &Project) -> Dirs {
+        let var = |k: &str| {
+            std::env::var_os(k)
+                .filter(|v| !v.is_empty())
+                .map(PathBuf::from)
+        };
+        let build = var("KEEL_BUILD_DIR").unwrap_or_else(|| project.root.join("build"));
+        Dirs {
+            cache: var("KEEL_CACHE_DIR").unwrap_or_else(|| build.join("cache")),
+            outputs: var("KEEL_OUTPUT_DIR").unwrap_or_else(|| build.clone()),
+            build,
+        }
+    }
+}
+
 /// Where a variant's build lives.
 #[derive(Debug, Clone)]
 pub struct Paths {
-    /// `build/` of the project: tools, caches, work directories.
+    /// `build/` of the project: tools, work directories.
     pub build_dir: PathBuf,
-    /// `build/work/<variant>`: sysroot, binary packages, config roots, stamps, logs.
+    /// `build/cache`: distfiles, binary packages (`binpkgs/<variant>`), `.deb`s.
+    pub cache: PathBuf,
+    /// `build/work/<variant>`: sysroot, config roots, stamps, logs.
     pub work: PathBuf,
     /// `build/<variant>` or `--output`.
     pub output: PathBuf,
@@ -101,13 +138,14 @@ pub struct Paths {
 
 impl Paths {
     pub fn new(project: &Project, variant: &str, output: Option<&Path>) -> Paths {
-        let build_dir = project.root.join("build");
+        let dirs = Dirs::of(project);
         Paths {
-            work: build_dir.join("work").join(variant),
+            work: dirs.build.join("work").join(variant),
             output: output
                 .map(Path::to_owned)
-                .unwrap_or_else(|| build_dir.join(variant)),
-            build_dir,
+                .unwrap_or_else(|| dirs.outputs.join(variant)),
+            build_dir: dirs.build,
+            cache: dirs.cache,
         }
     }
     pub fn stamps(&self) -> PathBuf {
@@ -471,7 +509,8 @@ fn portage_stages(
     let install = Install::detect(&paths.build_dir)?;
     let layout = Layout {
         work: paths.work.clone(),
-        distdir: paths.build_dir.join("cache/distfiles"),
+        distdir: paths.cache.join("distfiles"),
+        binpkgs: paths.cache.join("binpkgs").join(&resolved.name),
     };
     let portage = Portage::new(install, opts.repo.clone(), layout)?;
     let composed = portage.compose(&project.root, &resolved)?;
@@ -560,7 +599,7 @@ fn debian_stages(
     fp: &mut Fingerprint,
 ) -> Result<(), Error> {
     debian::check_sets(resolved)?;
-    let deb = debian::Debian::new(&paths.build_dir, resolved)?;
+    let deb = debian::Debian::new(&paths.cache, resolved)?;
     fp.str("debian", &deb.identity()).str(
         "host-tools.packages",
         &set_text(resolved, SetKind::HostTools),

@@ -61,12 +61,16 @@ pub enum Install {
 }
 
 impl Install {
-    /// The host's Portage on Gentoo, else the pinned PyPI release (installed when missing).
+    /// The host's Portage on Gentoo; else the venv `KEEL_PORTAGE_VENV` names (one that
+    /// `keel tools portage-venv` made: how `keel vm` shares the host's venv into a VM);
+    /// else the pinned PyPI release under `build_dir` (installed when missing).
     pub fn detect(build_dir: &Path) -> Result<Install, Error> {
         if Path::new("/etc/gentoo-release").exists() && Path::new("/usr/bin/emerge").exists() {
-            Ok(Install::Host)
-        } else {
-            Ok(Install::Venv(venv::ensure(build_dir)?))
+            return Ok(Install::Host);
+        }
+        match std::env::var_os("KEEL_PORTAGE_VENV").filter(|v| !v.is_empty()) {
+            Some(v) => Ok(Install::Venv(venv::check(Path::new(&v))?)),
+            None => Ok(Install::Venv(venv::ensure(build_dir)?)),
         }
     }
     fn emerge(&self) -> PathBuf {
@@ -84,12 +88,15 @@ impl Install {
     }
 }
 
-/// The directories of one variant's Portage work, all under `work`.
+/// The directories of one variant's Portage work: under `work`, except what a cache keeps.
 #[derive(Debug, Clone)]
 pub struct Layout {
     pub work: PathBuf,
     /// Shared between variants and builds: distfiles.
     pub distdir: PathBuf,
+    /// This variant's binary packages (`pkgdir/`, `host-pkgdir/`): they outlive the work
+    /// directory, so a clean rebuild reuses them (Portage's `--usepkg` rules decide).
+    pub binpkgs: PathBuf,
 }
 
 impl Layout {
@@ -105,10 +112,10 @@ impl Layout {
         self.work.join("sysroot")
     }
     pub fn pkgdir(&self) -> PathBuf {
-        self.work.join("pkgdir")
+        self.binpkgs.join("pkgdir")
     }
     fn host_pkgdir(&self) -> PathBuf {
-        self.work.join("host-pkgdir")
+        self.binpkgs.join("host-pkgdir")
     }
     fn tmpdir(&self) -> PathBuf {
         self.work.join("tmp")

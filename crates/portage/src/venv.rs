@@ -16,6 +16,8 @@ const PYTHON: &str = "/usr/bin/python3";
 pub enum Error {
     #[error("{0}")]
     Exec(#[from] exec::Error),
+    #[error("{0}")]
+    Invalid(String),
     #[error("{}: {source}", path.display())]
     Io {
         path: PathBuf,
@@ -28,6 +30,24 @@ pub fn venv_dir(build_dir: &Path) -> PathBuf {
     build_dir
         .join("tools")
         .join(format!("portage-{PORTAGE_VERSION}"))
+}
+
+/// A venv made elsewhere (`KEEL_PORTAGE_VENV`): complete, and of the pinned version.
+pub fn check(dir: &Path) -> Result<PathBuf, Error> {
+    let stamp = dir.join(".keel-complete");
+    match std::fs::read_to_string(&stamp) {
+        Ok(v) if v.trim() == PORTAGE_VERSION => Ok(dir.to_owned()),
+        Ok(v) => Err(Error::Invalid(format!(
+            "KEEL_PORTAGE_VENV={}: holds Portage {}, Keel pins {PORTAGE_VERSION} (make one with `keel tools portage-venv`)",
+            dir.display(),
+            v.trim()
+        ))),
+        Err(e) => Err(Error::Invalid(format!(
+            "KEEL_PORTAGE_VENV={}: not a complete Portage venv ({}: {e})",
+            dir.display(),
+            stamp.display()
+        ))),
+    }
 }
 
 /// Make sure the venv exists and holds the pinned Portage; returns its directory.

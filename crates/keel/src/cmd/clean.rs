@@ -25,9 +25,9 @@ fn remove(path: &Path) -> Result<()> {
 }
 
 pub fn run(project: &Project, variant: Option<&str>, all: bool) -> Result<ExitCode> {
-    let build = project.root.join("build");
+    let dirs = pipeline::Dirs::of(project);
     if all {
-        remove(&build)?;
+        remove(&dirs.build)?;
         return Ok(ExitCode::SUCCESS);
     }
     let names: Vec<String> = match variant {
@@ -35,8 +35,8 @@ pub fn run(project: &Project, variant: Option<&str>, all: bool) -> Result<ExitCo
         None => project.variants.keys().cloned().collect(),
     };
     for name in names {
-        remove(&build.join("work").join(&name))?;
-        remove(&build.join(&name))?;
+        remove(&dirs.build.join("work").join(&name))?;
+        remove(&dirs.outputs.join(&name))?;
     }
     Ok(ExitCode::SUCCESS)
 }

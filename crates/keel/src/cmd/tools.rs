@@ -13,7 +13,7 @@ impl ToolsCommand {
     pub fn run(self, project: &Project) -> Result<ExitCode> {
         match self {
             ToolsCommand::PortageVenv => {
-                let dir = portage::venv::ensure(&project.root.join("build"))?;
+                let dir = portage::venv::ensure(&pipeline::Dirs::of(project).build)?;
                 println!("{}", dir.display());
             }
         }
