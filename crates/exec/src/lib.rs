@@ -235,6 +235,48 @@ impl Cmd {
         })
     }
 
+    /// Start the command with its stdout and stderr merged, each chunk copied as it comes
+    /// to the log and to `echo` (the terminal): for long commands the user watches, like
+    /// a VM's console. [`Teed::wait`] judges the exit status like [`Cmd::run`].
+    pub fn spawn_teed(&self, log: &Path, echo: Box<dyn Write + Send>) -> Result<Teed, Error> {
+        let log_err = |source| Error::Log {
+            path: log.to_owned(),
+            source,
+        };
+        if let Some(parent) = log.parent() {
+            fs::create_dir_all(parent).map_err(log_err)?;
+        }
+        let mut f = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .read(true)
+            .open(log)
+            .map_err(log_err)?;
+        let start = f.seek(SeekFrom::End(0)).map_err(log_err)?;
+        writeln!(f, "$ {}", self.cmdline()).map_err(log_err)?;
+        let spawn_err = |source| Error::Spawn {
+            cmdline: self.cmdline(),
+            source,
+        };
+        let (reader, writer) = std::io::pipe().map_err(spawn_err)?;
+        let writer2 = writer.try_clone().map_err(spawn_err)?;
+        let mut cmd = self.command();
+        cmd.stdout(writer).stderr(writer2);
+        let child = cmd.spawn().map_err(spawn_err)?;
+        // Our copies of the write end must be gone, or the pump never sees end of file.
+        drop(cmd);
+        let sink = f.try_clone().map_err(log_err)?;
+        let pump = std::thread::spawn(move || pump(reader, sink, echo));
+        Ok(Teed {
+            child,
+            pump: Some(pump),
+            cmd: self.clone(),
+            log: log.to_owned(),
+            file: f,
+            start,
+        })
+    }
+
     fn accepts(&self, status: ExitStatus) -> bool {
         status.code().is_some_and(|c| self.ok_codes.contains(&c))
     }
@@ -246,6 +288,61 @@ impl Cmd {
             code: status.code(),
             tail,
             log,
+        }
+    }
+}
+
+/// A command started by [`Cmd::spawn_teed`].
+#[derive(Debug)]
+pub struct Teed {
+    child: std::process::Child,
+    pump: Option<std::thread::JoinHandle<()>>,
+    cmd: Cmd,
+    log: PathBuf,
+    file: File,
+    start: u64,
+}
+
+impl Teed {
+    /// The process id (to signal it).
+    pub fn id(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Wait for the command and for the last of its output; an exit status outside the
+    /// accepted codes is an [`Error::Failed`] carrying the tail of what it printed.
+    pub fn wait(mut self) -> Result<ExitStatus, Error> {
+        let status = self.child.wait().map_err(|source| Error::Spawn {
+            cmdline: self.cmd.cmdline(),
+            source,
+        })?;
+        if let Some(p) = self.pump.take() {
+            let _ = p.join();
+        }
+        if self.cmd.accepts(status) {
+            return Ok(status);
+        }
+        let tail = tail_of_file(&mut self.file, self.start);
+        Err(self.cmd.failed(status, tail, Some(self.log.clone())))
+    }
+}
+
+/// Copy what a teed command prints to the log and to the terminal, until end of file.
+/// A terminal that went away (a closed pipe) does not stop the log.
+fn pump(mut from: std::io::PipeReader, mut log: File, mut echo: Box<dyn Write + Send>) {
+    let mut buf = [0u8; 8192];
+    let mut echo_ok = true;
+    loop {
+        match from.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => {
+                let _ = log.write_all(&buf[..n]);
+                if echo_ok {
+                    echo_ok = echo.write_all(&buf[..n]).and_then(|_| echo.flush()).is_ok();
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(_) => break,
         }
     }
 }
@@ -308,6 +405,43 @@ mod tests {
         assert!(msg.contains(&log.display().to_string()), "{msg}");
         let logged = fs::read_to_string(&log).unwrap();
         assert!(logged.starts_with("$ sh -c") && logged.contains("line1\n"));
+    }
+
+    #[test]
+    fn teed_output_reaches_log_and_echo_in_order() {
+        use std::sync::{Arc, Mutex};
+        #[derive(Clone)]
+        struct Shared(Arc<Mutex<Vec<u8>>>);
+        impl Write for Shared {
+            fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+                self.0.lock().unwrap().extend_from_slice(b);
+                Ok(b.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("t.log");
+        let seen = Shared(Arc::new(Mutex::new(Vec::new())));
+        let t = Cmd::new("sh")
+            .args(["-c", "echo out1; echo err1 >&2; echo out2; exit 4"])
+            .spawn_teed(&log, Box::new(seen.clone()))
+            .unwrap();
+        let err = t.wait().unwrap_err();
+        let echoed = String::from_utf8(seen.0.lock().unwrap().clone()).unwrap();
+        assert_eq!(echoed, "out1\nerr1\nout2\n");
+        let logged = fs::read_to_string(&log).unwrap();
+        assert!(logged.starts_with("$ sh -c") && logged.ends_with("out1\nerr1\nout2\n"));
+        let msg = err.to_string();
+        assert!(
+            msg.contains("exit status: 4") && msg.contains("| err1"),
+            "{msg}"
+        );
+        let ok = Cmd::new("true")
+            .spawn_teed(&log, Box::new(std::io::sink()))
+            .unwrap();
+        assert!(ok.wait().unwrap().success());
     }
 
     #[test]
