@@ -155,6 +155,19 @@ const NEEDS: &[(&str, &str, &str, bool)] = &[
         "keel boot and the boot tests",
         true,
     ),
+    // crates/oci (docs/oci.md): the oracles of the image unpack tests
+    (
+        "/usr/bin/umoci",
+        "umoci",
+        "makes the OCI test images and is the oracle of the oci unpack differential tests",
+        false,
+    ),
+    (
+        "/usr/bin/skopeo",
+        "skopeo",
+        "makes the oci-archive the oci archive tests read",
+        false,
+    ),
 ];
 
 fn missing(purpose: Purpose) -> Vec<(&'static str, &'static str)> {
