@@ -1,6 +1,7 @@
 //! Reading a root's configuration and applying a [`Plan`] to the root with systemd's
 //! `--create` semantics, through [`Root`] handles only.
 
+use crate::acl::{self, Acl};
 use crate::config::{self, Found, DIRS};
 use crate::entry::Mode as EMode;
 use crate::plan::{self, Arg, Diagnostic, Item, Options, Plan, Source, Users};
@@ -8,7 +9,7 @@ use crate::root::{DirRef, Root, Walk, WalkError};
 use crate::spec::{Host, Specifiers};
 use rustix::fs::{self as rfs, AtFlags, FileType, Mode, OFlags};
 use rustix::io::Errno;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
 /// Errors that stop the whole run (the root cannot be opened or its configuration read).
@@ -63,8 +64,7 @@ pub struct Report {
     pub diagnostics: Vec<Diagnostic>,
     /// Operations that failed (systemd would exit 73).
     pub failures: Vec<Failure>,
-    /// Failures of lines with the `-` modifier, and operations Keel does not perform at
-    /// build time (ACLs); reported, not errors.
+    /// Failures of lines with the `-` modifier; reported, not errors.
     pub notes: Vec<Failure>,
     /// How many operations ran.
     pub applied: usize,
@@ -318,7 +318,7 @@ pub fn apply_plan(root: &Root, plan: &Plan) -> Report {
         ..Report::default()
     };
     for item in &plan.items {
-        let r = apply_item(root, item, &mut report);
+        let r = apply_item(root, item);
         report.applied += 1;
         if let Err((path, message)) = r {
             let f = Failure {
@@ -450,7 +450,6 @@ fn set_perms_stat(
 /// Change the owner of `dir/name` without following a symlink there: through an `O_PATH`
 /// handle, as systemd's `fchownat(fd, "", AT_EMPTY_PATH)`.
 fn chown_at(dir: &DirRef, name: &str, uid: Option<u32>, gid: Option<u32>) -> Result<(), Errno> {
-    use std::os::fd::AsRawFd;
     let fd = rfs::openat(
         &dir.fd,
         name,
@@ -471,7 +470,7 @@ fn parent_of(root: &Root, item: &Item) -> Result<(DirRef, String), (String, Stri
         .map_err(|e| fail(&item.path, e))
 }
 
-fn apply_item(root: &Root, item: &Item, report: &mut Report) -> R {
+fn apply_item(root: &Root, item: &Item) -> R {
     let path = item.path.as_str();
     match item.kind {
         'f' => create_file(root, item),
@@ -492,11 +491,9 @@ fn apply_item(root: &Root, item: &Item, report: &mut Report) -> R {
             Ok(())
         }
         'a' | 'A' => {
-            report.notes.push(Failure {
-                source: item.source.clone(),
-                path: path.to_owned(),
-                message: "POSIX ACLs are not applied at build time".into(),
-            });
+            for p in glob(root, path) {
+                adjust(root, item, &p, item.kind == 'A')?;
+            }
             Ok(())
         }
         // x X r R: nothing to create.
@@ -767,6 +764,7 @@ fn adjust_one(dir: &DirRef, name: &str, item: &Item, path: &str, st: &rfs::Stat)
             }
             Ok(())
         }
+        'a' | 'A' => set_acls(dir, name, item, path, st),
         'h' | 'H' => {
             let Arg::Attrs(op, letters) = &item.arg else {
                 return Ok(());
@@ -802,6 +800,99 @@ fn adjust_one(dir: &DirRef, name: &str, item: &Item, path: &str, st: &rfs::Stat)
         }
         _ => Ok(()),
     }
+}
+
+/// tmpfiles' `path_set_acls()` on `dir/name`: never on a symlink; the default ACL only on
+/// a directory; the access ACL first (it changes the mode's group bits to the mask, which
+/// the default ACL's base entries are then taken from).
+fn set_acls(dir: &DirRef, name: &str, item: &Item, path: &str, st: &rfs::Stat) -> R {
+    let Arg::Acl(spec) = &item.arg else {
+        return Ok(());
+    };
+    if kind_of(st) == FileType::Symlink {
+        return Ok(());
+    }
+    // An O_PATH handle reached without following links; the xattr calls go through its
+    // /proc/self/fd link (as systemd's), so devices and FIFOs are never opened.
+    let fd = rfs::openat(
+        &dir.fd,
+        name,
+        OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| fail(path, format!("adjusting ACL failed: {}", errno_msg(e))))?;
+    let st = rfs::fstat(&fd).map_err(|e| fail(path, errno_msg(e)))?;
+    if kind_of(&st) == FileType::Symlink {
+        return Ok(());
+    }
+    let proc = format!("/proc/self/fd/{}", fd.as_raw_fd());
+    let r = match &spec.access {
+        Some(a) => set_acl(&fd, &proc, acl::XATTR_ACCESS, a, item.plus, path),
+        None => Ok(()),
+    };
+    let r = match (&spec.default, r) {
+        (Some(d), Ok(())) if kind_of(&st) == FileType::Directory => {
+            set_acl(&fd, &proc, acl::XATTR_DEFAULT, d, item.plus, path)
+        }
+        (_, r) => r,
+    };
+    match r {
+        // systemd: no error when the filesystem does not support ACLs.
+        Err((Errno::OPNOTSUPP | Errno::NOTTY | Errno::NOSYS, _)) => Ok(()),
+        Err((_, m)) => Err(fail(path, m)),
+        Ok(()) => Ok(()),
+    }
+}
+
+/// tmpfiles' `path_set_acl()`: with `+` merge into the current ACL and compute the mask
+/// if it has none; add the base entries the ACL lacks from the current mode; write.
+fn set_acl(
+    fd: &OwnedFd,
+    proc: &str,
+    xattr: &str,
+    new: &Acl,
+    plus: bool,
+    path: &str,
+) -> Result<(), (Errno, String)> {
+    let what = if xattr == acl::XATTR_ACCESS {
+        "access"
+    } else {
+        "default"
+    };
+    let mode = |fd: &OwnedFd| {
+        rfs::fstat(fd)
+            .map(|s| s.st_mode)
+            .map_err(|e| (e, errno_msg(e)))
+    };
+    let mut acl = if plus {
+        let mut buf = vec![0u8; 65536];
+        let old = match rfs::getxattr(proc, xattr, &mut buf) {
+            Ok(n) => Acl::decode(&buf[..n]).map_err(|e| (Errno::INVAL, e.to_string()))?,
+            Err(Errno::NODATA) if what == "access" => Acl::from_mode(mode(fd)?),
+            Err(Errno::NODATA) => Acl::default(),
+            Err(e) => {
+                return Err((
+                    e,
+                    format!("cannot read {what} ACL of {path}: {}", errno_msg(e)),
+                ))
+            }
+        };
+        let mut m = old.merged(new);
+        m.calc_mask_if_needed();
+        m
+    } else {
+        new.clone()
+    };
+    acl.add_base_if_needed(mode(fd)?);
+    rfs::setxattr(proc, xattr, &acl.encode(), rfs::XattrFlags::empty()).map_err(|e| {
+        (
+            e,
+            format!(
+                "setting {what} ACL \"{acl}\" on {path} failed: {}",
+                errno_msg(e)
+            ),
+        )
+    })
 }
 
 fn open_for_attrs(dir: &DirRef, name: &str, path: &str) -> Result<OwnedFd, (String, String)> {

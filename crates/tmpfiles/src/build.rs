@@ -180,7 +180,10 @@ fn problem(item: &Item) -> Option<&'static str> {
         'f' if item.plus => "truncates a file in the read-only root at every boot",
         'r' | 'R' => "removes from the read-only root at boot (--remove)",
         'D' => "its contents are removed at boot (--remove) on the read-only root",
-        'a' | 'A' => "sets ACLs at every boot (Keel does not apply ACLs at build time)",
+        // The ACL is in the image (applied at build time like every other entry), but
+        // systemd-tmpfiles 252 writes it again at every boot without comparing, and
+        // setxattr() on the read-only root fails (EROFS).
+        'a' | 'A' => "sets its ACL again at every boot, which fails on the read-only root",
         'd' | 'e' | 'v' | 'q' | 'Q' | 'C' | 'x' | 'X' if age && "devqQC".contains(item.kind) => {
             "ages out contents, which cannot be deleted on the read-only root"
         }

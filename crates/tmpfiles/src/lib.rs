@@ -1,6 +1,6 @@
 //! tmpfiles.d(5) for Keel.
 //!
-//! - [`entry`], [`escape`], [`spec`], [`config`], [`plan`], [`edit`]: the pure model. Parse
+//! - [`entry`], [`escape`], [`acl`], [`spec`], [`config`], [`plan`], [`edit`]: the pure model. Parse
 //!   and write lines, decide which files apply and in which order, turn lines into the
 //!   operations systemd-tmpfiles would run, and apply edits to packaged files. No I/O.
 //! - [`root`] and [`apply`]: the only code that touches a filesystem. A root is a
@@ -11,6 +11,7 @@
 //! **Invariant:** the model knows nothing about files; the apply side never resolves a
 //! path by joining strings onto the root path.
 
+pub mod acl;
 pub mod config;
 pub mod entry;
 pub mod escape;

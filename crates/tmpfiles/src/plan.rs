@@ -120,8 +120,9 @@ pub enum Arg {
     Xattrs(Vec<(String, String)>),
     /// h, H: operation (`+ - =`) and letters.
     Attrs(char, String),
-    /// a, A: ACL text.
-    Acl(String),
+    /// a, A: the access and default ACLs, qualifiers resolved in the root; without `+`
+    /// the mask is already computed.
+    Acl(crate::acl::Spec),
 }
 
 /// One operation, ready to apply.
@@ -462,7 +463,16 @@ pub fn resolve_line(
             let (op, l) = crate::entry::parse_attributes(a).map_err(|e| (e.0, true))?;
             Arg::Attrs(op, l)
         }
-        ('a' | 'A', Some(a)) => Arg::Acl(a.to_owned()),
+        ('a' | 'A', Some(a)) => {
+            let resolve = |k: crate::acl::IdKind, name: &str| match k {
+                crate::acl::IdKind::User => users.uid(name),
+                crate::acl::IdKind::Group => users.gid(name),
+            };
+            // systemd 252 warns and applies nothing (the exit status stays 0).
+            let spec = crate::acl::parse(a, &resolve, !plus)
+                .map_err(|e| (format!("failed to parse ACL \"{a}\": {e}, ignoring"), false))?;
+            Arg::Acl(spec)
+        }
         _ => Arg::None,
     };
     let owner = |o: &Option<crate::entry::Owner>,
@@ -582,6 +592,41 @@ mod tests {
             .map(|d| (d.source.line, d.error))
             .collect();
         assert_eq!(lines, [(4, false), (5, true), (6, true), (8, true)]);
+    }
+
+    #[test]
+    fn acl_lines() {
+        let p = run(
+            &[(
+                "a.conf",
+                "a /x - - - - u:alice:rw,d:g:staff:r\na+ /y - - - - u:4242:rwx\na /z - - - - u:bob:rw\na /w - - - - u::rwX\na /v",
+            )],
+            &Options::default(),
+        );
+        assert_eq!(paths(&p), ["a /x", "a /y"]);
+        let Arg::Acl(s) = &p.items[0].arg else {
+            panic!("{:?}", p.items[0].arg)
+        };
+        // Names from the root's databases; the mask computed without `+` only.
+        assert_eq!(s.access.as_ref().unwrap().to_string(), "u:4242:rw-,m::rw-");
+        assert_eq!(s.default.as_ref().unwrap().to_string(), "g:4343:r--,m::r--");
+        let Arg::Acl(s) = &p.items[1].arg else {
+            panic!("{:?}", p.items[1].arg)
+        };
+        assert_eq!(s.access.as_ref().unwrap().to_string(), "u:4242:rwx");
+        // A bad ACL is reported with file:line and skipped; as systemd 252 it is a warning
+        // (exit status 0), a missing argument an error.
+        let d: Vec<String> = p.diagnostics.iter().map(|d| d.to_string()).collect();
+        assert_eq!(
+            d,
+            [
+                "a.conf:3: failed to parse ACL \"u:bob:rw\": invalid ACL entry \"u:bob:rw\": no user \"bob\" in the root, ignoring",
+                "a.conf:4: failed to parse ACL \"u::rwX\": invalid ACL entry \"u::rwX\": unknown tag (expected u[ser], g[roup], m[ask] or o[ther]), ignoring",
+                "a.conf:5: set ACLs requires argument",
+            ]
+        );
+        let errors: Vec<bool> = p.diagnostics.iter().map(|d| d.error).collect();
+        assert_eq!(errors, [false, false, true]);
     }
 
     #[test]

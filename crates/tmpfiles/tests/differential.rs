@@ -8,8 +8,70 @@ use std::path::{Path, PathBuf};
 use tmpfiles::apply;
 use tmpfiles::plan::Options;
 
-const PASSWD: &str = "root:x:0:0:root:/root:/bin/sh\nkeelsvc:x:4242:4343::/nonexistent:/usr/sbin/nologin\nkeeldev:x:4444:4444::/:/usr/sbin/nologin\n";
-const GROUP: &str = "root:x:0:\nkeelgrp:x:4343:\nkeeldev:x:4444:\n";
+const PASSWD: &str = "root:x:0:0:root:/root:/bin/sh\ndaemon:x:1:1:daemon:/usr/sbin:/usr/sbin/nologin\nkeelsvc:x:4242:4343::/nonexistent:/usr/sbin/nologin\nkeeldev:x:4444:4444::/:/usr/sbin/nologin\n";
+const GROUP: &str = "root:x:0:\ndaemon:x:1:\nadm:x:4:\nkeelgrp:x:4343:\nkeeldev:x:4444:\n";
+
+/// ACL entries as (tag, perm, id) in the kernel's xattr format (`id` 0xFFFFFFFF for the
+/// unqualified ones); written independently of the crate under test.
+fn acl_bytes(entries: &[(u16, u16, u32)]) -> Vec<u8> {
+    let mut b = 2u32.to_le_bytes().to_vec();
+    for (t, p, i) in entries {
+        b.extend_from_slice(&t.to_le_bytes());
+        b.extend_from_slice(&p.to_le_bytes());
+        b.extend_from_slice(&i.to_le_bytes());
+    }
+    b
+}
+
+/// An ACL xattr value as text (`u:4242:rw-,...`), entries in stored order.
+fn acl_text(b: &[u8]) -> String {
+    if b.len() < 4 || (b.len() - 4) % 8 != 0 {
+        return format!("malformed {b:?}");
+    }
+    let mut out = vec![format!(
+        "v{}",
+        u32::from_le_bytes(b[..4].try_into().unwrap())
+    )];
+    for c in b[4..].chunks_exact(8) {
+        let t = u16::from_le_bytes([c[0], c[1]]);
+        let p = u16::from_le_bytes([c[2], c[3]]);
+        let id = u32::from_le_bytes([c[4], c[5], c[6], c[7]]);
+        let tag = match t {
+            0x01 | 0x02 => "u",
+            0x04 | 0x08 => "g",
+            0x10 => "m",
+            0x20 => "o",
+            _ => "?",
+        };
+        let q = if id == u32::MAX {
+            String::new()
+        } else {
+            id.to_string()
+        };
+        let bit = |m: u16, ch: char| if p & m != 0 { ch } else { '-' };
+        out.push(format!(
+            "{tag}:{q}:{}{}{}",
+            bit(4, 'r'),
+            bit(2, 'w'),
+            bit(1, 'x')
+        ));
+    }
+    out.join(",")
+}
+
+fn set_acl(root: &Path, p: &str, name: &str, entries: &[(u16, u16, u32)]) {
+    rustix::fs::setxattr(
+        root.join(p),
+        name,
+        &acl_bytes(entries),
+        rustix::fs::XattrFlags::empty(),
+    )
+    .unwrap();
+}
+
+const ACCESS: &str = "system.posix_acl_access";
+const DEFAULT: &str = "system.posix_acl_default";
+const NONE: u32 = u32::MAX;
 
 fn file(root: &Path, p: &str, content: &str, mode: u32) {
     let f = root.join(p);
@@ -114,6 +176,39 @@ pub fn seed(r: &Path) {
     file(r, "seed/xtree/a", "a\n", 0o644);
     file(r, "seed/xtree/sub/b", "b\n", 0o644);
     file(r, "seed/rtree/a", "a\n", 0o644);
+    // Pre-existing ACLs for `a`/`a+`/`A` lines.
+    for f in ["pre1", "pre2", "plain", "tree/x", "tree/sub/y", "tree2/x"] {
+        file(r, &format!("seed/acl/{f}"), "acl\n", 0o644);
+    }
+    dir(r, "seed/acl/predir");
+    let extended = [
+        (0x01, 6, NONE),
+        (0x02, 7, 4242),
+        (0x04, 4, NONE),
+        (0x10, 4, NONE),
+        (0x20, 4, NONE),
+    ];
+    set_acl(r, "seed/acl/pre1", ACCESS, &extended);
+    set_acl(r, "seed/acl/pre2", ACCESS, &extended);
+    set_acl(r, "seed/acl/tree/x", ACCESS, &extended);
+    set_acl(
+        r,
+        "seed/acl/predir",
+        DEFAULT,
+        &[
+            (0x01, 7, NONE),
+            (0x04, 5, NONE),
+            (0x08, 5, 4343),
+            (0x10, 5, NONE),
+            (0x20, 5, NONE),
+        ],
+    );
+    set_acl(
+        r,
+        "seed/acl/tree2",
+        DEFAULT,
+        &[(0x01, 7, NONE), (0x04, 0, NONE), (0x20, 0, NONE)],
+    );
     file(r, "usr/share/factory/etc/factory.conf", "factory\n", 0o644);
     file(r, "usr/share/factory/srv/tree/x", "x\n", 0o644);
     file(r, "usr/share/factory/srv/tree/y/z", "z\n", 0o600);
@@ -128,10 +223,11 @@ struct Node {
     content: Option<Vec<u8>>,
     target: Option<PathBuf>,
     rdev: Option<u64>,
-    xattrs: BTreeMap<String, Vec<u8>>,
+    /// user.* xattrs (text, or the bytes when not UTF-8) and the ACLs, decoded.
+    xattrs: BTreeMap<String, String>,
 }
 
-fn xattrs(p: &Path) -> BTreeMap<String, Vec<u8>> {
+fn xattrs(p: &Path) -> BTreeMap<String, String> {
     let mut out = BTreeMap::new();
     let mut buf = vec![0u8; 4096];
     let Ok(n) = rustix::fs::llistxattr(p, &mut buf) else {
@@ -139,12 +235,20 @@ fn xattrs(p: &Path) -> BTreeMap<String, Vec<u8>> {
     };
     for name in buf[..n].split(|&b| b == 0).filter(|n| !n.is_empty()) {
         let name = String::from_utf8_lossy(name).into_owned();
-        if !name.starts_with("user.") {
+        let acl = name == ACCESS || name == DEFAULT;
+        if !name.starts_with("user.") && !acl {
             continue;
         }
         let mut v = vec![0u8; 4096];
         if let Ok(k) = rustix::fs::lgetxattr(p, name.as_str(), &mut v) {
-            out.insert(name, v[..k].to_vec());
+            // ACLs compared byte for byte, shown decoded.
+            let value = if acl {
+                acl_text(&v[..k])
+            } else {
+                String::from_utf8(v[..k].to_vec())
+                    .unwrap_or_else(|e| format!("{:?}", e.into_bytes()))
+            };
+            out.insert(name, value);
         }
     }
     out
@@ -215,6 +319,16 @@ fn differences(a: &BTreeMap<String, Node>, b: &BTreeMap<String, Node>) -> Vec<St
 
 /// Run both on fresh seeded roots with the given config; returns (diffs, exit codes).
 pub fn compare(config: &str, opts_args: &[&str], opts: &Options) -> (Vec<String>, i32, i32) {
+    let (diffs, sd, keel, _) = compare_trees(config, opts_args, opts);
+    (diffs, sd, keel)
+}
+
+/// As [`compare`], also returning systemd's tree.
+fn compare_trees(
+    config: &str,
+    opts_args: &[&str],
+    opts: &Options,
+) -> (Vec<String>, i32, i32, BTreeMap<String, Node>) {
     let t = tempfile::tempdir().unwrap();
     let conf = t.path().join("corpus.conf");
     std::fs::write(&conf, config).unwrap();
@@ -239,10 +353,12 @@ pub fn compare(config: &str, opts_args: &[&str], opts: &Options) -> (Vec<String>
         opts,
         &apply::host_facts(),
     );
+    let sd_tree = tree(&sd);
     (
-        differences(&tree(&sd), &tree(&kl)),
+        differences(&sd_tree, &tree(&kl)),
         sd_code,
         report.exit_code(),
+        sd_tree,
     )
 }
 
@@ -269,7 +385,7 @@ fn corpus_agrees_with_systemd_tmpfiles() {
         boot: true,
         ..Options::default()
     };
-    let (diffs, sd, keel) = compare(&corpus(), &[], &opts);
+    let (diffs, sd, keel, sd_tree) = compare_trees(&corpus(), &[], &opts);
     assert!(
         diffs.is_empty(),
         "{} differences:\n{}",
@@ -277,6 +393,57 @@ fn corpus_agrees_with_systemd_tmpfiles() {
         diffs.join("\n")
     );
     assert_eq!(sd, keel, "exit codes: systemd {sd}, keel {keel}");
+    // The ACL lines did something (the filesystem supports ACLs and systemd applied
+    // them): the comparison above covered real ACLs, not two empty trees.
+    let acls = |name: &str| {
+        sd_tree
+            .values()
+            .filter(|n| n.xattrs.contains_key(name))
+            .count()
+    };
+    if std::env::var_os("KEEL_SHOW_ACLS").is_some() {
+        for (p, n) in sd_tree.iter().filter(|(p, _)| p.contains("acl")) {
+            eprintln!("/{p} {:o} {:?}", n.mode, n.xattrs);
+        }
+    }
+    assert!(
+        acls(ACCESS) >= 25 && acls(DEFAULT) >= 8,
+        "systemd set {} access and {} default ACLs",
+        acls(ACCESS),
+        acls(DEFAULT)
+    );
+}
+
+/// The one deliberate divergence: systemd 252 resolves ACL names with the build host's
+/// NSS (`acl_from_text()`), Keel in the target root's databases. A user only the root
+/// has: systemd warns and sets nothing, Keel sets the root's id.
+#[test]
+fn acl_names_come_from_the_target_root() {
+    if !testutil::require("systemd-tmpfiles") {
+        return;
+    }
+    assert!(
+        !std::fs::read_to_string("/etc/passwd")
+            .unwrap_or_default()
+            .lines()
+            .any(|l| l.starts_with("keelsvc:")),
+        "the build host has a keelsvc user: this test needs a name only the root has"
+    );
+    let opts = Options {
+        boot: true,
+        ..Options::default()
+    };
+    let conf = "f /only 0644\na /only - - - - u:keelsvc:rw\n";
+    let (diffs, sd, keel, sd_tree) = compare_trees(conf, &[], &opts);
+    assert_eq!((sd, keel), (0, 0));
+    assert!(!sd_tree["only"].xattrs.contains_key(ACCESS));
+    assert_eq!(diffs.len(), 1, "{diffs:?}");
+    assert!(
+        diffs[0]
+            .contains("\"system.posix_acl_access\": \"v2,u::rw-,u:4242:rw-,g::r--,m::rw-,o::r--\""),
+        "{}",
+        diffs[0]
+    );
 }
 
 #[test]

@@ -2,6 +2,7 @@
 //! `v` subvolume) and the `provision.conf` drop, recorded as snapshots and checked with the
 //! real `systemd-tmpfiles --cat-config`.
 
+use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use tmpfiles::apply;
 use tmpfiles::build::{self, Written};
@@ -181,7 +182,7 @@ fn build_time_creation_and_runtime_report() {
     std::fs::write(r.join("usr/lib/tmpfiles.d/var.conf"), &var).unwrap();
     std::fs::write(
         r.join("usr/lib/tmpfiles.d/keel-test.conf"),
-        "d /usr/lib/keel 0750 root root -\nw /usr/lib/keel/stamp - - - - x\nL /etc/keel-link - - - - ../usr/lib/keel\nd /etc/writable 0755\nr! /usr/lib/keel/old\nd /opt/cache 0755 - - 10d\n",
+        "d /usr/lib/keel 0750 root root -\na /usr/lib/keel - - - - u:4242:rwx,d:g:4343:r\nd /var/lib/acl-later 0755\na /var/lib/acl-later - - - - u:4242:r\nw /usr/lib/keel/stamp - - - - x\nL /etc/keel-link - - - - ../usr/lib/keel\nd /etc/writable 0755\nr! /usr/lib/keel/old\nd /opt/cache 0755 - - 10d\n",
     )
     .unwrap();
     let root = apply::open_root(r).unwrap();
@@ -208,6 +209,29 @@ fn build_time_creation_and_runtime_report() {
         "mutable prefixes are left for boot"
     );
     assert!(!r.join("etc/writable").exists());
+    assert!(!r.join("var/lib/acl-later").exists());
+    // The ACL is applied at build time: the mask (rwx) shows in the group bits.
+    let acl = |name: &str| {
+        let mut b = vec![0u8; 256];
+        let n = rustix::fs::getxattr(r.join("usr/lib/keel"), name, &mut b).unwrap();
+        tmpfiles::acl::Acl::decode(&b[..n]).unwrap().to_string()
+    };
+    assert_eq!(
+        acl("system.posix_acl_access"),
+        "u::rwx,u:4242:rwx,g::r-x,m::rwx,o::---"
+    );
+    assert_eq!(
+        acl("system.posix_acl_default"),
+        "u::rwx,g::rwx,g:4343:r--,m::r--,o::---"
+    );
+    assert_eq!(
+        std::fs::metadata(r.join("usr/lib/keel"))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o7777,
+        0o770
+    );
     let problems: Vec<String> = rep
         .runtime
         .iter()
@@ -216,6 +240,7 @@ fn build_time_creation_and_runtime_report() {
     assert_eq!(
         problems,
         [
+            "/usr/lib/keel sets its ACL again at every boot, which fails on the read-only root",
             "/usr/lib/keel/stamp writes into the read-only root at every boot",
             "/usr/lib/keel/old removes from the read-only root at boot (--remove)",
             "/opt/cache ages out contents, which cannot be deleted on the read-only root",
