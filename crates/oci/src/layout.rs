@@ -144,6 +144,7 @@ impl Source {
         let decompress = |mut r: Box<dyn Read>| -> io::Result<File> {
             let mut t = tempfile::tempfile()?;
             io::copy(&mut r, &mut t)?;
+            t.rewind()?;
             Ok(t)
         };
         let file = match &magic[..n] {

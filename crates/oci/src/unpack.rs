@@ -600,10 +600,12 @@ impl Unpacker {
             cur = match fs::openat(&cur, *c, DIR_FLAGS, Mode::empty()) {
                 Ok(fd) => fd,
                 Err(Errno::NOENT) => return Ok(None),
-                Err(Errno::LOOP | Errno::NOTDIR) => return Err(self.unsafe_err(format!(
+                Err(Errno::LOOP | Errno::NOTDIR) => {
+                    return Err(self.unsafe_err(format!(
                     "hard link target path `{}` is not a directory (symlinks are never followed)",
                     show(&comps[..=i])
-                ))),
+                )))
+                }
                 Err(e) => return Err(self.err(format!("open `{}`", show(&comps[..=i])))(e)),
             };
         }
