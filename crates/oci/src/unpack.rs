@@ -40,6 +40,10 @@ const DIR_FLAGS: OFlags = OFlags::RDONLY
     .union(OFlags::NOFOLLOW)
     .union(OFlags::CLOEXEC);
 const PERM_BITS: u32 = 0o7777;
+const EPOCH: Timespec = Timespec {
+    tv_sec: 0,
+    tv_nsec: 0,
+};
 
 /// Apply the layers of `img`, lowest first, into `dest`, which must be an empty directory or
 /// not exist. The tree is built in `DEST.tmp-PID-N` next to DEST and renamed to DEST when
@@ -95,7 +99,9 @@ pub fn unpack(img: &Image, dest: &Path) -> Result<crate::UnpackStats, Error> {
     let built = (|| {
         let root =
             fs::openat(&pfd, &tmp, DIR_FLAGS, Mode::empty()).map_err(|e| dest_err(e.into()))?;
+        // Like umoci's rootfs: 0755 and the epoch, until a layer has an entry for `./`.
         fs::fchmod(&root, Mode::from_raw_mode(0o755)).map_err(|e| dest_err(e.into()))?;
+        fs::futimens(&root, &stamps(EPOCH)).map_err(|e| dest_err(e.into()))?;
         let mut u = Unpacker {
             root: Rc::new(root),
             stack: Vec::new(),
@@ -371,8 +377,14 @@ impl Unpacker {
                         .map_err(self.err(format!("create directory `{}`", show(&comps[..=i]))))?;
                     let fd = fs::openat(&*cur, name, DIR_FLAGS, Mode::empty())
                         .map_err(self.err("open the directory just made"))?;
+                    // A parent the layer has no entry for: 0755, 0:0 (not a setgid
+                    // parent's group) and the epoch (deterministic, where umoci leaves
+                    // the time of the unpack) unless an entry for it comes later.
+                    std::os::unix::fs::fchown(&fd, Some(0), Some(0))
+                        .map_err(self.io_err("chown the directory just made"))?;
                     fs::fchmod(&fd, Mode::from_raw_mode(0o755))
                         .map_err(self.err("chmod the directory just made"))?;
+                    self.touched.insert(join(&comps[..=i]), EPOCH);
                     self.mark_added(&comps[..=i]);
                     fd
                 }

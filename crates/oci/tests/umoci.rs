@@ -457,3 +457,76 @@ fn docker_media_types_from_skopeo_unpack_the_same() {
     let (_, theirs) = both(f, "t4");
     assert_same_but(&out, &theirs, &[], umoci_opaque_mtime);
 }
+
+/// Hand-made uncompressed layers (media type `...layer.v1.tar`, which umoci's repack never
+/// writes): an opaque marker before the layer's own entries, a whiteout of a lower file,
+/// a hard link to an entry of a lower layer.
+#[test]
+fn hand_made_uncompressed_layers_unpack_like_umoci() {
+    if !testutil::require("umoci") {
+        return;
+    }
+    let dir = tmp();
+    let l = dir.path().join("L");
+    write_layout(
+        &l,
+        &[
+            layer(&[
+                E::Dir("a/"),
+                E::File("a/x", b"x"),
+                E::Dir("a/sub/"),
+                E::File("a/sub/z", b"z"),
+                E::Dir("keep/"),
+                E::File("keep/k", b"k"),
+                E::File("f", b"f"),
+            ]),
+            layer(&[
+                E::File("a/.wh..wh..opq", b""),
+                E::File("a/new", b"new"),
+                E::Dir("a/sub/"),
+                E::File("a/sub/z2", b"z2"),
+                E::File(".wh.f", b""),
+            ]),
+            layer(&[
+                E::File("keep/.wh.k", b""),
+                E::Hardlink("keep/h", "a/new"),
+                E::File("impl/icit/file", b"parents not in the layer"),
+            ]),
+        ],
+        "application/vnd.oci.image.layer.v1.tar",
+    );
+    let r = format!("{}:t", l.display());
+    let ours = dir.path().join("ours");
+    oci::unpack_ref(&r, &ours).unwrap();
+    let theirs = dir.path().join("umoci");
+    umoci(&[&"unpack", &"--image", &r, &theirs]);
+    // `impl/icit/file` has no entries for its parents: umoci makes them (and touches the
+    // root) at the time of the unpack; ours are the epoch, like an untouched root.
+    let made_now = |l: &str| {
+        ["``", "`impl`", "`impl/icit`"]
+            .iter()
+            .any(|p| l.starts_with(&format!("{p}: mtime: ours (0, 0), theirs (")))
+    };
+    let n = assert_same_but(&ours, &theirs.join("rootfs"), &[], made_now);
+    eprintln!("hand-made uncompressed: {n} entries equal to umoci's unpack");
+    let s = snapshot(&ours);
+    let paths: Vec<&str> = s.keys().map(String::as_str).collect();
+    assert_eq!(
+        paths,
+        [
+            "",
+            "a",
+            "a/new",
+            "a/sub",
+            "a/sub/z2",
+            "impl",
+            "impl/icit",
+            "impl/icit/file",
+            "keep",
+            "keep/h"
+        ]
+    );
+    for p in ["", "impl", "impl/icit"] {
+        assert_eq!((s[p].mtime, s[p].mode, s[p].uid), ((0, 0), 0o755, 0), "{p}");
+    }
+}

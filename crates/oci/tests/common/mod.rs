@@ -122,7 +122,8 @@ fn walk(
 }
 
 /// The differences between two snapshots, one line each; `ignore` drops fields by name
-/// ("mtime", "root"; "nsec": mtimes compared rounded to the nearest second).
+/// ("mtime", "root"; "nsec": theirs is a source tree, whose mtime ours must hold rounded or
+/// truncated to a whole second).
 pub fn diff(
     a: &BTreeMap<String, Node>,
     b: &BTreeMap<String, Node>,
@@ -150,14 +151,20 @@ pub fn diff(
             format!("{}:{}", nb.uid, nb.gid),
         );
         if ignore.contains(&"nsec") {
-            // Tar headers hold whole seconds: umoci (Go's archive/tar) rounds a source
-            // tree's mtime to the nearest second.
-            let round = |(s, ns): (i64, i64)| s + i64::from(ns >= 500_000_000);
-            f(
-                "mtime",
-                round(na.mtime).to_string(),
-                round(nb.mtime).to_string(),
-            );
+            // Tar headers hold whole seconds. umoci writes a source tree's mtime rounded to
+            // the nearest second (Go's archive/tar), but its diff compares whole seconds
+            // (mtree `tar_time`), so a directory changed within the second of its previous
+            // mtime is not written again and keeps the truncated value.
+            let (s, ns) = nb.mtime;
+            let ok =
+                na.mtime.1 == 0 && (na.mtime.0 == s || (ns >= 500_000_000 && na.mtime.0 == s + 1));
+            if !ok {
+                f(
+                    "mtime",
+                    format!("{:?}", na.mtime),
+                    format!("{:?}", nb.mtime),
+                );
+            }
         } else {
             f(
                 "mtime",
@@ -295,6 +302,16 @@ pub fn put_blob(layout: &Path, data: &[u8]) -> String {
 /// given uncompressed tars, stored with `media_type` (gzip-compressed when it ends in
 /// `+gzip`). Returns the manifest digest.
 pub fn write_layout(dir: &Path, layers: &[Vec<u8>], media_type: &str) -> String {
+    write_layout_with(dir, layers, media_type, None)
+}
+
+/// [`write_layout`] with the config's `diff_ids` given (to make them wrong).
+pub fn write_layout_with(
+    dir: &Path,
+    layers: &[Vec<u8>],
+    media_type: &str,
+    diff_ids_override: Option<&[&str]>,
+) -> String {
     std::fs::create_dir_all(dir).unwrap();
     std::fs::write(dir.join("oci-layout"), r#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
     let mut descs = Vec::new();
@@ -314,6 +331,9 @@ pub fn write_layout(dir: &Path, layers: &[Vec<u8>], media_type: &str) -> String 
             r#"{{"mediaType":"{media_type}","digest":"{d}","size":{}}}"#,
             blob.len()
         ));
+    }
+    if let Some(o) = diff_ids_override {
+        diff_ids = o.iter().map(|d| format!("\"{d}\"")).collect();
     }
     let config = format!(
         r#"{{"architecture":"amd64","os":"linux","config":{{"Env":["PATH=/bin"],"WorkingDir":"/w"}},"rootfs":{{"type":"layers","diff_ids":[{}]}}}}"#,

@@ -1,0 +1,252 @@
+//! Bad images: clear errors naming the image and the file or blob, never a panic, nothing
+//! left at DEST.
+
+mod common;
+
+use common::*;
+use std::path::Path;
+
+const TAR: &str = "application/vnd.oci.image.layer.v1.tar";
+const GZ: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
+
+fn one_layer() -> Vec<u8> {
+    layer(&[E::Dir("etc/"), E::File("etc/hostname", b"keel\n")])
+}
+
+fn resolve(s: &str) -> Result<oci::Image, oci::Error> {
+    oci::resolve(&oci::ImageRef::parse(s))
+}
+
+/// Unpack into `TOP/root`, which must fail and leave nothing behind.
+fn unpack_fails(top: &Path, reference: &str) -> oci::Error {
+    let dest = top.join("root");
+    let e = oci::unpack_ref(reference, &dest).unwrap_err();
+    eprintln!("error: {e}");
+    assert!(!dest.exists(), "{e}");
+    assert!(leftovers(top).is_empty(), "{:?}", leftovers(top));
+    e
+}
+
+#[test]
+fn a_missing_image_names_the_path() {
+    let d = tmp();
+    let p = d.path().join("nope");
+    let e = resolve(&p.to_string_lossy()).unwrap_err();
+    assert!(matches!(e, oci::Error::Open { .. }), "{e}");
+    assert!(e.to_string().contains(&*p.to_string_lossy()), "{e}");
+}
+
+#[test]
+fn a_missing_index_or_layout_file_is_named() {
+    let d = tmp();
+    let l = d.path().join("img");
+    write_layout(&l, &[one_layer()], TAR);
+    std::fs::remove_file(l.join("index.json")).unwrap();
+    let e = resolve(&l.to_string_lossy()).unwrap_err();
+    assert!(
+        matches!(
+            e,
+            oci::Error::NotLayout {
+                member: "index.json",
+                ..
+            }
+        ),
+        "{e}"
+    );
+    assert!(e.to_string().contains("index.json"), "{e}");
+    assert!(e.to_string().contains(&*l.to_string_lossy()), "{e}");
+    std::fs::remove_file(l.join("oci-layout")).unwrap();
+    let e = resolve(&l.to_string_lossy()).unwrap_err();
+    assert!(e.to_string().contains("oci-layout"), "{e}");
+}
+
+#[test]
+fn invalid_json_names_the_file() {
+    let d = tmp();
+    let l = d.path().join("img");
+    write_layout(&l, &[one_layer()], TAR);
+    std::fs::write(
+        l.join("index.json"),
+        b"{\"schemaVersion\": 2, \"manifests\": [",
+    )
+    .unwrap();
+    let e = resolve(&l.to_string_lossy()).unwrap_err();
+    assert!(matches!(e, oci::Error::Json { .. }), "{e}");
+    assert!(e.to_string().contains("`index.json` is not valid"), "{e}");
+}
+
+#[test]
+fn an_unknown_tag_lists_the_tags() {
+    let d = tmp();
+    let l = d.path().join("img");
+    write_layout(&l, &[one_layer()], TAR);
+    let e = resolve(&format!("{}:latest", l.display())).unwrap_err();
+    let m = e.to_string();
+    assert!(
+        matches!(&e, oci::Error::UnknownTag { tag, available, .. } if tag == "latest" && available == &["t"]),
+        "{m}"
+    );
+    assert!(
+        m.contains("no manifest tagged `latest`; its tags: t"),
+        "{m}"
+    );
+}
+
+#[test]
+fn several_manifests_and_no_tag_lists_the_tags() {
+    let d = tmp();
+    let l = d.path().join("img");
+    write_layout(&l, &[one_layer()], TAR);
+    let index = std::fs::read_to_string(l.join("index.json")).unwrap();
+    let entry = &index[index.find("[{").unwrap() + 1..index.rfind("}]").unwrap() + 1];
+    let twice = index.replacen(
+        entry,
+        &format!("{entry},{}", entry.replace("\"t\"", "\"u\"")),
+        1,
+    );
+    std::fs::write(l.join("index.json"), twice).unwrap();
+    let e = resolve(&l.to_string_lossy()).unwrap_err();
+    assert!(e.to_string().contains("holds 2 manifests"), "{e}");
+    assert!(e.to_string().contains("its tags: t, u"), "{e}");
+    assert!(resolve(&format!("{}:u", l.display())).is_ok());
+}
+
+#[test]
+fn a_corrupt_config_blob_is_named() {
+    let d = tmp();
+    let l = d.path().join("img");
+    write_layout(&l, &[one_layer()], TAR);
+    let img = resolve(&format!("{}:t", l.display())).unwrap();
+    let cd = img.manifest.config.digest.clone();
+    let p = l.join("blobs/sha256").join(&cd[7..]);
+    let mut c = std::fs::read(&p).unwrap();
+    c[5] ^= 1;
+    std::fs::write(&p, c).unwrap();
+    let e = resolve(&format!("{}:t", l.display())).unwrap_err();
+    assert!(
+        matches!(&e, oci::Error::DigestMismatch { digest, .. } if *digest == cd),
+        "{e}"
+    );
+    assert!(
+        e.to_string().contains(&format!("blob {cd} is corrupt")),
+        "{e}"
+    );
+}
+
+#[test]
+fn a_corrupt_layer_fails_the_unpack_and_leaves_nothing() {
+    let d = tmp();
+    let l = d.path().join("img");
+    let data = one_layer();
+    write_layout(&l, &[data.clone()], TAR);
+    let ld = sha256(&data);
+    let p = l.join("blobs/sha256").join(&ld[7..]);
+    let mut c = std::fs::read(&p).unwrap();
+    let at = c.windows(5).position(|w| w == b"keel\n").unwrap();
+    c[at] = b'K';
+    std::fs::write(&p, c).unwrap();
+    let e = unpack_fails(d.path(), &format!("{}:t", l.display()));
+    assert!(
+        matches!(&e, oci::Error::DigestMismatch { digest, .. } if *digest == ld),
+        "{e}"
+    );
+}
+
+#[test]
+fn a_broken_gzip_layer_names_the_layer() {
+    let d = tmp();
+    let l = d.path().join("img");
+    write_layout(&l, &[one_layer()], GZ);
+    let img = resolve(&format!("{}:t", l.display())).unwrap();
+    let ld = img.layers()[0].digest.clone();
+    let p = l.join("blobs/sha256").join(&ld[7..]);
+    let mut c = std::fs::read(&p).unwrap();
+    let n = c.len();
+    for b in &mut c[12..n - 8] {
+        *b = !*b;
+    }
+    std::fs::write(&p, c).unwrap();
+    let e = unpack_fails(d.path(), &format!("{}:t", l.display()));
+    assert!(e.to_string().contains(&ld), "{e}");
+}
+
+#[test]
+fn a_missing_layer_blob_is_named() {
+    let d = tmp();
+    let l = d.path().join("img");
+    let data = one_layer();
+    write_layout(&l, &[data.clone()], TAR);
+    let ld = sha256(&data);
+    std::fs::remove_file(l.join("blobs/sha256").join(&ld[7..])).unwrap();
+    let e = unpack_fails(d.path(), &format!("{}:t", l.display()));
+    assert!(
+        matches!(&e, oci::Error::MissingBlob { digest, .. } if *digest == ld),
+        "{e}"
+    );
+}
+
+#[test]
+fn an_unsupported_layer_media_type_is_named() {
+    let d = tmp();
+    let l = d.path().join("img");
+    let data = one_layer();
+    write_layout(
+        &l,
+        &[data.clone()],
+        "application/vnd.oci.image.layer.v1.tar+bzip2",
+    );
+    let e = resolve(&format!("{}:t", l.display())).unwrap_err();
+    let m = e.to_string();
+    assert!(
+        matches!(e, oci::Error::MediaType { what: "layer", .. }),
+        "{m}"
+    );
+    assert!(m.contains(&sha256(&data)) && m.contains("tar+bzip2"), "{m}");
+}
+
+#[test]
+fn a_wrong_diff_id_is_named() {
+    let d = tmp();
+    let l = d.path().join("img");
+    let wrong = sha256(b"not this layer");
+    write_layout_with(&l, &[one_layer()], GZ, Some(&[&wrong]));
+    let e = unpack_fails(d.path(), &format!("{}:t", l.display()));
+    assert!(
+        matches!(&e, oci::Error::DiffIdMismatch { expected, .. } if *expected == wrong),
+        "{e}"
+    );
+}
+
+#[test]
+fn a_non_empty_dest_is_refused_and_left_alone() {
+    let d = tmp();
+    let l = d.path().join("img");
+    write_layout(&l, &[one_layer()], TAR);
+    let dest = d.path().join("root");
+    std::fs::create_dir(&dest).unwrap();
+    std::fs::write(dest.join("mine"), b"mine").unwrap();
+    let e = oci::unpack_ref(&format!("{}:t", l.display()), &dest).unwrap_err();
+    assert!(matches!(e, oci::Error::DestNotEmpty { .. }), "{e}");
+    assert_eq!(std::fs::read(dest.join("mine")).unwrap(), b"mine");
+    let file = d.path().join("file");
+    std::fs::write(&file, b"x").unwrap();
+    let e = oci::unpack_ref(&format!("{}:t", l.display()), &file).unwrap_err();
+    assert!(matches!(e, oci::Error::DestNotEmpty { .. }), "{e}");
+}
+
+#[test]
+fn an_empty_dest_directory_is_filled() {
+    let d = tmp();
+    let l = d.path().join("img");
+    write_layout(&l, &[one_layer()], GZ);
+    let dest = d.path().join("root");
+    std::fs::create_dir(&dest).unwrap();
+    let (img, stats) = oci::unpack_ref(&format!("{}:t", l.display()), &dest).unwrap();
+    assert_eq!(std::fs::read(dest.join("etc/hostname")).unwrap(), b"keel\n");
+    assert_eq!((stats.layers, stats.files, stats.dirs), (1, 1, 1));
+    assert_eq!(img.config.config.working_dir.as_deref(), Some("/w"));
+    assert_eq!(
+        img.config.config.env.as_deref(),
+        Some(&["PATH=/bin".to_owned()][..])
+    );
+}
