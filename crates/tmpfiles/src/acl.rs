@@ -408,15 +408,16 @@ pub fn numeric_id(token: &str) -> Option<u32> {
         // strtol("") reads 0 with nothing left over.
         return (token.is_empty()).then_some(0);
     }
-    // Saturating as strtol does (then rejected below, as libacl does).
+    // Saturating as strtol does, then stored in an id_t as libacl does (truncated:
+    // 4294967296 is uid 0, as systemd 252 sets it).
     let mag = u128::from_str_radix(digits, radix).unwrap_or(u128::MAX);
     let l: i64 = if neg {
-        -(mag.min(1 << 63) as i128) as i64
+        (-(mag.min(1 << 63) as i128)) as i64
     } else {
         mag.min(i64::MAX as u128) as i64
     };
     let l = if l < 0 { l & 0xFFFF } else { l };
-    u32::try_from(l).ok()
+    Some(l as u32)
 }
 
 /// libacl's `acl_from_text()` on `s`; on error, the byte offset and the reason.
@@ -564,7 +565,8 @@ mod tests {
         assert_eq!(a("u:-2:r"), "u:65534:r--,m::r--");
         assert_eq!(a("u:alice:rw,,g::w,"), "u:4242:rw-,g::-w-,m::rw-");
         assert_eq!(a("g:staff:-w-"), "g:4343:-w-,m::-w-");
-        assert_eq!(numeric_id("4294967296"), None);
+        assert_eq!(numeric_id("4294967296"), Some(0));
+        assert_eq!(numeric_id("99999999999999999999"), Some(u32::MAX));
         assert_eq!(numeric_id("-0x1"), Some(65535));
         assert_eq!(numeric_id("12a"), None);
     }

@@ -476,3 +476,91 @@ fn prefixes_agree_with_systemd_tmpfiles() {
     );
     assert_eq!(sd, keel);
 }
+
+/// ACL texts at the edges of libacl's grammar (blanks, comments, numbers, escapes,
+/// repeated and missing fields), each on its own file: both must set the same ACL or
+/// refuse the same text.
+#[test]
+fn acl_syntax_agrees_with_systemd_tmpfiles() {
+    if !testutil::require("systemd-tmpfiles") {
+        return;
+    }
+    let texts = [
+        "u:4242:rw #comment",
+        "u :4242:rw",
+        "u: 4242:rw",
+        "u:4242 :rw",
+        "u:4242: rw",
+        "user:4242:rw-x",
+        "mask:rw,u:4242:r",
+        "m:rw,u:4242:r",
+        "o::",
+        "o:",
+        "u::",
+        "other::rwx,other::r",
+        "g:4343:rwx,g:4343:r",
+        "u:4242:r,d:",
+        "d:",
+        "default:",
+        "d:u::rwx,d:u::r",
+        "u:+4242:r",
+        "u:0x:r",
+        "u:08:r",
+        "u:077:r",
+        "u:4294967295:r",
+        "u:4294967296:r",
+        "u:4294967297:r",
+        "u:99999999999999999999:r",
+        "u:-0x1:r",
+        "u:\\064242:r",
+        "U::rw",
+        "g::r, u:4242:rw",
+        "u:4242:r,,,",
+        "u:4242:r;g::r",
+        "u:4242:r g:4343:w",
+        "group:daemon:r",
+        "g:root:rwx,u:root:r",
+        "u:4242:---",
+        "u:4242:-",
+        "u:4242:r--x",
+        "us:4242:r",
+        "useR:4242:r",
+        "u:4242:wr",
+        "u:4242:xwr",
+        "default:user:4242:r",
+        "d :u:4242:r",
+        "m::x,g:4343:rwx,u:4242:rw",
+        "u::r,g::r,o::r,m::r",
+    ];
+    let mut conf = String::new();
+    for (i, t) in texts.iter().enumerate() {
+        conf.push_str(&format!(
+            "d /e/{i} 0755\na /e/{i} - - - - {t}\nf /f/{i} 0644\na /f/{i} - - - - {t}\n"
+        ));
+    }
+    let opts = Options {
+        boot: true,
+        ..Options::default()
+    };
+    let (diffs, sd, keel, sd_tree) = compare_trees(&conf, &[], &opts);
+    let name = |d: &String| {
+        let n: usize = d[3..]
+            .split(|c: char| !c.is_ascii_digit())
+            .next()
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0);
+        format!("`{}`: {d}", texts[n])
+    };
+    assert!(
+        diffs.is_empty(),
+        "{} differences:\n{}",
+        diffs.len(),
+        diffs.iter().map(name).collect::<Vec<_>>().join("\n")
+    );
+    assert_eq!(sd, keel, "exit codes: systemd {sd}, keel {keel}");
+    let set = sd_tree
+        .values()
+        .filter(|n| n.xattrs.contains_key(ACCESS) || n.xattrs.contains_key(DEFAULT))
+        .count();
+    assert!(set >= 20, "systemd set ACLs on only {set} paths");
+}
