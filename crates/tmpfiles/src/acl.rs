@@ -221,7 +221,7 @@ impl Acl {
     /// Read an xattr value written by the kernel or by [`Acl::encode`].
     pub fn decode(b: &[u8]) -> Result<Acl, AclError> {
         let bad = |m: String| Err(AclError::Xattr(m));
-        if b.len() < 4 || (b.len() - 4) % 8 != 0 {
+        if b.len() < 4 || !(b.len() - 4).is_multiple_of(8) {
             return bad(format!("length {} is not 4 + 8n", b.len()));
         }
         let v = u32::from_le_bytes(b[..4].try_into().expect("4 bytes"));
@@ -291,7 +291,6 @@ pub fn parse(
 fn entry_at(s: &str, pos: usize) -> String {
     let pos = pos.min(s.len());
     let start = s[..pos].rfind(',').map_or(0, |i| i + 1);
-    let start = if start > pos { pos } else { start };
     let end = s[pos..].find(',').map_or(s.len(), |i| pos + i);
     let e = s[start..end].trim();
     if e.is_empty() {

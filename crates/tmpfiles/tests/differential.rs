@@ -25,7 +25,7 @@ fn acl_bytes(entries: &[(u16, u16, u32)]) -> Vec<u8> {
 
 /// An ACL xattr value as text (`u:4242:rw-,...`), entries in stored order.
 fn acl_text(b: &[u8]) -> String {
-    if b.len() < 4 || (b.len() - 4) % 8 != 0 {
+    if b.len() < 4 || !(b.len() - 4).is_multiple_of(8) {
         return format!("malformed {b:?}");
     }
     let mut out = vec![format!(
