@@ -9,7 +9,7 @@ use rustix::fs::{self as fs, AtFlags, Dir, FileType, Mode, OFlags, Timespec, Tim
 use rustix::io::Errno;
 use std::collections::{HashMap, HashSet};
 use std::io::{self, Read, Write};
-use std::os::unix::ffi::OsStrExt;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::Path;
 use std::rc::Rc;
 
@@ -186,8 +186,6 @@ fn proc_path(dir: BorrowedFd<'_>, name: &[u8]) -> std::ffi::OsString {
     std::ffi::OsString::from_vec(p)
 }
 
-use std::os::unix::ffi::OsStringExt;
-
 impl Unpacker {
     fn layer_err(&self, img: &Image) -> impl Fn(io::Error) -> Error + '_ {
         let path = img.path().to_owned();
@@ -290,6 +288,10 @@ impl Unpacker {
             self.stats.dirs += 1;
             return Ok(());
         };
+        if parent.iter().any(|c| c.starts_with(b".wh..wh.")) {
+            // Below aufs metadata (`.wh..wh.plnk/...`): not part of the tree.
+            return Ok(());
+        }
         match names::classify(name).map_err(|u| self.unsafe_err(u))? {
             Kind::Opaque => self.opaque(parent),
             Kind::Whiteout(target) => self.whiteout(parent, target),
@@ -470,7 +472,9 @@ impl Unpacker {
     ) -> Result<(), Error> {
         use tar::EntryType as T;
         let meta = self.meta(e)?;
-        let dir = self.dir(parent, true)?.expect("created");
+        let dir = self
+            .dir(parent, true)?
+            .ok_or_else(|| self.unsafe_err("its parent cannot be made"))?;
         let dir = dir.as_fd();
         let pkey = join(parent);
         self.touch(&pkey, dir)?;

@@ -232,3 +232,21 @@ fn entries_over_symlinks_replace_the_symlink() {
         Path::new(&outside)
     );
 }
+
+#[test]
+fn aufs_metadata_is_not_part_of_the_tree() {
+    let s = Scene::new();
+    let stats = s
+        .unpack(&[layer(&[
+            E::Dir(".wh..wh.plnk/"),
+            E::File(".wh..wh.plnk/123.456", b"aufs hard link store"),
+            E::File("kept", b"k"),
+        ])])
+        .unwrap();
+    let names: Vec<String> = std::fs::read_dir(s.root())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(names, ["kept"]);
+    assert_eq!(stats.files, 1);
+}
