@@ -9,6 +9,8 @@ use rustix::io::Errno;
 use std::ffi::{CStr, CString, OsStr};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Condvar, Mutex};
 
 /// Permission bits rsync `-p` copies: rwx for all, setuid, setgid, sticky.
 const PERM_BITS: u32 = 0o7777;
@@ -51,38 +53,192 @@ pub fn sync<P: AsRef<Path>>(sources: &[P], dest: &Path) -> Result<Stats, Error> 
             source: e.into(),
         },
     })?;
-    let mut s = Syncer {
+    let shared = Shared {
         dest_root: dest,
-        src_root: Path::new(""),
-        stats: Stats::default(),
-        errors: Vec::new(),
         pid: std::process::id(),
-        tmp_counter: 0,
-        buf: Vec::new(),
+        tmp_counter: AtomicU64::new(0),
         already_root: fs_ids_are_root(),
+        tmpfile_works: AtomicBool::new(true),
     };
+    let threads = threads();
+    let mut stats = Stats::default();
+    let mut errors = Vec::new();
     for (path, sfd, st) in &opened {
-        s.src_root = path;
         // rsync applies the source directory's own attributes to DEST ("." in its file
         // list): owner 0:0 and the permission bits; with -O never the mtime.
         let dst_st = fs::fstat(&dfd).map_err(|e| Error::Dest {
             path: dest.to_owned(),
             source: e.into(),
         })?;
-        if let Err(e) = s.fix_dir_attrs(&dfd, &dst_st, st, Path::new("")) {
-            s.errors.push(e);
+        let root = Worker::new(&shared, path);
+        if let Err(e) = root.fix_dir_attrs(&dfd, &dst_st, st, Path::new("")) {
+            errors.push(e);
             continue;
         }
-        let mut rel = PathBuf::new();
-        s.sync_dir(sfd.as_fd(), dfd.as_fd(), &mut rel);
+        let dup = |fd: &OwnedFd, path: &Path| {
+            fd.try_clone().map_err(|e| Error::Dest {
+                path: path.to_owned(),
+                source: e,
+            })
+        };
+        let job = Job {
+            src: dup(sfd, path)?,
+            dst: dup(&dfd, dest)?,
+            rel: PathBuf::new(),
+            fresh: false,
+        };
+        // One source at a time: a later source's entries are written only after every
+        // entry of the earlier ones, so "a later source wins" holds whatever the threads do.
+        let (s, mut e) = walk(&shared, path, job, threads);
+        add(&mut stats, &s);
+        errors.append(&mut e);
     }
-    if s.errors.is_empty() {
-        Ok(s.stats)
+    if errors.is_empty() {
+        Ok(stats)
     } else {
-        Err(Error::Incomplete {
-            errors: s.errors,
-            stats: s.stats,
+        Err(Error::Incomplete { errors, stats })
+    }
+}
+
+/// Worker threads for one walk: the machine's parallelism, at most [`MAX_THREADS`]; at
+/// least one. `KEEL_OVERLAY_THREADS` overrides it (the benchmark and tests use it).
+fn threads() -> usize {
+    if let Some(n) = std::env::var("KEEL_OVERLAY_THREADS")
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok())
+    {
+        return n.clamp(1, 64);
+    }
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+        .min(MAX_THREADS)
+}
+
+fn add(total: &mut Stats, s: &Stats) {
+    total.dirs_created += s.dirs_created;
+    total.files_written += s.files_written;
+    total.files_unchanged += s.files_unchanged;
+    total.symlinks_written += s.symlinks_written;
+    total.specials_written += s.specials_written;
+    total.bytes_copied += s.bytes_copied;
+}
+
+/// Sync one source tree (the `root` job) with `threads` workers sharing a stack of
+/// directory jobs. Returns the summed stats and the errors in walk order (sorted by path,
+/// component by component: the order a single-threaded depth-first walk reports them).
+fn walk(shared: &Shared<'_>, src_root: &Path, root: Job, threads: usize) -> (Stats, Vec<Error>) {
+    let queue = Queue {
+        state: Mutex::new(QueueState {
+            jobs: vec![root],
+            busy: 0,
+        }),
+        ready: Condvar::new(),
+        threads,
+    };
+    let mut done: Vec<Worker<'_>> = if threads <= 1 {
+        let mut w = Worker::new(shared, src_root);
+        w.run(&queue);
+        vec![w]
+    } else {
+        std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..threads)
+                .map(|_| {
+                    let queue = &queue;
+                    scope.spawn(move || {
+                        let mut w = Worker::new(shared, src_root);
+                        w.run(queue);
+                        w
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+                .collect()
         })
+    };
+    let mut stats = Stats::default();
+    let mut errors = Vec::new();
+    for w in &mut done {
+        add(&mut stats, &w.stats);
+        errors.append(&mut w.errors);
+    }
+    errors.sort_by(|a, b| a.0.cmp(&b.0));
+    (stats, errors.into_iter().map(|(_, e)| e).collect())
+}
+
+/// A directory whose entries are still to be synced: both handles and its path relative
+/// to the roots (for error messages only).
+struct Job {
+    src: OwnedFd,
+    dst: OwnedFd,
+    rel: PathBuf,
+    /// The DEST directory was created by this walk, so it holds nothing yet and nothing
+    /// else writes into it: its entries need no lookup in DEST.
+    fresh: bool,
+}
+
+struct QueueState {
+    jobs: Vec<Job>,
+    /// Workers processing a job (and so maybe about to push more).
+    busy: usize,
+}
+
+struct Queue {
+    state: Mutex<QueueState>,
+    ready: Condvar,
+    threads: usize,
+}
+
+/// At most this many directory jobs wait in the queue; beyond it a worker descends into a
+/// subdirectory itself. Bounds the open directory handles (two per queued job).
+const MAX_QUEUED: usize = 64;
+/// Default upper bound on worker threads.
+const MAX_THREADS: usize = 8;
+
+impl Queue {
+    fn lock(&self) -> std::sync::MutexGuard<'_, QueueState> {
+        // A worker that panicked while holding the lock left consistent state (a Vec and a
+        // counter); its panic is re-raised by the join.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The next job, or None when the queue is empty and no worker can add to it.
+    fn pop(&self) -> Option<Job> {
+        let mut q = self.lock();
+        loop {
+            if let Some(job) = q.jobs.pop() {
+                q.busy += 1;
+                return Some(job);
+            }
+            if q.busy == 0 {
+                return None;
+            }
+            q = self.ready.wait(q).unwrap_or_else(|p| p.into_inner());
+        }
+    }
+
+    fn finished(&self) {
+        let mut q = self.lock();
+        q.busy -= 1;
+        if q.busy == 0 && q.jobs.is_empty() {
+            self.ready.notify_all();
+        }
+    }
+
+    /// Hand a subdirectory to another worker if the queue has room; else give it back.
+    fn offer(&self, job: Job) -> Option<Job> {
+        if self.threads <= 1 {
+            return Some(job);
+        }
+        let mut q = self.lock();
+        if q.jobs.len() >= MAX_QUEUED {
+            return Some(job);
+        }
+        q.jobs.push(job);
+        self.ready.notify_one();
+        None
     }
 }
 
@@ -93,15 +249,25 @@ fn fs_ids_are_root() -> bool {
     rustix::process::geteuid().is_root() && rustix::process::getegid().is_root()
 }
 
-struct Syncer<'a> {
+/// What every worker of a sync shares.
+struct Shared<'a> {
     dest_root: &'a Path,
+    pid: u32,
+    /// Numbers temporary names (`.keel.PID.N`) across all workers.
+    tmp_counter: AtomicU64,
+    already_root: bool,
+    /// Cleared when DEST's filesystem refuses `O_TMPFILE`; temporary names are used then.
+    tmpfile_works: AtomicBool,
+}
+
+/// One thread's walk state: its own stats, errors (keyed by relative path for ordering)
+/// and copy buffer.
+struct Worker<'a> {
+    sh: &'a Shared<'a>,
     src_root: &'a Path,
     stats: Stats,
-    errors: Vec<Error>,
-    pid: u32,
-    tmp_counter: u64,
+    errors: Vec<(PathBuf, Error)>,
     buf: Vec<u8>,
-    already_root: bool,
 }
 
 fn perm(st: &Stat) -> u32 {
@@ -149,13 +315,37 @@ fn kind(ft: FileType) -> &'static str {
 const ROOT_UID: Option<Uid> = Some(Uid::ROOT);
 const ROOT_GID: Option<Gid> = Some(Gid::ROOT);
 
-impl Syncer<'_> {
+impl<'a> Worker<'a> {
+    fn new(sh: &'a Shared<'a>, src_root: &'a Path) -> Self {
+        Worker {
+            sh,
+            src_root,
+            stats: Stats::default(),
+            errors: Vec::new(),
+            buf: Vec::new(),
+        }
+    }
+
+    fn run(&mut self, queue: &Queue) {
+        while let Some(mut job) = queue.pop() {
+            self.sync_dir(
+                queue,
+                job.src.as_fd(),
+                job.dst.as_fd(),
+                &mut job.rel,
+                job.fresh,
+            );
+            drop(job);
+            queue.finished();
+        }
+    }
+
     fn src_path(&self, rel: &Path) -> PathBuf {
         self.src_root.join(rel)
     }
 
     fn dest_path(&self, rel: &Path) -> PathBuf {
-        self.dest_root.join(rel)
+        self.sh.dest_root.join(rel)
     }
 
     fn read_err(&self, op: &'static str, rel: &Path, e: Errno) -> Error {
@@ -176,19 +366,26 @@ impl Syncer<'_> {
 
     /// Sync the entries of one source directory into one DEST directory. Failures are
     /// recorded in `self.errors`; the walk goes on.
-    fn sync_dir(&mut self, src: BorrowedFd<'_>, dst: BorrowedFd<'_>, rel: &mut PathBuf) {
+    fn sync_dir(
+        &mut self,
+        queue: &Queue,
+        src: BorrowedFd<'_>,
+        dst: BorrowedFd<'_>,
+        rel: &mut PathBuf,
+        fresh: bool,
+    ) {
         let names = match read_names(src) {
             Ok(n) => n,
             Err(e) => {
                 let e = self.read_err("read directory", rel, e);
-                self.errors.push(e);
+                self.errors.push((rel.clone(), e));
                 return;
             }
         };
         for name in names {
             rel.push(OsStr::from_bytes(name.to_bytes()));
-            if let Err(e) = self.entry(src, dst, &name, rel) {
-                self.errors.push(e);
+            if let Err(e) = self.entry(queue, src, dst, &name, rel, fresh) {
+                self.errors.push((rel.clone(), e));
             }
             rel.pop();
         }
@@ -196,20 +393,26 @@ impl Syncer<'_> {
 
     fn entry(
         &mut self,
+        queue: &Queue,
         src: BorrowedFd<'_>,
         dst: BorrowedFd<'_>,
         name: &CStr,
         rel: &mut PathBuf,
+        fresh: bool,
     ) -> Result<(), Error> {
         let st = fs::statat(src, name, AtFlags::SYMLINK_NOFOLLOW)
             .map_err(|e| self.read_err("stat", rel, e))?;
-        let existing = match fs::statat(dst, name, AtFlags::SYMLINK_NOFOLLOW) {
-            Ok(e) => Some(e),
-            Err(Errno::NOENT) => None,
-            Err(e) => return Err(self.write_err("stat", rel, e)),
+        let existing = if fresh {
+            None
+        } else {
+            match fs::statat(dst, name, AtFlags::SYMLINK_NOFOLLOW) {
+                Ok(e) => Some(e),
+                Err(Errno::NOENT) => None,
+                Err(e) => return Err(self.write_err("stat", rel, e)),
+            }
         };
         match ftype(&st) {
-            FileType::Directory => self.dir(src, dst, name, &st, existing.as_ref(), rel),
+            FileType::Directory => self.dir(queue, src, dst, name, &st, existing.as_ref(), rel),
             FileType::RegularFile => self.file(src, dst, name, &st, existing.as_ref(), rel),
             FileType::Symlink => self.symlink(src, dst, name, &st, existing.as_ref(), rel),
             FileType::Fifo
@@ -241,8 +444,10 @@ impl Syncer<'_> {
         Ok(())
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn dir(
         &mut self,
+        queue: &Queue,
         src: BorrowedFd<'_>,
         dst: BorrowedFd<'_>,
         name: &CStr,
@@ -251,12 +456,12 @@ impl Syncer<'_> {
         rel: &mut PathBuf,
     ) -> Result<(), Error> {
         let dir_flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
-        let dfd = match existing {
+        let (dfd, fresh) = match existing {
             Some(e) if ftype(e) == FileType::Directory => {
                 let dfd = fs::openat(dst, name, dir_flags, Mode::empty())
                     .map_err(|e| self.write_err("open directory", rel, e))?;
                 self.fix_dir_attrs(&dfd, e, st, rel)?;
-                dfd
+                (dfd, false)
             }
             other => {
                 if other.is_some() {
@@ -272,12 +477,21 @@ impl Syncer<'_> {
                     .map_err(|e| self.write_err("open directory", rel, e))?;
                 let new = fs::fstat(&dfd).map_err(|e| self.write_err("stat", rel, e))?;
                 self.fix_dir_attrs(&dfd, &new, st, rel)?;
-                dfd
+                (dfd, true)
             }
         };
         let sfd = fs::openat(src, name, dir_flags, Mode::empty())
             .map_err(|e| self.read_err("open directory", rel, e))?;
-        self.sync_dir(sfd.as_fd(), dfd.as_fd(), rel);
+        let job = Job {
+            src: sfd,
+            dst: dfd,
+            rel: rel.clone(),
+            fresh,
+        };
+        // Another worker takes the subtree if the queue has room; else descend here.
+        if let Some(job) = queue.offer(job) {
+            self.sync_dir(queue, job.src.as_fd(), job.dst.as_fd(), rel, job.fresh);
+        }
         Ok(())
     }
 
@@ -307,8 +521,8 @@ impl Syncer<'_> {
         mut create: impl FnMut(&CStr) -> Result<T, Errno>,
     ) -> Result<(CString, T), Error> {
         loop {
-            self.tmp_counter += 1;
-            let tmp = CString::new(format!(".keel.{}.{}", self.pid, self.tmp_counter))
+            let n = self.sh.tmp_counter.fetch_add(1, Ordering::Relaxed) + 1;
+            let tmp = CString::new(format!(".keel.{}.{}", self.sh.pid, n))
                 .expect("no NUL in a formatted number");
             match create(&tmp) {
                 Ok(t) => return Ok((tmp, t)),
@@ -366,6 +580,18 @@ impl Syncer<'_> {
             Mode::empty(),
         )
         .map_err(|e| self.read_err("open", rel, e))?;
+        let size = st.st_size as u64;
+        // Nothing at the name yet: write an unnamed file (`O_TMPFILE`) and link it in when
+        // complete, so no temporary name ever appears in DEST.
+        if existing.is_none() {
+            if let Some(tfd) = self.unnamed_file(dst, rel)? {
+                self.fill(&sfd, &tfd, st, rel)?;
+                self.link_in(&tfd, dst, name, rel)?;
+                self.stats.files_written += 1;
+                self.stats.bytes_copied += size;
+                return Ok(());
+            }
+        }
         let (tmp, tfd) = self.with_temp(rel, |tmp| {
             fs::openat(
                 dst,
@@ -374,27 +600,76 @@ impl Syncer<'_> {
                 Mode::from_raw_mode(0o600),
             )
         })?;
-        let size = st.st_size as u64;
-        let finish = (|| {
-            copy(&sfd, &tfd, size, &mut self.buf).map_err(|e| Error::Copy {
-                from: self.src_path(rel),
-                to: self.dest_path(rel),
-                source: e.into(),
-            })?;
-            if !self.already_root {
-                fs::fchown(&tfd, ROOT_UID, ROOT_GID)
-                    .map_err(|e| self.write_err("chown", rel, e))?;
-            }
-            fs::fchmod(&tfd, Mode::from_raw_mode(perm(st)))
-                .map_err(|e| self.write_err("chmod", rel, e))?;
-            fs::futimens(&tfd, &only_mtime(st))
-                .map_err(|e| self.write_err("set the mtime of", rel, e))
-        })();
+        let finish = self.fill(&sfd, &tfd, st, rel);
         drop(tfd);
         self.commit(dst, &tmp, name, rel, finish)?;
         self.stats.files_written += 1;
         self.stats.bytes_copied += size;
         Ok(())
+    }
+
+    /// An unnamed regular file in `dst` (`O_TMPFILE`, mode 0600), or None where the
+    /// filesystem does not support it (remembered for the rest of the sync).
+    fn unnamed_file(&self, dst: BorrowedFd<'_>, rel: &Path) -> Result<Option<OwnedFd>, Error> {
+        if !self.sh.tmpfile_works.load(Ordering::Relaxed) {
+            return Ok(None);
+        }
+        match fs::openat(
+            dst,
+            c".",
+            OFlags::WRONLY | OFlags::TMPFILE | OFlags::CLOEXEC,
+            Mode::from_raw_mode(0o600),
+        ) {
+            Ok(fd) => Ok(Some(fd)),
+            Err(Errno::OPNOTSUPP | Errno::ISDIR | Errno::INVAL) => {
+                self.sh.tmpfile_works.store(false, Ordering::Relaxed);
+                Ok(None)
+            }
+            Err(e) => Err(self.write_err("create a temporary file for", rel, e)),
+        }
+    }
+
+    /// Content, owner, permission bits and mtime of a new file not yet at its final name.
+    fn fill(&mut self, sfd: &OwnedFd, tfd: &OwnedFd, st: &Stat, rel: &Path) -> Result<(), Error> {
+        copy(sfd, tfd, st.st_size as u64, &mut self.buf).map_err(|e| Error::Copy {
+            from: self.src_path(rel),
+            to: self.dest_path(rel),
+            source: e.into(),
+        })?;
+        if !self.sh.already_root {
+            fs::fchown(tfd, ROOT_UID, ROOT_GID).map_err(|e| self.write_err("chown", rel, e))?;
+        }
+        fs::fchmod(tfd, Mode::from_raw_mode(perm(st)))
+            .map_err(|e| self.write_err("chmod", rel, e))?;
+        fs::futimens(tfd, &only_mtime(st)).map_err(|e| self.write_err("set the mtime of", rel, e))
+    }
+
+    /// Give the finished unnamed file `tfd` its final name. `linkat(AT_EMPTY_PATH)` needs
+    /// CAP_DAC_READ_SEARCH; without it the file is linked through `/proc/self/fd`. If the
+    /// name appeared meanwhile, the file is linked at a temporary name and renamed over it.
+    fn link_in(
+        &mut self,
+        tfd: &OwnedFd,
+        dst: BorrowedFd<'_>,
+        name: &CStr,
+        rel: &Path,
+    ) -> Result<(), Error> {
+        let link = |to: &CStr| match fs::linkat(tfd, c"", dst, to, AtFlags::EMPTY_PATH) {
+            Err(Errno::NOENT | Errno::PERM) => {
+                let proc_fd = rustix::procfs::proc_self_fd()?;
+                let num = tfd.as_raw_fd().to_string();
+                fs::linkat(proc_fd, num.as_str(), dst, to, AtFlags::SYMLINK_FOLLOW)
+            }
+            r => r,
+        };
+        match link(name) {
+            Ok(()) => Ok(()),
+            Err(Errno::EXIST) => {
+                let (tmp, ()) = self.with_temp(rel, link)?;
+                self.commit(dst, &tmp, name, rel, Ok(()))
+            }
+            Err(e) => Err(self.write_err("create", rel, e)),
+        }
     }
 
     /// Owner 0:0 and permission bits on an existing non-directory, without following it.
@@ -497,7 +772,7 @@ impl Syncer<'_> {
         mode: Option<u32>,
         rel: &Path,
     ) -> Result<(), Error> {
-        if !self.already_root {
+        if !self.sh.already_root {
             fs::chownat(dst, tmp, ROOT_UID, ROOT_GID, AtFlags::SYMLINK_NOFOLLOW)
                 .map_err(|e| self.write_err("chown", rel, e))?;
         }
