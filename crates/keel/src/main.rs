@@ -100,6 +100,8 @@ enum Command {
         #[command(subcommand)]
         command: cmd::tmpfiles::TmpfilesCommand,
     },
+    /// Run a Keel command in a build VM made from a container image, e.g. `keel vm --image IMG -- build --variant selinux`
+    Vm(cmd::vm::Args),
 }
 
 fn main() -> ExitCode {
@@ -146,6 +148,9 @@ fn main() -> ExitCode {
             cmd::project(cli.project.as_deref()).and_then(|p| command.run(&p))
         }
         Command::Tmpfiles { command } => command.run(),
+        Command::Vm(args) => {
+            cmd::project(cli.project.as_deref()).and_then(|p| cmd::vm::run(&p, args))
+        }
     };
     match result {
         Ok(code) => code,

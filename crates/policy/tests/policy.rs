@@ -381,7 +381,11 @@ fn refuses_an_selinux_enabled_host() {
         e.contains("checked against the HOST's loaded policy"),
         "{e}"
     );
-    assert!(e.contains("`keel vm -- build --variant selinux`"), "{e}");
+    assert!(
+        e.contains("`keel vm --image IMAGE -- build --variant selinux`")
+            && e.contains("docs/vm.md"),
+        "{e}"
+    );
     // this host (SELinux disabled in the kernel) passes
     policy::host_check(&policy::HostProbe, "selinux").unwrap();
 }

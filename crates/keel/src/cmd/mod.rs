@@ -10,6 +10,7 @@ pub mod plan;
 pub mod tmpfiles;
 pub mod tools;
 pub mod variants;
+pub mod vm;
 
 use anyhow::Result;
 use std::path::Path;

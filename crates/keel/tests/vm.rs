@@ -1,0 +1,241 @@
+//! `keel vm` end to end (issue 9): a build environment image made here (mmdebstrap +
+//! umoci: tests/fixtures/vm/build-env.sh), booted under QEMU (TCG on these machines).
+//!
+//! One test, in steps, because each step boots a VM and the machine has two cores:
+//! a failing inner command, an interrupted run (SIGINT to keel vm, then SIGKILL), and the
+//! `selinux` variant built in the VM, whose manifest (paths, types, modes, owners, labels,
+//! content hashes) must equal the manifest of the same build on the host.
+
+mod common;
+
+use std::fs;
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+const EPOCH: &str = "1700000000";
+const REPO: &str = "tests/fixtures/gentoo-mini";
+
+/// The QEMU processes of a VM (by the name in its command line).
+fn qemu_of(name: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    for e in fs::read_dir("/proc").unwrap().flatten() {
+        if let Ok(c) = fs::read(e.path().join("cmdline")) {
+            let c = String::from_utf8_lossy(&c).replace('\0', " ");
+            if c.contains("qemu-system") && c.contains(&format!("keel-vm-{name},")) {
+                found.push(format!("{}: {c}", e.file_name().to_string_lossy()));
+            }
+        }
+    }
+    found
+}
+
+fn no_qemu_left(name: &str) {
+    let t = Instant::now();
+    while !qemu_of(name).is_empty() && t.elapsed() < Duration::from_secs(15) {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(qemu_of(name), Vec::<String>::new(), "a VM was left running");
+}
+
+struct Vm<'a> {
+    p: &'a common::Project,
+    image: &'a Path,
+}
+
+impl Vm<'_> {
+    fn cmd(&self, name: &str, extra: &[&str], inner: &[&str]) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_keel"));
+        c.current_dir(&self.p.root)
+            .arg("-C")
+            .arg(&self.p.root)
+            .args([
+                "vm",
+                "--kernel",
+                "image",
+                "--timeout",
+                "5400",
+                "--name",
+                name,
+            ])
+            .arg("--image")
+            .arg(format!("{}:build-env", self.image.display()))
+            .args(extra)
+            .arg("--")
+            .args(inner)
+            .env("SOURCE_DATE_EPOCH", EPOCH)
+            .stdin(Stdio::null());
+        c
+    }
+
+    /// Start, wait until the inner command has started, send `sig` to keel vm.
+    fn interrupt(&self, name: &str, sig: &str) -> (Option<i32>, String) {
+        let log = self.p.root.join(format!("{name}.stderr"));
+        let mut child = self
+            .cmd(
+                name,
+                &[],
+                &["build", "--variant", "selinux", "--gentoo-repo", REPO],
+            )
+            .stdout(Stdio::null())
+            .stderr(fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        let report = vm::state_dir(&self.p.root.join("build"), name).join("report");
+        let t = Instant::now();
+        loop {
+            let started = fs::read_to_string(&report)
+                .map(|r| r.contains("KEEL-VM-START"))
+                .unwrap_or(false);
+            if started || t.elapsed() > Duration::from_secs(900) {
+                break;
+            }
+            if let Some(st) = child.try_wait().unwrap() {
+                panic!(
+                    "keel vm ended before the command started ({st}):\n{}",
+                    fs::read_to_string(&log).unwrap()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        assert!(!qemu_of(name).is_empty(), "no VM while the command runs");
+        std::thread::sleep(Duration::from_secs(3));
+        let st = Command::new("kill")
+            .arg(format!("-{sig}"))
+            .arg(child.id().to_string())
+            .status()
+            .unwrap();
+        assert!(st.success());
+        let st = child.wait().unwrap();
+        (st.code(), fs::read_to_string(&log).unwrap())
+    }
+}
+
+#[test]
+fn keel_vm_builds_what_the_host_builds() {
+    for tool in ["qemu-system-x86_64", "mke2fs", "setpriv"] {
+        if !testutil::require(tool) {
+            return;
+        }
+    }
+    let Some(image) = testutil::vm_build_env_image() else {
+        return;
+    };
+    let Some(p) = common::project() else { return };
+    common::copy_tree(
+        &testutil::project_root().join("tests"),
+        &p.root.join("tests"),
+    );
+    // QEMU runs as the invoking user in one step below: it must reach the project.
+    let mut d = p.root.clone();
+    while d.pop() {
+        if d.starts_with(std::env::temp_dir()) && d != std::env::temp_dir() {
+            fs::set_permissions(&d, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+        }
+    }
+    let vm = Vm {
+        p: &p,
+        image: &image,
+    };
+
+    // 1. A failing inner command: its exit code, and the end of its output.
+    let o = vm
+        .cmd("fail", &[], &["build", "--variant", "no-such-variant"])
+        .output()
+        .unwrap();
+    let (ok, _, err) = common::text(&o);
+    assert!(!ok && o.status.code() == Some(1), "{err}");
+    assert!(
+        err.contains("failed in VM `fail` with exit code 1")
+            && err.contains("    | ")
+            && err.contains("no-such-variant"),
+        "{err}"
+    );
+    no_qemu_left("fail");
+
+    // 2. Interrupted: SIGINT to keel vm stops the VM and says so; SIGKILL to keel vm
+    //    leaves no VM either (QEMU's parent-death signal).
+    let (code, err) = vm.interrupt("intr", "INT");
+    assert_ne!(code, Some(0), "{err}");
+    assert!(err.contains("interrupted by signal 2"), "{err}");
+    no_qemu_left("intr");
+    let (code, _) = vm.interrupt("killed", "KILL");
+    assert_eq!(code, None, "killed by a signal");
+    no_qemu_left("killed");
+
+    // 3. The selinux variant built in a VM, as an unprivileged invoking user (what sudo
+    //    says in SUDO_UID/SUDO_GID): the artifacts on the host are theirs.
+    let out = p.root.join("vm-out");
+    let cache = p.root.join("vm-cache");
+    for d in [&out, &cache] {
+        fs::create_dir_all(d).unwrap();
+        std::os::unix::fs::chown(d, Some(4242), Some(4242)).unwrap();
+    }
+    let t = Instant::now();
+    let o = vm
+        .cmd(
+            "build",
+            &["--output", out.to_str().unwrap()],
+            &["build", "--variant", "selinux", "--gentoo-repo", REPO],
+        )
+        .env("KEEL_CACHE_DIR", &cache)
+        .env("SUDO_UID", "4242")
+        .env("SUDO_GID", "4242")
+        .output()
+        .unwrap();
+    let vm_secs = t.elapsed().as_secs_f64();
+    let (ok, _, err) = common::text(&o);
+    assert!(ok, "the build in the VM failed:\n{err}");
+    assert!(err.contains("keel vm: the command started"), "{err}");
+    no_qemu_left("build");
+    let vm_manifest = out.join("selinux/manifest.txt");
+    for f in [
+        out.join("selinux"),
+        out.join("selinux/selinux.squashfs"),
+        vm_manifest.clone(),
+    ] {
+        let m = fs::metadata(&f).unwrap();
+        assert_eq!((m.uid(), m.gid()), (4242, 4242), "{}", f.display());
+    }
+
+    // 4. The same build on the host, from the same inputs and SOURCE_DATE_EPOCH.
+    let host_out = p.root.join("host-out");
+    let t = Instant::now();
+    let o = Command::new(env!("CARGO_BIN_EXE_keel"))
+        .current_dir(&p.root)
+        .args(["build", "--variant", "selinux", "--gentoo-repo", REPO])
+        .arg("--output")
+        .arg(&host_out)
+        .env("SOURCE_DATE_EPOCH", EPOCH)
+        .output()
+        .unwrap();
+    let host_secs = t.elapsed().as_secs_f64();
+    let (ok, _, err) = common::text(&o);
+    assert!(ok, "the host build failed:\n{err}");
+    let host = fs::read_to_string(host_out.join("manifest.txt")).unwrap();
+    let inside = fs::read_to_string(&vm_manifest).unwrap();
+    assert!(host.lines().count() > 100, "{host}");
+    assert!(
+        host.contains("system_u:object_r:shell_exec_t:s0"),
+        "labelled manifest"
+    );
+    if host != inside {
+        let h: std::collections::BTreeSet<&str> = host.lines().collect();
+        let v: std::collections::BTreeSet<&str> = inside.lines().collect();
+        panic!(
+            "manifests differ\nonly on the host:\n{}\nonly in the VM:\n{}",
+            h.difference(&v)
+                .take(40)
+                .cloned()
+                .collect::<Vec<_>>()
+                .join("\n"),
+            v.difference(&h)
+                .take(40)
+                .cloned()
+                .collect::<Vec<_>>()
+                .join("\n")
+        );
+    }
+    eprintln!("selinux build: VM {vm_secs:.0} s (TCG, incl. boot), host {host_secs:.0} s");
+}

@@ -1,0 +1,540 @@
+//! `keel vm`: run a Keel command inside a QEMU VM whose root filesystem is a container
+//! image, with a kernel that has no SELinux policy loaded (docs/vm.md).
+//!
+//! - [`rootdisk`]: the image unpacked (crate `oci`) into an ext4 root disk, once per image
+//!   and kernel; Keel's PID 1 (`init.sh`) in it.
+//! - [`script`]: the run script PID 1 runs: the 9p shares, the build disk, the
+//!   environment that moves Keel's directories, the command.
+//! - [`run`]: one run: a named VM's state, the lock, QEMU, the console on the terminal
+//!   and in a log, the exit code, ownership of what the VM wrote.
+//!
+//! **Invariants:** a VM never outlives `keel vm` (a signal stops QEMU, and QEMU runs
+//! with a parent-death signal for the case where `keel vm` itself is killed); one VM per
+//! name at a time (a lock); the inner command's exit code is `keel vm`'s; what the VM
+//! writes into the host's output and cache belongs to the invoking user.
+
+pub mod rootdisk;
+pub mod script;
+
+pub use rootdisk::KernelChoice;
+
+use exec::Cmd;
+use script::{Share, SETUP_FAILED};
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Exec(#[from] exec::Error),
+    #[error(transparent)]
+    Oci(#[from] oci::Error),
+    #[error(transparent)]
+    Portage(#[from] portage::venv::Error),
+    #[error("{0}")]
+    Invalid(String),
+    #[error("VM `{name}` is running already (lock {}): wait for it, or pick another --name", lock.display())]
+    Busy { name: String, lock: PathBuf },
+    #[error("keel vm: interrupted by signal {signal}; the VM `{name}` was stopped (console log {})", console.display())]
+    Interrupted {
+        signal: i32,
+        name: String,
+        console: PathBuf,
+    },
+    #[error("keel vm: the VM `{name}` stopped without reporting an exit code ({why}); console log {}:\n{}", console.display(), indent(tail))]
+    NoExit {
+        name: String,
+        why: String,
+        console: PathBuf,
+        tail: String,
+    },
+    #[error("keel vm: setting up the VM `{name}` failed (exit {code}); console log {}:\n{}", console.display(), indent(tail))]
+    Setup {
+        name: String,
+        code: i32,
+        console: PathBuf,
+        tail: String,
+    },
+}
+
+pub(crate) fn io(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
+    move |source| Error::Io {
+        path: path.to_owned(),
+        source,
+    }
+}
+
+fn indent(s: &str) -> String {
+    s.lines()
+        .map(|l| format!("    | {l}"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// One `keel vm` run.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// The project (shared read-only at [`SRC`]).
+    pub project: PathBuf,
+    /// The host's build directory: VM state under `vm/`, the Portage venv under `tools/`.
+    pub build_dir: PathBuf,
+    /// Shared read-write at [`CACHE`]: distfiles, binary packages, `.deb`s.
+    pub cache_dir: PathBuf,
+    /// Shared read-write at [`OUT`]: where the inner build's `<variant>/` goes.
+    pub output_dir: PathBuf,
+    /// The container image: an OCI layout directory or archive, `PATH[:TAG]`.
+    pub image: String,
+    pub name: String,
+    pub kernel: KernelChoice,
+    pub memory_mb: u32,
+    pub cpus: u32,
+    /// Seconds before the VM is stopped (None: no limit).
+    pub timeout: Option<u64>,
+    /// Size of the build disk when it is made (sparse).
+    pub build_disk_gib: u64,
+    /// Arguments of the inner `keel`.
+    pub args: Vec<String>,
+    /// The host's working directory (the inner one is the same place under [`SRC`]).
+    pub cwd: PathBuf,
+    /// Variables passed through (`SOURCE_DATE_EPOCH`, ...).
+    pub env: Vec<(String, String)>,
+    /// The invoking user and group: owners of what the VM writes to the shares.
+    pub owner: (u32, u32),
+}
+
+/// Fixed paths in the VM.
+pub const SRC: &str = "/keel/src";
+pub const OUT: &str = "/keel/out";
+pub const CACHE: &str = "/keel/cache";
+pub const BUILD: &str = "/keel/build";
+pub const TOOLS: &str = "/keel/tools";
+
+/// What a run gave.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    /// The inner command's exit code.
+    pub code: i32,
+    pub console: PathBuf,
+    /// Seconds making the root disk (0 when kept from an earlier run).
+    pub disk_secs: f64,
+    /// Seconds from starting QEMU to the inner command starting (host clock).
+    pub start_secs: Option<f64>,
+    /// Seconds from starting QEMU to its end.
+    pub vm_secs: f64,
+}
+
+/// The default VM name of a project: its directory's name and a hash of its path, so two
+/// checkouts of one project get different VMs.
+pub fn default_name(project: &Path) -> String {
+    use sha2::{Digest, Sha256};
+    let base: String = project
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' {
+                c
+            } else {
+                '-'
+            }
+        })
+        .take(24)
+        .collect();
+    let h = Sha256::digest(project.as_os_str().as_encoded_bytes());
+    format!("{}-{:02x}{:02x}{:02x}", base, h[0], h[1], h[2])
+}
+
+pub fn check_name(name: &str) -> Result<(), Error> {
+    let ok = !name.is_empty()
+        && name.len() <= 48
+        && !name.starts_with(['.', '-'])
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::Invalid(format!(
+            "--name `{name}`: use 1-48 letters, digits, `-`, `_`, `.` (not first)"
+        )))
+    }
+}
+
+/// The state of a named VM: `build/vm/<name>/`.
+pub fn state_dir(build_dir: &Path, name: &str) -> PathBuf {
+    build_dir.join("vm").join(name)
+}
+
+/// Run the command in the VM. Progress goes to `progress`; the console to the terminal
+/// (stderr) and to `build/vm/<name>/console.log`.
+pub fn run(opts: &Options, progress: &mut dyn Write) -> Result<Outcome, Error> {
+    check_name(&opts.name)?;
+    let state = state_dir(&opts.build_dir, &opts.name);
+    fs::create_dir_all(&state).map_err(io(&state))?;
+    let lock_path = state.join("lock");
+    let lock = fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .map_err(io(&lock_path))?;
+    if rustix::fs::flock(&lock, rustix::fs::FlockOperation::NonBlockingLockExclusive).is_err() {
+        return Err(Error::Busy {
+            name: opts.name.clone(),
+            lock: lock_path,
+        });
+    }
+    let log = state.join("vm.log");
+    let console = state.join("console.log");
+    let report = state.join("report");
+    for f in [&log, &console, &report] {
+        match fs::remove_file(f) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(io(f)(e)),
+            _ => {}
+        }
+    }
+
+    let root = rootdisk::ensure(
+        &opts.build_dir.join("vm/images"),
+        &opts.image,
+        &opts.kernel,
+        &log,
+        progress,
+    )?;
+
+    // The build disk: the inner build directory, kept between runs of this VM (so
+    // rebuilds in the VM are incremental), on a local disk (not 9p).
+    let build_disk = state.join("build.ext4");
+    if !build_disk.exists() {
+        let tmp = state.join("build.ext4.tmp");
+        let f = fs::File::create(&tmp).map_err(io(&tmp))?;
+        f.set_len(opts.build_disk_gib << 30).map_err(io(&tmp))?;
+        drop(f);
+        Cmd::new("mkfs.ext4")
+            .args(["-q", "-F", "-L", "keel-build"])
+            .arg(&tmp)
+            .log(&log)
+            .run()?;
+        fs::rename(&tmp, &build_disk).map_err(io(&build_disk))?;
+    }
+
+    // The tools share: this keel and the run script.
+    let tools = state.join("tools");
+    if tools.exists() {
+        fs::remove_dir_all(&tools).map_err(io(&tools))?;
+    }
+    fs::create_dir_all(&tools).map_err(io(&tools))?;
+    let exe = std::env::current_exe().map_err(io(Path::new("/proc/self/exe")))?;
+    fs::copy(&exe, tools.join("keel")).map_err(io(&exe))?;
+
+    for d in [&opts.output_dir, &opts.cache_dir] {
+        fs::create_dir_all(d).map_err(io(d))?;
+    }
+    let mut shares = vec![
+        share("src", &opts.project, SRC, false),
+        share("out", &opts.output_dir, OUT, true),
+        share("cache", &opts.cache_dir, CACHE, true),
+    ];
+    let mut env: Vec<(String, String)> = vec![
+        ("KEEL_PROJECT".into(), SRC.into()),
+        ("KEEL_BUILD_DIR".into(), BUILD.into()),
+        ("KEEL_CACHE_DIR".into(), CACHE.into()),
+        ("KEEL_OUTPUT_DIR".into(), OUT.into()),
+        ("HOME".into(), "/root".into()),
+        ("TERM".into(), "dumb".into()),
+    ];
+    if !root.has_portage {
+        // The host's venv, mounted where it lives on the host (a venv's scripts name
+        // their interpreter by absolute path); the image's python3 runs it.
+        let venv = portage::venv::ensure(&opts.build_dir)?;
+        let venv = fs::canonicalize(&venv).map_err(io(&venv))?;
+        let guest = venv.to_string_lossy().into_owned();
+        shares.push(share("venv", &venv, &guest, false));
+        env.push(("KEEL_PORTAGE_VENV".into(), guest));
+    }
+    env.extend(opts.env.iter().cloned());
+    let cwd = match opts.cwd.strip_prefix(&opts.project) {
+        Ok(rel) if !rel.as_os_str().is_empty() => format!("{SRC}/{}", rel.display()),
+        _ => SRC.to_owned(),
+    };
+    let mut command = vec![format!("{TOOLS}/keel")];
+    command.extend(opts.args.iter().cloned());
+    let spec = script::RunSpec {
+        shares: shares.clone(),
+        build_device: "/dev/vdb".into(),
+        build_mount: BUILD.into(),
+        env,
+        cwd,
+        command,
+    };
+    let run_file = tools.join("run");
+    fs::write(&run_file, script::run_script(&spec)).map_err(io(&run_file))?;
+
+    let accel = boot::qemu::Accel::detect();
+    let mut args: Vec<String> = vec!["--pdeathsig".into(), "KILL".into()];
+    let (uid, gid) = opts.owner;
+    if uid != rustix::process::geteuid().as_raw() {
+        // QEMU runs as the invoking user, so what the VM writes through the shares is
+        // theirs; it needs the build disk and the report file.
+        fs::write(&report, "").map_err(io(&report))?;
+        for p in [&state, &build_disk, &report] {
+            std::os::unix::fs::chown(p, Some(uid), Some(gid)).map_err(io(p))?;
+        }
+        args.extend([
+            format!("--reuid={uid}"),
+            format!("--regid={gid}"),
+            "--clear-groups".into(),
+        ]);
+    }
+    args.extend([
+        "--".into(),
+        boot::qemu::QEMU.into(),
+        "-name".into(),
+        format!("keel-vm-{},process=keel-vm", opts.name),
+    ]);
+    args.extend(accel_args(accel));
+    args.extend([
+        "-m".into(),
+        opts.memory_mb.to_string(),
+        "-smp".into(),
+        opts.cpus.to_string(),
+        "-no-reboot".into(),
+        "-display".into(),
+        "none".into(),
+        "-nic".into(),
+        "none".into(),
+        "-device".into(),
+        "virtio-rng-pci".into(),
+        "-kernel".into(),
+        root.kernel.display().to_string(),
+        "-initrd".into(),
+        root.initrd.display().to_string(),
+        "-append".into(),
+        "root=/dev/vda rootfstype=ext4 rw console=ttyS0 quiet loglevel=3 panic=-1 init=/keel/init"
+            .into(),
+        "-drive".into(),
+        format!(
+            "file={},if=virtio,format=raw,snapshot=on",
+            drive(&root.disk)
+        ),
+        "-drive".into(),
+        format!("file={},if=virtio,format=raw", drive(&build_disk)),
+        "-virtfs".into(),
+        virtfs("tools", &tools, false),
+    ]);
+    for s in &shares {
+        args.push("-virtfs".into());
+        args.push(virtfs(&s.tag, &s.host, s.writable));
+    }
+    args.extend([
+        "-monitor".into(),
+        "none".into(),
+        "-serial".into(),
+        "stdio".into(),
+        "-serial".into(),
+        format!("file:{}", report.display()),
+    ]);
+    // The exit codes are the inner command's (read from the report), not QEMU's.
+    let cmd = Cmd::new("setpriv")
+        .args(&args)
+        .ok_codes(&(0..=255).collect::<Vec<i32>>());
+    let _ = writeln!(
+        progress,
+        "keel vm: starting VM `{}` ({:?}, {} MiB, {} CPUs); console log {}",
+        opts.name,
+        accel,
+        opts.memory_mb,
+        opts.cpus,
+        console.display()
+    );
+
+    let interrupted = Arc::new(AtomicI32::new(0));
+    let t0 = Instant::now();
+    let teed = cmd.spawn_teed(&console, Box::new(std::io::stderr()))?;
+    let pid = teed.id();
+    let mut signals = signal_hook::iterator::Signals::new([
+        signal_hook::consts::SIGINT,
+        signal_hook::consts::SIGTERM,
+        signal_hook::consts::SIGHUP,
+    ])
+    .map_err(io(Path::new("signal handlers")))?;
+    let handle = signals.handle();
+    let flag = interrupted.clone();
+    let watcher = std::thread::spawn(move || {
+        if let Some(sig) = signals.forever().next() {
+            flag.store(sig, Ordering::SeqCst);
+            signal(pid, rustix::process::Signal::Term);
+        }
+    });
+    // The host-side moment the command starts (when the report port says so), and the
+    // time limit.
+    let started = Arc::new(std::sync::Mutex::new(None::<f64>));
+    let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let timed_out = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let poller = {
+        let (started, done, timed_out, report) = (
+            started.clone(),
+            done.clone(),
+            timed_out.clone(),
+            report.clone(),
+        );
+        let limit = opts.timeout.map(Duration::from_secs);
+        std::thread::spawn(move || {
+            let mut seen = false;
+            let mut killed_at = None;
+            while !done.load(Ordering::SeqCst) {
+                if !seen {
+                    if let Ok(t) = fs::read_to_string(&report) {
+                        if t.contains("KEEL-VM-START") {
+                            seen = true;
+                            *started.lock().unwrap_or_else(|e| e.into_inner()) =
+                                Some(t0.elapsed().as_secs_f64());
+                        }
+                    }
+                }
+                if let Some(limit) = limit {
+                    if t0.elapsed() > limit && killed_at.is_none() {
+                        timed_out.store(true, Ordering::SeqCst);
+                        signal(pid, rustix::process::Signal::Term);
+                        killed_at = Some(Instant::now());
+                    }
+                }
+                if killed_at.is_some_and(|k: Instant| k.elapsed() > Duration::from_secs(10)) {
+                    signal(pid, rustix::process::Signal::Kill);
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        })
+    };
+    let status = teed.wait();
+    let vm_secs = t0.elapsed().as_secs_f64();
+    done.store(true, Ordering::SeqCst);
+    handle.close();
+    let _ = watcher.join();
+    let _ = poller.join();
+    let status = status?;
+
+    let tail = || {
+        let text = fs::read(&console)
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+            .unwrap_or_default();
+        exec::tail_lines(&text, 30)
+    };
+    let sig = interrupted.load(Ordering::SeqCst);
+    if sig != 0 {
+        return Err(Error::Interrupted {
+            signal: sig,
+            name: opts.name.clone(),
+            console,
+        });
+    }
+    let rep = script::parse_report(&fs::read_to_string(&report).unwrap_or_default());
+    let code = match rep.exit {
+        Some(SETUP_FAILED) if rep.started_at_uptime.is_none() => {
+            return Err(Error::Setup {
+                name: opts.name.clone(),
+                code: SETUP_FAILED,
+                tail: tail(),
+                console,
+            })
+        }
+        Some(c) => c,
+        None => {
+            let why = if timed_out.load(Ordering::SeqCst) {
+                format!(
+                    "stopped after the time limit of {} s",
+                    opts.timeout.unwrap_or(0)
+                )
+            } else if tail().contains("Kernel panic") {
+                "kernel panic".into()
+            } else {
+                format!("QEMU ended: {status}")
+            };
+            return Err(Error::NoExit {
+                name: opts.name.clone(),
+                why,
+                tail: tail(),
+                console,
+            });
+        }
+    };
+    let start_secs = *started.lock().unwrap_or_else(|e| e.into_inner());
+    Ok(Outcome {
+        code,
+        console,
+        disk_secs: root.made_secs,
+        start_secs,
+        vm_secs,
+    })
+}
+
+fn signal(pid: u32, sig: rustix::process::Signal) {
+    if let Some(p) = rustix::process::Pid::from_raw(pid as i32) {
+        let _ = rustix::process::kill_process(p, sig);
+    }
+}
+
+fn share(tag: &str, host: &Path, guest: &str, writable: bool) -> Share {
+    Share {
+        tag: tag.into(),
+        host: host.to_owned(),
+        guest: guest.into(),
+        writable,
+    }
+}
+
+fn accel_args(a: boot::qemu::Accel) -> [String; 4] {
+    match a {
+        boot::qemu::Accel::Kvm => ["-accel", "kvm", "-cpu", "host"],
+        boot::qemu::Accel::Tcg => ["-accel", "tcg", "-cpu", "max"],
+    }
+    .map(String::from)
+}
+
+/// A path in QEMU's `key=value,...` option syntax (a comma is doubled).
+fn drive(p: &Path) -> String {
+    p.display().to_string().replace(',', ",,")
+}
+
+fn virtfs(tag: &str, host: &Path, writable: bool) -> String {
+    // security_model=none: files are created as the host user running QEMU (the invoking
+    // user), modes are kept, and a chown the host user may not do is not an error in the
+    // guest; multidevs=remap: a share spanning filesystems keeps inode numbers unique.
+    let mut s = format!(
+        "local,path={},mount_tag={tag},security_model=none,multidevs=remap",
+        drive(host)
+    );
+    if !writable {
+        s.push_str(",readonly=on");
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names() {
+        let n = default_name(Path::new("/work/my project"));
+        assert!(
+            n.starts_with("my-project-") && n.len() == "my-project-".len() + 6,
+            "{n}"
+        );
+        check_name(&n).unwrap();
+        assert_ne!(n, default_name(Path::new("/other/my project")));
+        for bad in ["", "-x", ".x", "a/b", "a b", &"x".repeat(49)] {
+            assert!(check_name(bad).is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,378 @@
+//! The VM's root disk, made once per (image, kernel) and kept: the image's layers unpacked
+//! (crate `oci`), the kernel's modules when they come from outside the image, Keel's PID 1
+//! (`/keel/init`), written with `mke2fs -d` into an ext4 file. Each run boots it with
+//! `snapshot=on`, so a run's writes to `/` are gone when it ends.
+
+use crate::{io, Error};
+use exec::Cmd;
+use sha2::{Digest, Sha256};
+use std::fs;
+use std::path::{Path, PathBuf};
+
+pub const INIT: &str = include_str!("init.sh");
+
+/// Where the kernel comes from (docs/vm.md).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KernelChoice {
+    /// The host's running kernel if `/boot` has it, else the image's own.
+    Auto,
+    /// `/boot/vmlinuz-$(uname -r)`, its `initrd.img`, and `/lib/modules/$(uname -r)`.
+    Host,
+    /// The newest `/boot/vmlinuz-<v>` of the image with its `initrd.img-<v>`.
+    Image,
+    /// Given files; modules from `modules` (copied into the disk) or none.
+    Files {
+        kernel: PathBuf,
+        initrd: PathBuf,
+        modules: Option<PathBuf>,
+    },
+}
+
+impl KernelChoice {
+    /// `host`, `image`, or a kernel file (which then needs `initrd`).
+    pub fn parse(
+        kernel: Option<&str>,
+        initrd: Option<PathBuf>,
+        modules: Option<PathBuf>,
+    ) -> Result<KernelChoice, Error> {
+        match (kernel, initrd) {
+            (None | Some("auto"), None) => Ok(KernelChoice::Auto),
+            (Some("host"), None) => Ok(KernelChoice::Host),
+            (Some("image"), None) => Ok(KernelChoice::Image),
+            (k @ (None | Some("auto" | "host" | "image")), Some(_)) => Err(Error::Invalid(
+                format!(
+                    "--initrd goes with --kernel FILE, not with --kernel {}",
+                    k.unwrap_or("auto")
+                ),
+            )),
+            (Some(k), Some(initrd)) => Ok(KernelChoice::Files {
+                kernel: PathBuf::from(k),
+                initrd,
+                modules,
+            }),
+            (Some(k), None) => Err(Error::Invalid(format!(
+                "--kernel {k}: a kernel file needs --initrd FILE (an initramfs that can mount an ext4 root on virtio-blk)"
+            ))),
+        }
+    }
+}
+
+/// The kernel a VM boots, and the modules its root disk must carry.
+#[derive(Debug, Clone)]
+struct Kernel {
+    kernel: PathBuf,
+    initrd: PathBuf,
+    /// `/lib/modules/<version>` to copy into the disk (None: the image has them, or none).
+    modules: Option<(PathBuf, String)>,
+    /// What identifies it in the disk's cache key.
+    identity: String,
+}
+
+fn file_identity(p: &Path) -> Result<String, Error> {
+    let m = fs::metadata(p).map_err(io(p))?;
+    use std::os::unix::fs::MetadataExt;
+    Ok(format!("{}:{}:{}", p.display(), m.len(), m.mtime()))
+}
+
+fn running_release() -> Result<String, Error> {
+    let p = Path::new("/proc/sys/kernel/osrelease");
+    Ok(fs::read_to_string(p).map_err(io(p))?.trim().to_owned())
+}
+
+fn host_kernel() -> Result<Option<Kernel>, Error> {
+    let rel = running_release()?;
+    let kernel = PathBuf::from(format!("/boot/vmlinuz-{rel}"));
+    let initrd = PathBuf::from(format!("/boot/initrd.img-{rel}"));
+    let modules = PathBuf::from(format!("/lib/modules/{rel}"));
+    if !kernel.exists() || !initrd.exists() {
+        return Ok(None);
+    }
+    let identity = format!(
+        "host:{}:{}",
+        file_identity(&kernel)?,
+        file_identity(&initrd)?
+    );
+    Ok(Some(Kernel {
+        kernel,
+        initrd,
+        modules: modules.is_dir().then_some((modules, rel)),
+        identity,
+    }))
+}
+
+/// The choice made before unpacking (so it is part of the cache key); `Image` is
+/// resolved against the unpacked tree.
+fn choose(choice: &KernelChoice) -> Result<Option<Kernel>, Error> {
+    match choice {
+        KernelChoice::Auto => host_kernel(),
+        KernelChoice::Host => match host_kernel()? {
+            Some(k) => Ok(Some(k)),
+            None => Err(Error::Invalid(format!(
+                "--kernel host: the host has no /boot/vmlinuz-{0} with /boot/initrd.img-{0} (the running kernel); use --kernel image or --kernel FILE --initrd FILE",
+                running_release()?
+            ))),
+        },
+        KernelChoice::Image => Ok(None),
+        KernelChoice::Files {
+            kernel,
+            initrd,
+            modules,
+        } => {
+            let modules = match modules {
+                Some(m) => {
+                    let v = m
+                        .file_name()
+                        .and_then(|n| n.to_str())
+                        .ok_or_else(|| {
+                            Error::Invalid(format!(
+                                "--modules {}: name the /lib/modules/<version> directory",
+                                m.display()
+                            ))
+                        })?
+                        .to_owned();
+                    if !m.is_dir() {
+                        return Err(Error::Invalid(format!(
+                            "--modules {}: not a directory",
+                            m.display()
+                        )));
+                    }
+                    Some((m.clone(), v))
+                }
+                None => None,
+            };
+            Ok(Some(Kernel {
+                identity: format!(
+                    "files:{}:{}:{:?}",
+                    file_identity(kernel)?,
+                    file_identity(initrd)?,
+                    modules
+                ),
+                kernel: kernel.clone(),
+                initrd: initrd.clone(),
+                modules,
+            }))
+        }
+    }
+}
+
+/// A root disk ready to boot.
+#[derive(Debug, Clone)]
+pub struct RootDisk {
+    pub disk: PathBuf,
+    pub kernel: PathBuf,
+    pub initrd: PathBuf,
+    /// The image has its own Portage (`/usr/bin/emerge`): no venv is shared in.
+    pub has_portage: bool,
+    /// The image's manifest digest.
+    pub digest: String,
+    /// Seconds spent making it (0 when it was kept from an earlier run).
+    pub made_secs: f64,
+}
+
+/// The root disk for `image` booted with `choice`, made under `images/` when missing.
+pub fn ensure(
+    images: &Path,
+    image: &str,
+    choice: &KernelChoice,
+    log: &Path,
+    progress: &mut dyn std::io::Write,
+) -> Result<RootDisk, Error> {
+    let t = std::time::Instant::now();
+    let img = oci::resolve(&oci::ImageRef::parse(image))?;
+    let kernel = choose(choice)?;
+    let mut key = Sha256::new();
+    key.update(img.manifest_digest.as_bytes());
+    key.update(b"\0");
+    key.update(
+        kernel
+            .as_ref()
+            .map(|k| k.identity.as_str())
+            .unwrap_or("image"),
+    );
+    key.update(b"\0");
+    key.update(INIT.as_bytes());
+    let key: String = key
+        .finalize()
+        .iter()
+        .take(8)
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let short = img
+        .manifest_digest
+        .trim_start_matches("sha256:")
+        .chars()
+        .take(12)
+        .collect::<String>();
+    let dir = images.join(format!("{short}-{key}"));
+    let done = dir.join("complete");
+    let disk = |has_portage: bool, made_secs: f64| RootDisk {
+        disk: dir.join("root.ext4"),
+        kernel: dir.join("vmlinuz"),
+        initrd: dir.join("initrd.img"),
+        has_portage,
+        digest: img.manifest_digest.clone(),
+        made_secs,
+    };
+    if let Ok(s) = fs::read_to_string(&done) {
+        return Ok(disk(s.trim() == "portage", 0.0));
+    }
+    let _ = writeln!(
+        progress,
+        "keel vm: making the root disk from {} ({}) in {}",
+        image,
+        img.manifest_digest,
+        dir.display()
+    );
+    fs::create_dir_all(images).map_err(io(images))?;
+    let tmp = images.join(format!(".tmp-{short}-{key}-{}", std::process::id()));
+    if tmp.exists() {
+        fs::remove_dir_all(&tmp).map_err(io(&tmp))?;
+    }
+    fs::create_dir_all(&tmp).map_err(io(&tmp))?;
+    let rootfs = tmp.join("rootfs");
+    let stats = oci::unpack(&img, &rootfs)?;
+    let _ = writeln!(
+        progress,
+        "keel vm: unpacked {} layers ({:.1} s)",
+        img.layers().len(),
+        t.elapsed().as_secs_f64()
+    );
+    let _ = stats;
+    let kernel = match kernel {
+        Some(k) => k,
+        None => {
+            let (kernel, initrd) = boot::disk::kernel_of(&rootfs.join("boot")).map_err(|e| {
+                Error::Invalid(format!(
+                    "no kernel for the VM: the host has none for the running kernel in /boot, and the image {image} has none: {e}; give --kernel FILE --initrd FILE"
+                ))
+            })?;
+            Kernel {
+                kernel,
+                initrd,
+                modules: None,
+                identity: "image".into(),
+            }
+        }
+    };
+    copy_file(&kernel.kernel, &tmp.join("vmlinuz"))?;
+    copy_file(&kernel.initrd, &tmp.join("initrd.img"))?;
+    if let Some((from, version)) = &kernel.modules {
+        let to = rootfs.join("lib/modules");
+        // `/lib` may be a link into `/usr` (merged /usr): let `cp` create through it only
+        // inside the tree, which `cp -a` into an existing real directory does.
+        let lib = fs::symlink_metadata(rootfs.join("lib")).map_err(io(&rootfs))?;
+        let to = if lib.file_type().is_symlink() {
+            rootfs.join("usr/lib/modules")
+        } else {
+            to
+        };
+        fs::create_dir_all(&to).map_err(io(&to))?;
+        Cmd::new("cp")
+            .arg("-a")
+            .arg(from)
+            .arg(to.join(version))
+            .log(log)
+            .run()?;
+    }
+    let keel = rootfs.join("keel");
+    match fs::symlink_metadata(&keel) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        _ => {
+            return Err(Error::Invalid(format!(
+                "image {image} has a /keel of its own: the VM needs that path for its mounts"
+            )))
+        }
+    }
+    for d in ["keel", "keel/tools"] {
+        fs::create_dir(rootfs.join(d)).map_err(io(&rootfs.join(d)))?;
+    }
+    let init = keel.join("init");
+    fs::write(&init, INIT).map_err(io(&init))?;
+    use std::os::unix::fs::PermissionsExt;
+    fs::set_permissions(&init, fs::Permissions::from_mode(0o755)).map_err(io(&init))?;
+    let has_portage = rootfs.join("usr/bin/emerge").exists();
+    let du = Cmd::new("du")
+        .args(["-s", "--block-size=1", "-x"])
+        .arg(&rootfs)
+        .output()?;
+    let used: u64 = du
+        .stdout
+        .split_whitespace()
+        .next()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    // room for the run's writes to / (they go to the snapshot, but ext4 needs free blocks)
+    let size = used + used / 4 + (2 << 30);
+    let file = tmp.join("root.ext4");
+    let f = fs::File::create(&file).map_err(io(&file))?;
+    f.set_len(size).map_err(io(&file))?;
+    drop(f);
+    Cmd::new("mke2fs")
+        .args(["-q", "-F", "-t", "ext4", "-L", "keel-vm-root"])
+        .args(["-E", "root_owner=0:0"])
+        .arg("-d")
+        .arg(&rootfs)
+        .arg(&file)
+        .log(log)
+        .run()?;
+    fs::remove_dir_all(&rootfs).map_err(io(&rootfs))?;
+    fs::write(
+        tmp.join("complete"),
+        if has_portage { "portage\n" } else { "venv\n" },
+    )
+    .map_err(io(&tmp))?;
+    if dir.exists() {
+        fs::remove_dir_all(&dir).map_err(io(&dir))?;
+    }
+    fs::rename(&tmp, &dir).map_err(io(&dir))?;
+    let secs = t.elapsed().as_secs_f64();
+    let _ = writeln!(progress, "keel vm: root disk ready ({secs:.1} s)");
+    Ok(disk(has_portage, secs))
+}
+
+fn copy_file(from: &Path, to: &Path) -> Result<(), Error> {
+    fs::copy(from, to).map_err(io(from))?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kernel_choice_from_flags() {
+        assert_eq!(
+            KernelChoice::parse(None, None, None).unwrap(),
+            KernelChoice::Auto
+        );
+        assert_eq!(
+            KernelChoice::parse(Some("image"), None, None).unwrap(),
+            KernelChoice::Image
+        );
+        assert_eq!(
+            KernelChoice::parse(Some("/k"), Some("/i".into()), None).unwrap(),
+            KernelChoice::Files {
+                kernel: "/k".into(),
+                initrd: "/i".into(),
+                modules: None
+            }
+        );
+        let e = KernelChoice::parse(Some("/k"), None, None).unwrap_err();
+        assert!(e.to_string().contains("needs --initrd"), "{e}");
+        let e = KernelChoice::parse(Some("host"), Some("/i".into()), None).unwrap_err();
+        assert!(
+            e.to_string().contains("--initrd goes with --kernel FILE"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn init_is_valid_shell_that_reports_and_powers_off() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("init");
+        fs::write(&f, INIT).unwrap();
+        exec::Cmd::new("sh").arg("-n").arg(&f).run().unwrap();
+        assert!(INIT.contains("KEEL-VM-EXIT $1\" >/dev/ttyS1"));
+        assert!(INIT.contains("echo o >/proc/sysrq-trigger"));
+    }
+}

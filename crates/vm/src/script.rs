@@ -1,0 +1,164 @@
+//! The run script: what the VM's PID 1 (`init.sh`, in the root disk) runs for one `keel
+//! vm` invocation. Pure: the host writes the text into the tools share.
+
+use exec::shell_quote;
+
+/// A host directory shared into the VM over virtio-9p.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Share {
+    /// The 9p mount tag (QEMU `mount_tag=`).
+    pub tag: String,
+    /// The host directory.
+    pub host: std::path::PathBuf,
+    /// Where it is mounted in the VM.
+    pub guest: String,
+    pub writable: bool,
+}
+
+/// Everything the run script needs.
+#[derive(Debug, Clone)]
+pub struct RunSpec {
+    /// Mounted in this order (the tools share is mounted by `init.sh` itself).
+    pub shares: Vec<Share>,
+    /// The build disk's device and mount point.
+    pub build_device: String,
+    pub build_mount: String,
+    pub env: Vec<(String, String)>,
+    pub cwd: String,
+    /// The program (`/keel/tools/keel`) and its arguments.
+    pub command: Vec<String>,
+}
+
+/// Exit code of the run script when the VM could not be set up (a share or disk that
+/// would not mount, a missing working directory): `keel vm` says so instead of blaming
+/// the command.
+pub const SETUP_FAILED: i32 = 125;
+
+pub fn run_script(spec: &RunSpec) -> String {
+    let mut s = String::from(
+        "# written by keel vm for one run (docs/vm.md); run by /keel/init\n\
+         fail() { echo \"keel vm: $*\"; exit 125; }\n\
+         m9() { mkdir -p \"$2\" && mount -t 9p -o \"trans=virtio,version=9p2000.L,msize=512000,$3\" \"$1\" \"$2\" || fail \"cannot mount share $1 on $2\"; }\n",
+    );
+    for sh in &spec.shares {
+        let opts = if sh.writable { "rw" } else { "ro,cache=loose" };
+        s.push_str(&format!(
+            "m9 {} {} {opts}\n",
+            shell_quote(&sh.tag),
+            shell_quote(&sh.guest)
+        ));
+    }
+    let (dev, mnt) = (
+        shell_quote(&spec.build_device),
+        shell_quote(&spec.build_mount),
+    );
+    s.push_str(&format!(
+        "mkdir -p {mnt} && mount -t ext4 {dev} {mnt} || fail \"cannot mount the build disk {}\"\n",
+        spec.build_device
+    ));
+    for (k, v) in &spec.env {
+        s.push_str(&format!("export {k}={}\n", shell_quote(v)));
+    }
+    let cwd = shell_quote(&spec.cwd);
+    s.push_str(&format!("cd {cwd} || fail \"no directory {}\"\n", spec.cwd));
+    let cmd: Vec<String> = spec.command.iter().map(|a| shell_quote(a)).collect();
+    let cmd = cmd.join(" ");
+    s.push_str("read up _ </proc/uptime\n");
+    s.push_str("echo \"KEEL-VM-START $up\" >/dev/ttyS1\n");
+    s.push_str(&format!(
+        "echo \"keel vm: running {} (uptime $up s)\"\n",
+        cmd.replace('\\', "\\\\")
+            .replace('"', "\\\"")
+            .replace('$', "\\$")
+            .replace('`', "\\`")
+    ));
+    s.push_str(&format!("{cmd}\n"));
+    s
+}
+
+/// What the second serial port said: the guest's uptime when the command started, and
+/// the command's exit code once it ended.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Report {
+    pub started_at_uptime: Option<f64>,
+    pub exit: Option<i32>,
+}
+
+pub fn parse_report(text: &str) -> Report {
+    let mut r = Report::default();
+    for line in text.lines() {
+        let line = line.trim_end_matches('\r');
+        if let Some(v) = line.strip_prefix("KEEL-VM-START ") {
+            r.started_at_uptime = v.trim().parse().ok();
+        } else if let Some(v) = line.strip_prefix("KEEL-VM-EXIT ") {
+            r.exit = v.trim().parse().ok();
+        }
+    }
+    r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec() -> RunSpec {
+        RunSpec {
+            shares: vec![
+                Share {
+                    tag: "src".into(),
+                    host: "/p".into(),
+                    guest: "/keel/src".into(),
+                    writable: false,
+                },
+                Share {
+                    tag: "out".into(),
+                    host: "/p/build".into(),
+                    guest: "/keel/out".into(),
+                    writable: true,
+                },
+            ],
+            build_device: "/dev/vdb".into(),
+            build_mount: "/keel/build".into(),
+            env: vec![("SOURCE_DATE_EPOCH".into(), "1700000000".into())],
+            cwd: "/keel/src/sub dir".into(),
+            command: vec![
+                "/keel/tools/keel".into(),
+                "build".into(),
+                "--variant".into(),
+                "it's $x".into(),
+            ],
+        }
+    }
+
+    #[test]
+    fn script_mounts_in_order_and_quotes_everything() {
+        let s = run_script(&spec());
+        let src = s.find("m9 src /keel/src ro,cache=loose").unwrap();
+        let out = s.find("m9 out /keel/out rw").unwrap();
+        let disk = s.find("mount -t ext4 /dev/vdb /keel/build").unwrap();
+        let cmd = s
+            .find("/keel/tools/keel build --variant 'it'\\''s $x'\n")
+            .unwrap();
+        assert!(src < out && out < disk && disk < cmd, "{s}");
+        assert!(s.contains("export SOURCE_DATE_EPOCH=1700000000\n"));
+        assert!(s.contains("cd '/keel/src/sub dir' ||"));
+        // the command is the last line: its exit code is the script's
+        assert!(s.ends_with("'it'\\''s $x'\n"));
+    }
+
+    #[test]
+    fn script_is_valid_shell() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("run");
+        std::fs::write(&f, run_script(&spec())).unwrap();
+        exec::Cmd::new("sh").arg("-n").arg(&f).run().unwrap();
+    }
+
+    #[test]
+    fn report_lines() {
+        let r = parse_report("junk\nKEEL-VM-START 7.25\r\nKEEL-VM-EXIT 3\n");
+        assert_eq!(r.exit, Some(3));
+        assert_eq!(r.started_at_uptime, Some(7.25));
+        assert_eq!(parse_report("KEEL-VM-START 1.0\n").exit, None);
+    }
+}
