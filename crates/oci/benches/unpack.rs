@@ -3,7 +3,8 @@
 //! The image is made once with umoci from host directories (default `/usr/bin`,
 //! `/usr/lib/python3`, `/usr/include`: about 1 GB, a ~400 MB gzip layer; override with
 //! `KEEL_OCI_BENCH_SRC=/a:/b`) and kept in `$CARGO_TARGET_DIR/oci-bench`. Each tool unpacks
-//! it three times, interleaved; the median is reported. Note that `umoci unpack` also walks
+//! it three times, interleaved; the median is reported, with GNU tar extracting the same
+//! layer for scale (no whiteouts, no verification: what the disk allows). Note that `umoci unpack` also walks
 //! the result to write an mtree manifest (sha256 of every file), which `oci::unpack` does not.
 
 use std::path::{Path, PathBuf};
@@ -68,8 +69,14 @@ fn main() {
     let image = format!("{}:bench", layout.display());
     let img = oci::resolve(&oci::ImageRef::parse(&image)).unwrap();
     let blob: u64 = img.layers().iter().map(|l| l.size).sum();
-    let (ours_dir, umoci_dir) = (root.join("ours"), root.join("umoci"));
-    let (mut ours, mut theirs) = (Vec::new(), Vec::new());
+    let (ours_dir, umoci_dir, tar_dir) = (root.join("ours"), root.join("umoci"), root.join("tar"));
+    let (mut ours, mut theirs, mut gnutar) = (Vec::new(), Vec::new(), Vec::new());
+    // GNU tar extracting the single gzip layer: what the disk and kernel allow, for scale.
+    let layer = (img.layers().len() == 1).then(|| {
+        layout
+            .join("blobs/sha256")
+            .join(&img.layers()[0].digest[7..])
+    });
     let mut stats = None;
     for _ in 0..3 {
         let t = Instant::now();
@@ -81,6 +88,24 @@ fn main() {
         run("umoci", &[&"unpack", &"--image", &image, &umoci_dir]);
         theirs.push(t.elapsed());
         run("rm", &[&"-rf", &umoci_dir]);
+        if let Some(layer) = &layer {
+            std::fs::create_dir(&tar_dir).unwrap();
+            let t = Instant::now();
+            run(
+                "tar",
+                &[
+                    &"-xzf",
+                    layer,
+                    &"-C",
+                    &tar_dir,
+                    &"--numeric-owner",
+                    &"--xattrs",
+                    &"--xattrs-include=*",
+                ],
+            );
+            gnutar.push(t.elapsed());
+            run("rm", &[&"-rf", &tar_dir]);
+        }
     }
     let s = stats.unwrap();
     let (o, u) = (median(ours.clone()), median(theirs.clone()));
@@ -94,7 +119,11 @@ fn main() {
         s.symlinks
     );
     println!("{:<14} {:>10} {:>10}  runs", "", "median", "MB/s");
-    for (name, m, all) in [("oci::unpack", o, &ours), ("umoci unpack", u, &theirs)] {
+    let mut rows = vec![("oci::unpack", o, &ours), ("umoci unpack", u, &theirs)];
+    if !gnutar.is_empty() {
+        rows.push(("GNU tar -xzf", median(gnutar.clone()), &gnutar));
+    }
+    for (name, m, all) in rows {
         println!(
             "{name:<14} {:>9.2}s {:>10.0}  {:?}",
             m.as_secs_f64(),

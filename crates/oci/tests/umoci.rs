@@ -530,3 +530,58 @@ fn hand_made_uncompressed_layers_unpack_like_umoci() {
         assert_eq!((s[p].mtime, s[p].mode, s[p].uid), ((0, 0), 0o755, 0), "{p}");
     }
 }
+
+/// A real tree: this machine's `/etc`, `/usr/sbin`, `/usr/lib/python3.11`, setuid programs
+/// and a program with file capabilities, packed by umoci in one layer, unpacked by both.
+#[test]
+fn a_real_tree_unpacks_like_umoci() {
+    if !testutil::require("umoci") {
+        return;
+    }
+    let dir = tmp();
+    let l = dir.path().join("L");
+    let li = format!("{}:real", l.display());
+    let b = dir.path().join("B");
+    umoci(&[&"init", &"--layout", &l]);
+    umoci(&[&"new", &"--image", &li]);
+    umoci(&[&"unpack", &"--image", &li, &b]);
+    let rootfs = b.join("rootfs");
+    let mut copied = Vec::new();
+    for src in [
+        "/etc",
+        "/usr/sbin",
+        "/usr/lib/python3.11",
+        "/usr/bin/mount",
+        "/usr/bin/newuidmap",
+        "/usr/bin/gpasswd",
+        "/usr/lib/x86_64-linux-gnu/gstreamer1.0/gstreamer-1.0/gst-ptp-helper",
+    ] {
+        if !Path::new(src).exists() {
+            continue;
+        }
+        let dst = rootfs.join(&src[1..]);
+        std::fs::create_dir_all(dst.parent().unwrap()).unwrap();
+        run("cp", &[&"-a", &src, &dst]);
+        copied.push(src);
+    }
+    umoci(&[&"repack", &"--image", &li, &b]);
+    let ours = dir.path().join("ours");
+    let (_, stats) = oci::unpack_ref(&li, &ours).unwrap();
+    let theirs = dir.path().join("umoci");
+    umoci(&[&"unpack", &"--image", &li, &theirs]);
+    // umoci's rootfs parents it made itself (`usr`, `usr/lib`, ...) are in the layer.
+    let n = assert_same(&ours, &theirs.join("rootfs"), &[]);
+    assert_same(&ours, &rootfs, &["nsec"]);
+    let s = snapshot(&ours);
+    assert_eq!(s["usr/bin/mount"].mode & 0o4000, 0o4000);
+    let ptp = "usr/lib/x86_64-linux-gnu/gstreamer1.0/gstreamer-1.0/gst-ptp-helper";
+    if let Some(n) = s.get(ptp) {
+        assert!(n.xattrs.contains_key("security.capability"), "{n:?}");
+    }
+    eprintln!(
+        "real tree ({}): {n} entries, {} files, {} MB equal to umoci's unpack and to the source",
+        copied.join(" "),
+        stats.files,
+        stats.bytes / 1_000_000
+    );
+}
