@@ -15,16 +15,25 @@
 //! A symlink inside DEST is therefore replaced or left alone, never followed, whatever it
 //! points at. Paths appear only in error messages.
 //!
-//! **Atomicity:** file content is written to a temporary name in the same directory
-//! (`.keel.PID.N`) and renamed over the final name, so DEST never holds a partially written
-//! file at a final name; symlinks and special files are made the same way.
+//! **Atomicity:** DEST never holds a partially written file at a final name. A new file is
+//! written as an unnamed file (`O_TMPFILE`) in its directory and linked in (`linkat`) only
+//! when complete; a file replacing an existing entry is written to a temporary name in the
+//! same directory (`.keel.PID.N`) and renamed over it; symlinks and special files are made
+//! at a temporary name and renamed the same way.
+//!
+//! **Threads:** one source is synced at a time (a later source's entries are written after
+//! every entry of the earlier ones). Within a source, worker threads take directories from
+//! a shared stack of (source handle, DEST handle) jobs; each directory's entries are
+//! handled by the one worker that took it, so no two threads ever touch the same name. The
+//! result, the stats and the error list (sorted into depth-first walk order) do not depend
+//! on the number of threads.
 
 mod sync;
 
 use std::io;
 use std::path::{Component, Path, PathBuf};
 
-pub use sync::sync;
+pub use sync::{sync, sync_with_threads};
 
 /// What a sync did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

@@ -16,6 +16,8 @@ use std::sync::{Condvar, Mutex};
 const PERM_BITS: u32 = 0o7777;
 /// Largest chunk handed to one `copy_file_range` call.
 const CHUNK: usize = 1 << 30;
+/// Files up to this size are copied with read/write through the worker's buffer.
+const SMALL: u64 = 64 * 1024;
 
 /// Sync the contents of each source directory into `dest`, in order (a later source wins),
 /// with the semantics of `rsync -rlptgoD -O --chown=0:0 SRC/ DEST/`.
@@ -24,7 +26,21 @@ const CHUNK: usize = 1 << 30;
 /// or DEST that is not a directory, stops the sync with nothing changed. After that, an
 /// entry that fails is reported and skipped (with its subtree) and the others are synced,
 /// as rsync does; the result is then [`Error::Incomplete`] listing every failure.
+///
+/// The walk uses one worker thread per available CPU (at most 8; `KEEL_OVERLAY_THREADS`
+/// overrides it); see [`sync_with_threads`].
 pub fn sync<P: AsRef<Path>>(sources: &[P], dest: &Path) -> Result<Stats, Error> {
+    sync_with_threads(sources, dest, threads())
+}
+
+/// [`sync`] with `threads` workers (1: everything on the calling thread). The result,
+/// the error list and its order do not depend on the number of threads.
+pub fn sync_with_threads<P: AsRef<Path>>(
+    sources: &[P],
+    dest: &Path,
+    threads: usize,
+) -> Result<Stats, Error> {
+    let threads = threads.max(1);
     let dir_flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC;
     let mut opened = Vec::with_capacity(sources.len());
     for src in sources {
@@ -60,7 +76,6 @@ pub fn sync<P: AsRef<Path>>(sources: &[P], dest: &Path) -> Result<Stats, Error> 
         already_root: fs_ids_are_root(),
         tmpfile_works: AtomicBool::new(true),
     };
-    let threads = threads();
     let mut stats = Stats::default();
     let mut errors = Vec::new();
     for (path, sfd, st) in &opened {
@@ -101,7 +116,7 @@ pub fn sync<P: AsRef<Path>>(sources: &[P], dest: &Path) -> Result<Stats, Error> 
 }
 
 /// Worker threads for one walk: the machine's parallelism, at most [`MAX_THREADS`]; at
-/// least one. `KEEL_OVERLAY_THREADS` overrides it (the benchmark and tests use it).
+/// least one. `KEEL_OVERLAY_THREADS` overrides it.
 fn threads() -> usize {
     if let Some(n) = std::env::var("KEEL_OVERLAY_THREADS")
         .ok()
@@ -824,12 +839,14 @@ fn chmod_nofollow(dir: BorrowedFd<'_>, name: &CStr, mode: u32) -> Result<(), Err
     )
 }
 
-/// Copy `size` bytes (fewer if the source ends first) from `src` to `dst`: the kernel's
-/// copy offload (`copy_file_range`: reflink or in-kernel copy) where the filesystems
-/// allow it, else read/write.
+/// Copy `size` bytes (fewer if the source ends first) from `src` to `dst`: for files over
+/// [`SMALL`] the kernel's copy offload (`copy_file_range`: reflink or in-kernel copy) where
+/// the filesystems allow it, else (and for small files) read/write.
 fn copy(src: &OwnedFd, dst: &OwnedFd, size: u64, buf: &mut Vec<u8>) -> Result<(), Errno> {
     let mut done = 0u64;
-    let mut offload = true;
+    // A small file costs less as one read and one write than through the kernel's copy
+    // (on filesystems without reflinks that is a splice through a pipe).
+    let mut offload = size > SMALL;
     while done < size {
         let want = (size - done).min(CHUNK as u64) as usize;
         if offload {
