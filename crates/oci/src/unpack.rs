@@ -99,7 +99,8 @@ pub fn unpack(img: &Image, dest: &Path) -> Result<crate::UnpackStats, Error> {
     let built = (|| {
         let root =
             fs::openat(&pfd, &tmp, DIR_FLAGS, Mode::empty()).map_err(|e| dest_err(e.into()))?;
-        // Like umoci's rootfs: 0755 and the epoch, until a layer has an entry for `./`.
+        // Like umoci's rootfs: 0:0, 0755 and the epoch, until a layer has an entry for `./`.
+        std::os::unix::fs::fchown(&root, Some(0), Some(0)).map_err(dest_err)?;
         fs::fchmod(&root, Mode::from_raw_mode(0o755)).map_err(|e| dest_err(e.into()))?;
         fs::futimens(&root, &stamps(EPOCH)).map_err(|e| dest_err(e.into()))?;
         let mut u = Unpacker {
@@ -226,7 +227,12 @@ impl Unpacker {
         drop(rest);
         img.source.verify(desc, &raw_state)?;
         let (diff_id, _) = finish(&diff_state);
-        let expected = &img.config.rootfs.diff_ids[i];
+        let diff_ids = &img.config.rootfs.diff_ids;
+        let expected = diff_ids.get(i).ok_or_else(|| Error::LayerCount {
+            path: img.path().to_owned(),
+            layers: img.layers().len(),
+            diff_ids: diff_ids.len(),
+        })?;
         if &diff_id != expected {
             return Err(Error::DiffIdMismatch {
                 path: img.path().to_owned(),
@@ -704,38 +710,32 @@ impl Unpacker {
         self.entry = "(directory metadata at the end of the layer)".into();
         let touched = std::mem::take(&mut self.touched);
         let dirs = std::mem::take(&mut self.dirs);
-        let open = |key: &[u8]| -> Result<Option<OwnedFd>, Error> {
+        // (directory, mode to set, mtime to set), sorted so that the cached walk of
+        // `dir` reuses the open parents from one to the next.
+        let mut todo: Vec<(Vec<u8>, Option<u32>, Timespec)> = touched
+            .into_iter()
+            .filter(|(k, _)| !dirs.contains_key(k))
+            .map(|(k, t)| (k, None, t))
+            .collect();
+        todo.extend(dirs.into_iter().map(|(k, (m, t))| (k, Some(m), t)));
+        todo.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        for (key, mode, mtime) in &todo {
             let comps: Vec<&[u8]> = if key.is_empty() {
                 Vec::new()
             } else {
                 key.split(|&b| b == b'/').collect()
             };
-            match self.lookup(&comps) {
-                Ok(fd) => Ok(fd),
-                // Replaced by a non-directory later in the layer: nothing to restore.
-                Err(Error::Unsafe { .. }) => Ok(None),
-                Err(e) => Err(e),
-            }
-        };
-        for (key, mtime) in &touched {
-            if dirs.contains_key(key) {
+            // None: replaced by a non-directory later in the layer, nothing to set.
+            let Some(fd) = self.dir(&comps, false)? else {
                 continue;
-            }
-            if let Some(fd) = open(key)? {
-                fs::futimens(&fd, &stamps(*mtime)).map_err(self.err(format!(
-                    "restore the mtime of `{}`",
-                    String::from_utf8_lossy(key)
-                )))?;
-            }
-        }
-        for (key, (mode, mtime)) in &dirs {
-            if let Some(fd) = open(key)? {
-                let name = String::from_utf8_lossy(key);
-                fs::fchmod(&fd, Mode::from_raw_mode(*mode))
+            };
+            let name = String::from_utf8_lossy(key);
+            if let Some(mode) = mode {
+                fs::fchmod(&*fd, Mode::from_raw_mode(*mode))
                     .map_err(self.err(format!("chmod directory `{name}`")))?;
-                fs::futimens(&fd, &stamps(*mtime))
-                    .map_err(self.err(format!("set the mtime of directory `{name}`")))?;
             }
+            fs::futimens(&*fd, &stamps(*mtime))
+                .map_err(self.err(format!("set the mtime of directory `{name}`")))?;
         }
         self.added.clear();
         Ok(())
