@@ -55,6 +55,9 @@ pub(crate) enum Source {
     },
 }
 
+/// A member's content and its size.
+type Member<'a> = (Box<dyn Read + 'a>, u64);
+
 /// A window of a file read with `pread` (no shared cursor).
 struct At<'a> {
     file: &'a File,
@@ -190,7 +193,7 @@ impl Source {
     }
 
     /// A member of the layout, `None` when it does not exist.
-    fn member(&self, name: &str) -> Result<Option<(Box<dyn Read + '_>, u64)>, Error> {
+    fn member(&self, name: &str) -> Result<Option<Member<'_>>, Error> {
         match self {
             Source::Dir(dir) => match File::open(dir.join(name)) {
                 Ok(f) => {

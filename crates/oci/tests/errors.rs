@@ -138,7 +138,7 @@ fn a_corrupt_layer_fails_the_unpack_and_leaves_nothing() {
     let d = tmp();
     let l = d.path().join("img");
     let data = one_layer();
-    write_layout(&l, &[data.clone()], TAR);
+    write_layout(&l, std::slice::from_ref(&data), TAR);
     let ld = sha256(&data);
     let p = l.join("blobs/sha256").join(&ld[7..]);
     let mut c = std::fs::read(&p).unwrap();
@@ -175,7 +175,7 @@ fn a_missing_layer_blob_is_named() {
     let d = tmp();
     let l = d.path().join("img");
     let data = one_layer();
-    write_layout(&l, &[data.clone()], TAR);
+    write_layout(&l, std::slice::from_ref(&data), TAR);
     let ld = sha256(&data);
     std::fs::remove_file(l.join("blobs/sha256").join(&ld[7..])).unwrap();
     let e = unpack_fails(d.path(), &format!("{}:t", l.display()));
@@ -192,7 +192,7 @@ fn an_unsupported_layer_media_type_is_named() {
     let data = one_layer();
     write_layout(
         &l,
-        &[data.clone()],
+        std::slice::from_ref(&data),
         "application/vnd.oci.image.layer.v1.tar+bzip2",
     );
     let e = resolve(&format!("{}:t", l.display())).unwrap_err();

@@ -101,7 +101,7 @@ fn layer1(r: &Path) {
     chmod(&p("d/sub/x"), 0o600);
     fs::mknodat(
         fs::CWD,
-        &p("fifo"),
+        p("fifo"),
         FileType::Fifo,
         Mode::from_raw_mode(0o640),
         0,
@@ -109,7 +109,7 @@ fn layer1(r: &Path) {
     .unwrap();
     fs::mknodat(
         fs::CWD,
-        &p("null"),
+        p("null"),
         FileType::CharacterDevice,
         Mode::from_raw_mode(0o666),
         fs::makedev(1, 3),
@@ -117,7 +117,7 @@ fn layer1(r: &Path) {
     .unwrap();
     fs::mknodat(
         fs::CWD,
-        &p("loop0"),
+        p("loop0"),
         FileType::BlockDevice,
         Mode::from_raw_mode(0o660),
         fs::makedev(7, 0),
@@ -127,10 +127,10 @@ fn layer1(r: &Path) {
     std::os::unix::fs::chown(p("owned"), Some(1000), Some(1001)).unwrap();
     std::os::unix::fs::chown(p("odir"), Some(123), Some(456)).unwrap();
     std::os::unix::fs::lchown(p("dangling"), Some(5), Some(6)).unwrap();
-    fs::lsetxattr(&p("d/f"), "user.note", b"a note", fs::XattrFlags::empty()).unwrap();
-    fs::lsetxattr(&p("d"), "user.dir", b"on a dir", fs::XattrFlags::empty()).unwrap();
+    fs::lsetxattr(p("d/f"), "user.note", b"a note", fs::XattrFlags::empty()).unwrap();
+    fs::lsetxattr(p("d"), "user.dir", b"on a dir", fs::XattrFlags::empty()).unwrap();
     fs::lsetxattr(
-        &p("ping"),
+        p("ping"),
         "security.capability",
         &CAP_NET_RAW,
         fs::XattrFlags::empty(),
