@@ -20,8 +20,9 @@ use std::time::{Duration, Instant};
 const FILES: usize = 20_000;
 const BIG_FILES: usize = 24;
 const RUNS: usize = 5;
-/// Runs of the after-a-deletion case (each takes seconds of kernel time).
-const DELETE_RUNS: usize = 3;
+/// Runs of the after-a-deletion case (each takes seconds of kernel time). Even, so that
+/// each tool runs second (after more freshly freed inodes) equally often.
+const DELETE_RUNS: usize = 4;
 
 struct Rng(u64);
 
@@ -107,7 +108,12 @@ fn timed(tool: Tool, src: &Path, dest: &Path) -> Duration {
 fn median(v: &[Duration]) -> Duration {
     let mut v = v.to_vec();
     v.sort();
-    v[v.len() / 2]
+    let n = v.len();
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2
+    }
 }
 
 fn ms(d: Duration) -> String {
