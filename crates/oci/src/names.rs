@@ -1,11 +1,10 @@
-//! Entry names in a layer: cleaning (no `..`, no absolute path) and whiteout classification.
+//! Entry names in a layer: cleaning (no `..`; a leading `/` is the tree's root) and whiteout
+//! classification.
 //! Pure: no I/O.
 
 /// Why an entry name (or hard link target) is refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Unsafe {
-    /// Starts with `/`.
-    Absolute,
     /// Has a `..` component.
     DotDot,
     /// A whiteout of `.`, `..` or of nothing (`.wh.`, `.wh..`, `.wh...`).
@@ -17,7 +16,6 @@ pub enum Unsafe {
 impl std::fmt::Display for Unsafe {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
-            Unsafe::Absolute => "absolute path",
             Unsafe::DotDot => "`..` component",
             Unsafe::BadWhiteout => "whiteout of `.`, `..` or an empty name",
             Unsafe::Nul => "NUL byte in the name",
@@ -26,11 +24,10 @@ impl std::fmt::Display for Unsafe {
 }
 
 /// The components of an entry name relative to the root: empty and `.` components dropped
-/// (`./etc//passwd` is `etc/passwd`; `./` is the root itself, no components).
+/// (`./etc//passwd` is `etc/passwd`; `./` is the root itself, no components). A leading `/`
+/// means the tree's root, as GNU tar, containerd and umoci read it (`umoci insert` writes
+/// such names): `/etc/passwd` is `etc/passwd`, `/` the root itself.
 pub fn clean(name: &[u8]) -> Result<Vec<&[u8]>, Unsafe> {
-    if name.first() == Some(&b'/') {
-        return Err(Unsafe::Absolute);
-    }
     if name.contains(&0) {
         return Err(Unsafe::Nul);
     }
@@ -102,7 +99,9 @@ mod tests {
         assert_eq!(comps("../escape"), Err(Unsafe::DotDot));
         assert_eq!(comps("a/../../b"), Err(Unsafe::DotDot));
         assert_eq!(comps("a/.."), Err(Unsafe::DotDot));
-        assert_eq!(comps("/etc/passwd"), Err(Unsafe::Absolute));
+        assert_eq!(comps("/etc/passwd").unwrap(), ["etc", "passwd"]);
+        assert!(comps("/").unwrap().is_empty());
+        assert_eq!(comps("/../etc"), Err(Unsafe::DotDot));
         assert_eq!(clean(b"a\0b"), Err(Unsafe::Nul));
     }
 

@@ -95,11 +95,28 @@ fn dotdot_names_are_refused() {
 }
 
 #[test]
-fn absolute_names_are_refused() {
+fn absolute_names_are_rooted_at_the_tree() {
+    // `umoci insert` writes names like `/` and `/etc/x`: they mean the tree's root.
     let s = Scene::new();
+    let before = s.outside();
     let abs = s.t("escape");
-    let m = s.refused(&[layer(&[E::File(&abs, b"x")])], &abs);
-    assert!(m.contains("absolute path"), "{m}");
+    s.unpack(&[layer(&[
+        E::Dir("/"),
+        E::Dir("/etc/"),
+        E::File("/etc/x", b"x"),
+        E::File(&abs, b"y"),
+        E::Hardlink("/etc/y", "/etc/x"),
+    ])])
+    .unwrap();
+    assert_eq!(std::fs::read(s.root().join("etc/x")).unwrap(), b"x");
+    assert_eq!(std::fs::read(s.root().join("etc/y")).unwrap(), b"x");
+    let inside = s.root().join(abs.trim_start_matches('/'));
+    assert_eq!(std::fs::read(&inside).unwrap(), b"y");
+    assert_eq!(s.outside(), before, "something outside DEST changed");
+    assert!(!s.top.join("escape").exists());
+    let s = Scene::new();
+    let m = s.refused(&[layer(&[E::File("/../escape", b"x")])], "/../escape");
+    assert!(m.contains("`..` component"), "{m}");
 }
 
 #[test]
