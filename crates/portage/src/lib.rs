@@ -88,6 +88,16 @@ impl Install {
     }
 }
 
+/// The caller's variables emerge still sees: the build time (ebuilds and compilers honour
+/// it), and proxies for fetching.
+pub const PASSED_TO_EMERGE: &[&str] = &[
+    "SOURCE_DATE_EPOCH",
+    "http_proxy",
+    "https_proxy",
+    "ftp_proxy",
+    "no_proxy",
+];
+
 /// The directories of one variant's Portage work: under `work`, except what a cache keeps.
 #[derive(Debug, Clone)]
 pub struct Layout {
@@ -318,10 +328,22 @@ impl Portage {
     }
 
     /// An `emerge` command with Keel's environment for the given config root kind.
+    ///
+    /// The caller's environment is not passed on: Portage saves the ebuild environment
+    /// (`environment.bz2`) into the root's package database, so whatever the shell that
+    /// ran Keel exported would end up in the image and make it depend on who built it and
+    /// where (a VM's PID 1, a CI runner). Only `PATH`, [`PASSED_TO_EMERGE`] and Keel's own
+    /// settings reach emerge.
     pub fn emerge(&self, config_kind: &str, root: &Path) -> Cmd {
         let path = std::env::var("PATH").unwrap_or_else(|_| "/usr/sbin:/usr/bin:/sbin:/bin".into());
         let host_bin = self.layout.host_prefix().join("usr/bin");
-        let mut c = Cmd::new(self.install.emerge())
+        let mut c = Cmd::new(self.install.emerge()).env_clear();
+        for k in PASSED_TO_EMERGE {
+            if let Some(v) = std::env::var_os(k) {
+                c = c.env(k, v);
+            }
+        }
+        let mut c = c
             .env("PORTAGE_CONFIGROOT", self.layout.config_root(config_kind))
             .env("EPREFIX", "")
             .env("ROOT", root)

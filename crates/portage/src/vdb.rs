@@ -6,7 +6,7 @@
 //! nanoseconds, and `BINPKGMD5` the checksum of the binary package file, whose archive
 //! headers hold the time it was built. `/var/cache/edb` holds Portage's own state, with the
 //! build host's paths. [`normalize`] always drops the cache (Portage rebuilds it),
-//! `BINPKGMD5` and `/var/cache/edb`; with `SOURCE_DATE_EPOCH` it also clamps those times as
+//! `BINPKGMD5` and `/var/cache/edb` and sorts `CONTENTS` (merge order is directory order); with `SOURCE_DATE_EPOCH` it also clamps those times as
 //! the files themselves are clamped.
 //! Symlinks are never followed: a symlink where a database directory should be is an error.
 
@@ -41,9 +41,26 @@ pub fn clamp_contents_line(line: &str, epoch: i64) -> String {
     }
 }
 
+/// A CONTENTS file in path order (Portage writes the order the merge walked the image
+/// directory in, which is the order of that filesystem's directories: ext4 on one machine,
+/// 9p or tmpfs on another; Portage itself never depends on it), its times clamped to
+/// `epoch`.
+pub fn normalize_contents(text: &str, epoch: Option<i64>) -> String {
+    let mut lines: Vec<String> = text
+        .lines()
+        .map(|l| match epoch {
+            Some(e) => clamp_contents_line(l, e),
+            None => l.to_owned(),
+        })
+        .collect();
+    // the type is three letters and a space (`dir `, `obj `, `sym `, `fif `, `dev `)
+    lines.sort_by(|a, b| (a.get(4..), a.as_str()).cmp(&(b.get(4..), b.as_str())));
+    lines.into_iter().map(|l| l + "\n").collect()
+}
+
 /// Normalize the database of `root`: always drop `/var/cache/edb`, the `metadata` caches
-/// and `BINPKGMD5` (build artifacts that say nothing about the image); with
-/// `SOURCE_DATE_EPOCH = epoch`, also clamp the recorded times.
+/// and `BINPKGMD5` (build artifacts that say nothing about the image) and sort `CONTENTS`;
+/// with `SOURCE_DATE_EPOCH = epoch`, also clamp the recorded times.
 pub fn normalize(root: &Path, epoch: Option<i64>) -> Result<(), Error> {
     for d in ["var", "var/cache"] {
         real_dir(&root.join(d))?;
@@ -74,18 +91,15 @@ pub fn normalize(root: &Path, epoch: Option<i64>) -> Result<(), Error> {
                     fs::remove_file(&f).map_err(Error::io(&f))?;
                 }
             }
-            let Some(epoch) = epoch else { continue };
             let contents = pkg.join("CONTENTS");
             if fs::symlink_metadata(&contents).is_ok_and(|m| m.is_file()) {
                 let text = fs::read_to_string(&contents).map_err(Error::io(&contents))?;
-                let new: String = text
-                    .lines()
-                    .map(|l| clamp_contents_line(l, epoch) + "\n")
-                    .collect();
+                let new = normalize_contents(&text, epoch);
                 if new != text {
                     fs::write(&contents, new).map_err(Error::io(&contents))?;
                 }
             }
+            let Some(epoch) = epoch else { continue };
             let bt = pkg.join("BUILD_TIME");
             if fs::symlink_metadata(&bt).is_ok_and(|m| m.is_file()) {
                 let t = fs::read_to_string(&bt).map_err(Error::io(&bt))?;
@@ -117,6 +131,19 @@ mod tests {
             "sym /usr/bin/sh -> bash 100"
         );
         assert_eq!(clamp_contents_line("dir /usr/bin", 100), "dir /usr/bin");
+    }
+
+    #[test]
+    fn contents_in_path_order() {
+        let text = "obj /usr/bin/x a 5\ndir /usr/bin\nsym /usr/bin/sh -> bash 9\ndir /usr\n";
+        assert_eq!(
+            normalize_contents(text, Some(7)),
+            "dir /usr\ndir /usr/bin\nsym /usr/bin/sh -> bash 7\nobj /usr/bin/x a 5\n"
+        );
+        assert_eq!(
+            normalize_contents(text, None),
+            "dir /usr\ndir /usr/bin\nsym /usr/bin/sh -> bash 9\nobj /usr/bin/x a 5\n"
+        );
     }
 
     #[test]
