@@ -44,6 +44,12 @@ fn copy(from: &Path, to: &Path) {
 }
 
 fn main() {
+    // `cargo bench -p keel --bench vm -- start|build`: one half only (the build takes long)
+    let only: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| a == "start" || a == "build")
+        .collect();
+    let want = |part: &str| only.is_empty() || only.iter().any(|a| a == part);
     let Some(image) = testutil::vm_build_env_image() else {
         eprintln!("vm bench: mmdebstrap/umoci missing (cargo xtask bench installs them)");
         return;
@@ -80,6 +86,15 @@ fn main() {
     };
 
     // Start to command: QEMU started -> the command runs (the root disk made first, once).
+    if want("start") {
+        start_to_command(&vm, &root);
+    }
+    if want("build") {
+        build(&vm, &root);
+    }
+}
+
+fn start_to_command(vm: &dyn Fn(&str, &Path, &[&str]) -> Command, root: &Path) {
     let cache = root.join("cache-start");
     let (first, err) = run(&mut vm("start", &cache, &["variants"]));
     let disk = err
@@ -103,7 +118,9 @@ fn main() {
             .join(", "),
         starts[1]
     );
+}
 
+fn build(vm: &dyn Fn(&str, &Path, &[&str]) -> Command, root: &Path) {
     // The full selinux build, cold on both sides (empty caches, new build directories).
     let inner = ["build", "--variant", "selinux", "--gentoo-repo", REPO];
     let (vm_total, err) = run(vm("build", &root.join("cache-vm"), &inner)
@@ -111,7 +128,7 @@ fn main() {
         .arg(root.join("out-vm")));
     let (vm_start, vm_end) = started(&err);
     let (host, _) = run(Command::new(env!("CARGO_BIN_EXE_keel"))
-        .current_dir(&root)
+        .current_dir(root)
         .args(inner)
         .arg("--output")
         .arg(root.join("out-host"))
