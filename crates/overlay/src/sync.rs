@@ -1,4 +1,5 @@
-//! The walk: one source directory handle and one DEST directory handle at a time.
+//! The walk: worker threads share a stack of directory jobs, each a pair of handles (a
+//! source directory, its DEST directory); every entry is reached from its parent's handle.
 
 use crate::{Error, Stats};
 use rustix::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
