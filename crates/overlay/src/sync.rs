@@ -661,7 +661,8 @@ impl<'a> Worker<'a> {
     }
 
     /// Give the finished unnamed file `tfd` its final name. `linkat(AT_EMPTY_PATH)` needs
-    /// CAP_DAC_READ_SEARCH; without it the file is linked through `/proc/self/fd`. If the
+    /// CAP_DAC_READ_SEARCH before Linux 6.10 (since then, not for a file the caller opened
+    /// itself); where it is refused, the file is linked through `/proc/self/fd`. If the
     /// name appeared meanwhile, the file is linked at a temporary name and renamed over it.
     fn link_in(
         &mut self,
