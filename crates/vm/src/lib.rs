@@ -281,27 +281,20 @@ pub fn run(opts: &Options, progress: &mut dyn Write) -> Result<Outcome, Error> {
     fs::write(&run_file, script::run_script(&spec)).map_err(io(&run_file))?;
 
     let accel = boot::qemu::Accel::detect();
-    let mut args: Vec<String> = vec!["--pdeathsig".into(), "KILL".into()];
-    let (uid, gid) = opts.owner;
-    if uid != rustix::process::geteuid().as_raw() {
-        // QEMU runs as the invoking user, so what the VM writes through the shares is
-        // theirs; it needs the build disk and the report file.
-        fs::write(&report, "").map_err(io(&report))?;
-        for p in [&state, &build_disk, &report] {
-            std::os::unix::fs::chown(p, Some(uid), Some(gid)).map_err(io(p))?;
-        }
-        args.extend([
-            format!("--reuid={uid}"),
-            format!("--regid={gid}"),
-            "--clear-groups".into(),
-        ]);
-    }
-    args.extend([
+    let mut args: Vec<String> = vec![
+        "--pdeathsig".into(),
+        "KILL".into(),
         "--".into(),
         boot::qemu::QEMU.into(),
         "-name".into(),
         format!("keel-vm-{},process=keel-vm", opts.name),
-    ]);
+    ];
+    let (uid, gid) = opts.owner;
+    if uid != rustix::process::geteuid().as_raw() {
+        // QEMU opens the disks, the report file and the share roots first, then becomes
+        // the invoking user: what the VM writes through the shares is theirs.
+        args.extend(["-runas".into(), format!("{uid}:{gid}")]);
+    }
     args.extend(accel_args(accel));
     args.extend([
         "-m".into(),
