@@ -164,7 +164,13 @@ pub fn render_dir(p: &Project, dir: &Path) -> String {
         }
     }
     lines.sort();
-    placeholders(p, &lines.join("\n"))
+    // Keel's default `--jobs` is this machine's CPU count.
+    let n = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let text = lines.join("\n").replace(
+        &format!("--jobs={n} --load-average={n}"),
+        "--jobs=<cpus> --load-average=<cpus>",
+    );
+    placeholders(p, &text)
 }
 
 pub fn placeholders(p: &Project, text: &str) -> String {
