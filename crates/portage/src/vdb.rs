@@ -6,8 +6,10 @@
 //! nanoseconds, and `BINPKGMD5` the checksum of the binary package file, whose archive
 //! headers hold the time it was built. `/var/cache/edb` holds Portage's own state, with the
 //! build host's paths. [`normalize`] always drops the cache (Portage rebuilds it),
-//! `BINPKGMD5` and `/var/cache/edb` and sorts `CONTENTS` (merge order is directory order); with `SOURCE_DATE_EPOCH` it also clamps those times as
-//! the files themselves are clamped.
+//! `BINPKGMD5` and `/var/cache/edb` and sorts `CONTENTS`, `NEEDED` and `NEEDED.ELF.2` (one
+//! line per file, in the order a walk of a directory on the build machine's filesystem met
+//! them); with `SOURCE_DATE_EPOCH` it also clamps those times as the files themselves are
+//! clamped.
 //! Symlinks are never followed: a symlink where a database directory should be is an error.
 
 use crate::Error;
@@ -58,8 +60,18 @@ pub fn normalize_contents(text: &str, epoch: Option<i64>) -> String {
     lines.into_iter().map(|l| l + "\n").collect()
 }
 
+/// `NEEDED` / `NEEDED.ELF.2` in line order. `scanelf` lists a package's ELF files in the
+/// order it walked the image directory where the package was built: ext4's hash order on
+/// one machine differs from another's (a build VM's), and Portage reads the lines into maps.
+pub fn normalize_needed(text: &str) -> String {
+    let mut lines: Vec<&str> = text.lines().collect();
+    lines.sort_unstable();
+    lines.into_iter().map(|l| format!("{l}\n")).collect()
+}
+
 /// Normalize the database of `root`: always drop `/var/cache/edb`, the `metadata` caches
-/// and `BINPKGMD5` (build artifacts that say nothing about the image) and sort `CONTENTS`;
+/// and `BINPKGMD5` (build artifacts that say nothing about the image) and sort `CONTENTS`,
+/// `NEEDED` and `NEEDED.ELF.2`;
 /// with `SOURCE_DATE_EPOCH = epoch`, also clamp the recorded times.
 pub fn normalize(root: &Path, epoch: Option<i64>) -> Result<(), Error> {
     for d in ["var", "var/cache"] {
@@ -97,6 +109,16 @@ pub fn normalize(root: &Path, epoch: Option<i64>) -> Result<(), Error> {
                 let new = normalize_contents(&text, epoch);
                 if new != text {
                     fs::write(&contents, new).map_err(Error::io(&contents))?;
+                }
+            }
+            for name in ["NEEDED", "NEEDED.ELF.2"] {
+                let f = pkg.join(name);
+                if fs::symlink_metadata(&f).is_ok_and(|m| m.is_file()) {
+                    let text = fs::read_to_string(&f).map_err(Error::io(&f))?;
+                    let new = normalize_needed(&text);
+                    if new != text {
+                        fs::write(&f, new).map_err(Error::io(&f))?;
+                    }
                 }
             }
             let Some(epoch) = epoch else { continue };
@@ -147,6 +169,18 @@ mod tests {
     }
 
     #[test]
+    fn needed_in_line_order() {
+        let text = "x86_64;/usr/lib64/libselinux.so.1;libselinux.so.1;;libc.so.6\n\
+                    x86_64;/usr/bin/getenforce;;;libselinux.so.1,libc.so.6\n";
+        assert_eq!(
+            normalize_needed(text),
+            "x86_64;/usr/bin/getenforce;;;libselinux.so.1,libc.so.6\n\
+             x86_64;/usr/lib64/libselinux.so.1;libselinux.so.1;;libc.so.6\n"
+        );
+        assert_eq!(normalize_needed(""), "");
+    }
+
+    #[test]
     fn normalizes_and_refuses_symlinks() {
         let d = tempfile::tempdir().unwrap();
         let r = d.path();
@@ -158,7 +192,12 @@ mod tests {
         fs::write(p.join("BUILD_TIME"), "2000\n").unwrap();
         fs::write(p.join("metadata"), "#dir_mtime=1\n").unwrap();
         fs::write(p.join("BINPKGMD5"), "0123\n").unwrap();
+        fs::write(p.join("NEEDED"), "/usr/lib64/b.so c\n/usr/bin/a b\n").unwrap();
         normalize(r, Some(1000)).unwrap();
+        assert_eq!(
+            fs::read_to_string(p.join("NEEDED")).unwrap(),
+            "/usr/bin/a b\n/usr/lib64/b.so c\n"
+        );
         assert_eq!(
             fs::read_to_string(p.join("CONTENTS")).unwrap(),
             "dir /usr\nobj /usr/bin/bash abc 1000\n"
