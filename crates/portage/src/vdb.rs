@@ -69,6 +69,20 @@ pub fn normalize_needed(text: &str) -> String {
     lines.into_iter().map(|l| format!("{l}\n")).collect()
 }
 
+/// Replace the text of the regular file `path`, if there is one, by `f` of it; unchanged
+/// files are not written.
+fn rewrite(path: &Path, f: impl Fn(&str) -> String) -> Result<(), Error> {
+    if !fs::symlink_metadata(path).is_ok_and(|m| m.is_file()) {
+        return Ok(());
+    }
+    let text = fs::read_to_string(path).map_err(Error::io(path))?;
+    let new = f(&text);
+    if new != text {
+        fs::write(path, new).map_err(Error::io(path))?;
+    }
+    Ok(())
+}
+
 /// Normalize the database of `root`: always drop `/var/cache/edb`, the `metadata` caches
 /// and `BINPKGMD5` (build artifacts that say nothing about the image) and sort `CONTENTS`,
 /// `NEEDED` and `NEEDED.ELF.2`;
@@ -103,23 +117,9 @@ pub fn normalize(root: &Path, epoch: Option<i64>) -> Result<(), Error> {
                     fs::remove_file(&f).map_err(Error::io(&f))?;
                 }
             }
-            let contents = pkg.join("CONTENTS");
-            if fs::symlink_metadata(&contents).is_ok_and(|m| m.is_file()) {
-                let text = fs::read_to_string(&contents).map_err(Error::io(&contents))?;
-                let new = normalize_contents(&text, epoch);
-                if new != text {
-                    fs::write(&contents, new).map_err(Error::io(&contents))?;
-                }
-            }
+            rewrite(&pkg.join("CONTENTS"), |t| normalize_contents(t, epoch))?;
             for name in ["NEEDED", "NEEDED.ELF.2"] {
-                let f = pkg.join(name);
-                if fs::symlink_metadata(&f).is_ok_and(|m| m.is_file()) {
-                    let text = fs::read_to_string(&f).map_err(Error::io(&f))?;
-                    let new = normalize_needed(&text);
-                    if new != text {
-                        fs::write(&f, new).map_err(Error::io(&f))?;
-                    }
-                }
+                rewrite(&pkg.join(name), normalize_needed)?;
             }
             let Some(epoch) = epoch else { continue };
             let bt = pkg.join("BUILD_TIME");
