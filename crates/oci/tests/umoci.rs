@@ -16,7 +16,6 @@ const CAP_NET_RAW: [u8; 20] = [
 ];
 
 struct Fixture {
-    _dir: tempfile::TempDir,
     work: PathBuf,
     layout: PathBuf,
 }
@@ -205,8 +204,14 @@ fn fixture() -> Option<&'static Fixture> {
         return None;
     }
     Some(F.get_or_init(|| {
-        let dir = tmp();
-        let work = dir.path().to_owned();
+        // A static is never dropped, so a TempDir here would be left in /tmp by every run:
+        // the fixture lives in cargo's directory for integration tests instead, remade by
+        // each test process.
+        let work = Path::new(env!("CARGO_TARGET_TMPDIR")).join("oci-umoci-fixture");
+        if work.exists() {
+            std::fs::remove_dir_all(&work).unwrap();
+        }
+        std::fs::create_dir_all(&work).unwrap();
         let l = work.join("L");
         let li = |t: &str| format!("{}:{t}", l.display());
         umoci(&[&"init", &"--layout", &l]);
@@ -228,11 +233,7 @@ fn fixture() -> Option<&'static Fixture> {
             &"t4",
             &l4,
         ]);
-        Fixture {
-            _dir: dir,
-            work,
-            layout: l,
-        }
+        Fixture { work, layout: l }
     }))
 }
 
