@@ -501,8 +501,8 @@ fn drive(p: &Path) -> String {
 
 fn virtfs(tag: &str, host: &Path, writable: bool) -> String {
     // security_model=none: files are created as the host user running QEMU (the invoking
-    // user), modes are kept, and a chown the host user may not do is not an error in the
-    // guest; multidevs=remap: a share spanning filesystems keeps inode numbers unique.
+    // user) and modes are kept; a chown to another owner fails with EPERM in the guest
+    // (docs/vm.md); multidevs=remap: a share spanning filesystems keeps inode numbers unique.
     let mut s = format!(
         "local,path={},mount_tag={tag},security_model=none,multidevs=remap",
         drive(host)
