@@ -122,13 +122,13 @@ pub fn normalize(root: &Path, epoch: Option<i64>) -> Result<(), Error> {
                 rewrite(&pkg.join(name), normalize_needed)?;
             }
             let Some(epoch) = epoch else { continue };
-            let bt = pkg.join("BUILD_TIME");
-            if fs::symlink_metadata(&bt).is_ok_and(|m| m.is_file()) {
-                let t = fs::read_to_string(&bt).map_err(Error::io(&bt))?;
+            rewrite(&pkg.join("BUILD_TIME"), |t| {
                 if t.trim().parse::<i64>().is_ok_and(|t| t > epoch) {
-                    fs::write(&bt, format!("{epoch}\n")).map_err(Error::io(&bt))?;
+                    format!("{epoch}\n")
+                } else {
+                    t.to_owned()
                 }
-            }
+            })?;
         }
     }
     Ok(())
