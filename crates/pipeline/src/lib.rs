@@ -546,18 +546,27 @@ fn portage_stages(
             portage.layout.sysroot().display()
         ),
         || {
-            // Packages whose user patches changed since the last successful sysroot build.
-            let record = paths.stamps().join("sysroot.patches");
-            let before: BTreeMap<String, String> = fs::read_to_string(&record)
-                .unwrap_or_default()
-                .lines()
-                .filter_map(|l| l.split_once(' ').map(|(k, v)| (k.to_owned(), v.to_owned())))
-                .collect();
+            // User patches: what the sysroot's packages were installed with (this work
+            // directory's record) and what the newest binary packages were built with (the
+            // cache's record, shared by every build that shares the cache).
+            let installed = paths.stamps().join("sysroot.patches");
+            let packaged = portage.layout.pkgdir_patches();
             let now = portage::user_patches(&composed.sysroot);
-            let rebuild = portage::changed_patches(&before, &now);
-            portage.sysroot(resolved, &rebuild, &paths.stage_log("sysroot"))?;
-            let text: String = now.iter().map(|(k, v)| format!("{k} {v}\n")).collect();
-            write_atomic(&record, text.as_bytes())?;
+            let changes = portage::PatchChanges::new(
+                &read_patch_record(&installed),
+                &read_patch_record(&packaged),
+                &now,
+            );
+            portage.sysroot(resolved, &changes, &paths.stage_log("sysroot"))?;
+            // Only packages now in the sysroot: a patched package outside the build set
+            // has no package built with these patches.
+            let text: String = now
+                .iter()
+                .filter(|(k, _)| portage::installed(&portage.layout.sysroot(), k))
+                .map(|(k, v)| format!("{k} {v}\n"))
+                .collect();
+            write_atomic(&packaged, text.as_bytes())?;
+            write_atomic(&installed, text.as_bytes())?;
             Ok(())
         },
     )?;
@@ -663,6 +672,15 @@ fn destroot_inputs(fp: &mut Fingerprint, resolved: &Resolved, opts: &Options) {
             "source-date-epoch",
             &format!("{:?}", opts.source_date_epoch),
         );
+}
+
+/// A record of user patches (`cat/pkg digest` lines); missing means empty.
+fn read_patch_record(path: &Path) -> BTreeMap<String, String> {
+    fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.split_once(' ').map(|(k, v)| (k.to_owned(), v.to_owned())))
+        .collect()
 }
 
 fn set_text(resolved: &Resolved, kind: SetKind) -> String {

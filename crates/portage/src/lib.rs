@@ -124,6 +124,12 @@ impl Layout {
     pub fn pkgdir(&self) -> PathBuf {
         self.binpkgs.join("pkgdir")
     }
+    /// The user patches the newest binary packages in [`Layout::pkgdir`] were built with
+    /// ([`user_patches`] lines): kept with the packages, so any build sharing the cache
+    /// (another work directory, `keel vm`) knows which of them it can take.
+    pub fn pkgdir_patches(&self) -> PathBuf {
+        self.binpkgs.join("pkgdir.patches")
+    }
     fn host_pkgdir(&self) -> PathBuf {
         self.binpkgs.join("host-pkgdir")
     }
@@ -419,13 +425,14 @@ impl Portage {
 
     /// sysroot: build `@keel-build` into the persistent sysroot as binary packages.
     ///
-    /// `rebuild`: packages whose user patches changed since the last sysroot build. Portage
-    /// does not track user patches, so they are rebuilt from source explicitly
-    /// (`--reinstall-atoms`, `--usepkg-exclude`).
+    /// Portage does not track user patches, so Keel says what they changed:
+    /// `patched.reinstall`, packages whose installed copy in the sysroot was built with
+    /// other patches (`--reinstall-atoms`); `patched.from_source`, packages whose newest
+    /// binary package was (`--usepkg-exclude`: they are compiled again).
     pub fn sysroot(
         &self,
         resolved: &Resolved,
-        rebuild: &[String],
+        patched: &PatchChanges,
         log: &Path,
     ) -> Result<(), Error> {
         let s = self.layout.sysroot();
@@ -445,11 +452,14 @@ impl Portage {
                 "--newuse",
                 "--with-bdeps=y",
             ]);
-        if !rebuild.is_empty() {
-            let list = rebuild.join(" ");
-            cmd = cmd
-                .arg(format!("--reinstall-atoms={list}"))
-                .arg(format!("--usepkg-exclude={list}"));
+        if !patched.reinstall.is_empty() {
+            cmd = cmd.arg(format!("--reinstall-atoms={}", patched.reinstall.join(" ")));
+        }
+        if !patched.from_source.is_empty() {
+            cmd = cmd.arg(format!(
+                "--usepkg-exclude={}",
+                patched.from_source.join(" ")
+            ));
         }
         cmd.arg("@keel-build")
             .log(log)
@@ -593,6 +603,35 @@ pub fn user_patches(tree: &Tree) -> std::collections::BTreeMap<String, String> {
         .collect()
 }
 
+/// Whether `root`'s installed-package database has `cat/pkg` (or `cat/pkg:slot`, a
+/// [`user_patches`] key).
+pub fn installed(root: &Path, key: &str) -> bool {
+    let (package, slot) = match key.split_once(':') {
+        Some((p, s)) => (p, Some(s)),
+        None => (key, None),
+    };
+    let Some((cat, pn)) = package.split_once('/') else {
+        return false;
+    };
+    let Ok(dir) = fs::read_dir(root.join("var/db/pkg").join(cat)) else {
+        return false;
+    };
+    dir.flatten().any(|e| {
+        let name = e.file_name();
+        let name = name.to_string_lossy();
+        let Some(version) = name.strip_prefix(pn).and_then(|v| v.strip_prefix('-')) else {
+            return false;
+        };
+        if !version.starts_with(|c: char| c.is_ascii_digit()) {
+            return false;
+        }
+        slot.is_none_or(|want| {
+            fs::read_to_string(e.path().join("SLOT"))
+                .is_ok_and(|s| s.trim().split('/').next() == Some(want))
+        })
+    })
+}
+
 fn package_of_patch_dir(cat: &str, dir: &str) -> String {
     if let Some((pkg, slot)) = dir.split_once(':') {
         return format!("{cat}/{pkg}:{slot}");
@@ -600,6 +639,36 @@ fn package_of_patch_dir(cat: &str, dir: &str) -> String {
     match pkgsets::Atom::parse(&format!("={cat}/{dir}"), pkgsets::ParseOptions::default()) {
         Ok(a) => a.key().to_owned(),
         Err(_) => format!("{cat}/{dir}"),
+    }
+}
+
+/// What changed user patches mean for a sysroot build ([`Portage::sysroot`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PatchChanges {
+    /// Installed in the sysroot with other patches: install again.
+    pub reinstall: Vec<String>,
+    /// The newest binary package was built with other patches: compile again.
+    pub from_source: Vec<String>,
+}
+
+impl PatchChanges {
+    /// `installed`: the patches of the sysroot's packages; `packaged`: those of the newest
+    /// binary packages; `now`: the configuration's. A package missing from a record
+    /// counts as changed, so nothing of unknown provenance is taken.
+    pub fn new(
+        installed: &std::collections::BTreeMap<String, String>,
+        packaged: &std::collections::BTreeMap<String, String>,
+        now: &std::collections::BTreeMap<String, String>,
+    ) -> PatchChanges {
+        let from_source = changed_patches(packaged, now);
+        let mut reinstall = changed_patches(installed, now);
+        reinstall.extend(from_source.iter().cloned());
+        reinstall.sort();
+        reinstall.dedup();
+        PatchChanges {
+            reinstall,
+            from_source,
+        }
     }
 }
 
@@ -850,6 +919,34 @@ mod tests {
             ["dev-libs/foo:2", "sec-policy/selinux-base"]
         );
         assert!(changed_patches(&before, &user_patches(&t)).is_empty());
+    }
+
+    #[test]
+    fn patch_changes_split_installed_from_packaged() {
+        let m = |kv: &[(&str, &str)]| -> std::collections::BTreeMap<String, String> {
+            kv.iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        };
+        let now = m(&[("a/x", "1"), ("b/y", "2")]);
+        // A fresh sysroot over a cache whose packages match: install them, compile nothing.
+        let c = PatchChanges::new(&m(&[]), &now, &now);
+        assert_eq!(c.reinstall, ["a/x", "b/y"]);
+        assert!(c.from_source.is_empty());
+        // A cache without a record (older Keel, or emptied): compile what is patched.
+        let c = PatchChanges::new(&now, &m(&[]), &now);
+        assert_eq!(
+            (c.reinstall.clone(), c.from_source),
+            (c.reinstall, vec!["a/x".to_string(), "b/y".to_string()])
+        );
+        // Another work directory packaged b/y's new patch; this sysroot has the old one.
+        let c = PatchChanges::new(&m(&[("a/x", "1"), ("b/y", "0")]), &now, &now);
+        assert_eq!(
+            (c.reinstall, c.from_source),
+            (vec!["b/y".to_string()], vec![])
+        );
+        // Nothing changed.
+        assert_eq!(PatchChanges::new(&now, &now, &now), PatchChanges::default());
     }
 
     #[test]
