@@ -4,7 +4,8 @@
 //! One test walks the contract in order on one project copy (a clean build costs about a
 //! minute here): contents of the image; manifest of the tree == manifest of the image;
 //! no-op rebuild; overlay-only and tmpfiles-only rebuilds; a kill at each stage followed by
-//! a rebuild gives the clean build's image; a second clean build gives the same bytes.
+//! a rebuild gives the clean build's image, also a kill while Portage merges into the
+//! sysroot; a second clean build gives the same bytes.
 
 mod common;
 
@@ -115,6 +116,58 @@ fn build_killed_at(p: &Project, stage: &str) {
     }
     let _ = child.wait();
     assert!(killed, "stage {stage} never ran: {seen:#?}");
+}
+
+/// Remake the sysroot from the binary packages and kill the build (SIGKILL of its process
+/// group) while Portage merges a package after the first one it finished. Returns the
+/// packages the sysroot's database then lists (`cat/pf`).
+fn build_killed_merging(p: &Project) -> Vec<String> {
+    let work = p.root.join("build/work/base");
+    fs::remove_dir_all(work.join("sysroot")).unwrap();
+    fs::remove_file(work.join("stamps/sysroot")).unwrap();
+    let log = work.join("logs/sysroot.log");
+    fs::remove_file(&log).unwrap();
+    let mut child = keel_cmd(p, &["build", "--variant", "base"])
+        .env("SOURCE_DATE_EPOCH", SDE)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .process_group(0)
+        .spawn()
+        .unwrap();
+    // `>>> Completed (k of n)`, then a later `>>> Installing (j of n)`.
+    let merging = |text: &str| {
+        text.find(">>> Completed (")
+            .is_some_and(|at| text[at..].contains(">>> Installing ("))
+    };
+    let t = std::time::Instant::now();
+    while !fs::read_to_string(&log).is_ok_and(|l| merging(&l)) {
+        assert!(child.try_wait().unwrap().is_none(), "the build ended first");
+        assert!(
+            t.elapsed().as_secs() < 600,
+            "no second merge in {}",
+            log.display()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let st = Command::new("kill")
+        .args(["-KILL", "--", &format!("-{}", child.id())])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let _ = child.wait();
+    let vdb = work.join("sysroot/var/db/pkg");
+    let mut merged = Vec::new();
+    for cat in fs::read_dir(&vdb).unwrap().flatten() {
+        for pkg in fs::read_dir(cat.path()).unwrap().flatten() {
+            let name = pkg.file_name().to_string_lossy().into_owned();
+            if !name.starts_with('-') {
+                merged.push(format!("{}/{name}", cat.file_name().to_string_lossy()));
+            }
+        }
+    }
+    merged.sort();
+    merged
 }
 
 #[test]
@@ -280,6 +333,29 @@ fn image_end_to_end() {
         assert_eq!(ran, from(stage, "base"), "after a kill at {stage}");
         assert_eq!(sha256(&img), clean, "after a kill at {stage}");
     }
+
+    // A kill while Portage merges into the sysroot can cut a package's pkg_postinst short
+    // after Portage recorded it as installed. The next build installs again what the
+    // killed run merged (here the first packages, from their binary packages), and gives
+    // the clean build's image.
+    let merged = build_killed_merging(&p);
+    assert!(!merged.is_empty(), "nothing was merged before the kill");
+    let (ran, img) = build(&p);
+    assert_eq!(ran, from("sysroot", "base"), "after a kill in the sysroot");
+    assert_eq!(sha256(&img), clean, "after a kill in the sysroot");
+    let log = fs::read_to_string(p.root.join("build/work/base/logs/sysroot.log")).unwrap();
+    for pf in &merged {
+        assert!(
+            log.contains(&format!(") {pf}::")),
+            "{pf} was merged by the killed run but not installed again:\n{log}"
+        );
+    }
+    assert!(
+        !p.root
+            .join("build/work/base/stamps/sysroot.running")
+            .exists(),
+        "the mark of an unfinished sysroot run outlives a finished one"
+    );
 
     // A second clean build gives the same bytes.
     fs::remove_dir_all(p.root.join("build/work/base")).unwrap();

@@ -552,11 +552,25 @@ fn portage_stages(
             let installed = paths.stamps().join("sysroot.patches");
             let packaged = portage.layout.pkgdir_patches();
             let now = portage::user_patches(&composed.sysroot);
-            let changes = portage::PatchChanges::new(
+            let mut changes = portage::PatchChanges::new(
                 &read_patch_record(&installed),
                 &read_patch_record(&packaged),
                 &now,
             );
+            // A run that did not finish (killed) may have left a package that Portage
+            // counts as installed but whose pkg_postinst was cut short: the packages merged
+            // since the first unfinished run began are installed again.
+            let running = paths.stamps().join("sysroot.running");
+            match fs::metadata(&running).and_then(|m| m.modified()) {
+                Ok(since) => {
+                    let sysroot = portage.layout.sysroot();
+                    let again = portage::merged_since(&sysroot, since)?;
+                    changes.reinstall.extend(again);
+                    changes.reinstall.sort();
+                    changes.reinstall.dedup();
+                }
+                Err(_) => write_atomic(&running, b"")?,
+            }
             portage.sysroot(resolved, &changes, &paths.stage_log("sysroot"))?;
             // Only packages now in the sysroot: a patched package outside the build set
             // has no package built with these patches.
@@ -567,6 +581,10 @@ fn portage_stages(
                 .collect();
             write_atomic(&packaged, text.as_bytes())?;
             write_atomic(&installed, text.as_bytes())?;
+            fs::remove_file(&running).map_err(|source| Error::Io {
+                path: running.clone(),
+                source,
+            })?;
             Ok(())
         },
     )?;

@@ -632,6 +632,38 @@ pub fn installed(root: &Path, key: &str) -> bool {
     })
 }
 
+/// The packages (`cat/pkg`) in `root`'s installed-package database whose entry was
+/// written at or after `since`: what a Portage run that began then merged.
+pub fn merged_since(root: &Path, since: std::time::SystemTime) -> Result<Vec<String>, Error> {
+    let vdb = root.join("var/db/pkg");
+    let mut out = Vec::new();
+    let Ok(cats) = fs::read_dir(&vdb) else {
+        return Ok(out);
+    };
+    for cat in cats {
+        let cat = cat.map_err(Error::io(&vdb))?;
+        if !cat.file_type().map_err(Error::io(&cat.path()))?.is_dir() {
+            continue;
+        }
+        let dir = cat.path();
+        for e in fs::read_dir(&dir).map_err(Error::io(&dir))? {
+            let e = e.map_err(Error::io(&dir))?;
+            // `-MERGING-cat/pf`: Portage's own unfinished entry, which it cleans up itself.
+            if e.file_name().to_string_lossy().starts_with('-') {
+                continue;
+            }
+            let m = e.metadata().map_err(Error::io(&e.path()))?;
+            if m.is_dir() && m.modified().map_err(Error::io(&e.path()))? >= since {
+                let c = cat.file_name().to_string_lossy().into_owned();
+                out.push(package_of_patch_dir(&c, &e.file_name().to_string_lossy()));
+            }
+        }
+    }
+    out.sort();
+    out.dedup();
+    Ok(out)
+}
+
 fn package_of_patch_dir(cat: &str, dir: &str) -> String {
     if let Some((pkg, slot)) = dir.split_once(':') {
         return format!("{cat}/{pkg}:{slot}");
