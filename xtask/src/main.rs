@@ -95,9 +95,10 @@ fn run(root: &Path, args: &[String]) -> Result<ExitCode, String> {
     }
 }
 
-/// The test that builds the `selinux` variant in a VM under TCG: most of an hour on a 2-CPU
-/// machine, mostly one CPU's worth of emulated Python. It runs beside the rest of the suite
-/// instead of after it, so the suite takes about as long as this one test.
+/// The test that builds the `selinux` variant on the host and then in a VM under TCG (over
+/// the host build's binary packages): the longest test on a 2-CPU machine, mostly one
+/// CPU's worth of emulated Python. It runs beside the rest of the suite instead of after
+/// it, so the suite takes about as long as this one test.
 const SIDE_TEST: &str = "keel_vm_builds_what_the_host_builds";
 
 /// A test binary running one test on its own, its output in a log file.
