@@ -560,23 +560,19 @@ fn portage_stages(
             // A run that did not finish (killed) may have left a package that Portage
             // counts as installed but whose pkg_postinst was cut short: the packages merged
             // since the first unfinished run began are installed again.
+            let sysroot = portage.layout.sysroot();
             let running = paths.stamps().join("sysroot.running");
             match fs::metadata(&running).and_then(|m| m.modified()) {
-                Ok(since) => {
-                    let sysroot = portage.layout.sysroot();
-                    let again = portage::merged_since(&sysroot, since)?;
-                    changes.reinstall.extend(again);
-                    changes.reinstall.sort();
-                    changes.reinstall.dedup();
-                }
+                Ok(since) => changes.reinstall_too(portage::merged_since(&sysroot, since)?),
                 Err(_) => write_atomic(&running, b"")?,
             }
             portage.sysroot(resolved, &changes, &paths.stage_log("sysroot"))?;
             // Only packages now in the sysroot: a patched package outside the build set
             // has no package built with these patches.
+            let have = portage::installed(&sysroot)?;
             let text: String = now
                 .iter()
-                .filter(|(k, _)| portage::installed(&portage.layout.sysroot(), k))
+                .filter(|(k, _)| have.contains(*k))
                 .map(|(k, v)| format!("{k} {v}\n"))
                 .collect();
             write_atomic(&packaged, text.as_bytes())?;

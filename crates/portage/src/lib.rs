@@ -603,38 +603,10 @@ pub fn user_patches(tree: &Tree) -> std::collections::BTreeMap<String, String> {
         .collect()
 }
 
-/// Whether `root`'s installed-package database has `cat/pkg` (or `cat/pkg:slot`, a
-/// [`user_patches`] key).
-pub fn installed(root: &Path, key: &str) -> bool {
-    let (package, slot) = match key.split_once(':') {
-        Some((p, s)) => (p, Some(s)),
-        None => (key, None),
-    };
-    let Some((cat, pn)) = package.split_once('/') else {
-        return false;
-    };
-    let Ok(dir) = fs::read_dir(root.join("var/db/pkg").join(cat)) else {
-        return false;
-    };
-    dir.flatten().any(|e| {
-        let name = e.file_name();
-        let name = name.to_string_lossy();
-        let Some(version) = name.strip_prefix(pn).and_then(|v| v.strip_prefix('-')) else {
-            return false;
-        };
-        if !version.starts_with(|c: char| c.is_ascii_digit()) {
-            return false;
-        }
-        slot.is_none_or(|want| {
-            fs::read_to_string(e.path().join("SLOT"))
-                .is_ok_and(|s| s.trim().split('/').next() == Some(want))
-        })
-    })
-}
-
-/// The packages (`cat/pkg`) in `root`'s installed-package database whose entry was
-/// written at or after `since`: what a Portage run that began then merged.
-pub fn merged_since(root: &Path, since: std::time::SystemTime) -> Result<Vec<String>, Error> {
+/// The entries of `root`'s installed-package database: `cat/pkg` and the entry's
+/// directory (`var/db/pkg/cat/pf`). Portage's own unfinished entries (`-MERGING-pf`),
+/// which it cleans up itself, are left out.
+fn vdb_entries(root: &Path) -> Result<Vec<(String, PathBuf)>, Error> {
     let vdb = root.join("var/db/pkg");
     let mut out = Vec::new();
     let Ok(cats) = fs::read_dir(&vdb) else {
@@ -642,21 +614,44 @@ pub fn merged_since(root: &Path, since: std::time::SystemTime) -> Result<Vec<Str
     };
     for cat in cats {
         let cat = cat.map_err(Error::io(&vdb))?;
-        if !cat.file_type().map_err(Error::io(&cat.path()))?.is_dir() {
+        let dir = cat.path();
+        if !cat.file_type().map_err(Error::io(&dir))?.is_dir() {
             continue;
         }
-        let dir = cat.path();
+        let c = cat.file_name().to_string_lossy().into_owned();
         for e in fs::read_dir(&dir).map_err(Error::io(&dir))? {
             let e = e.map_err(Error::io(&dir))?;
-            // `-MERGING-cat/pf`: Portage's own unfinished entry, which it cleans up itself.
-            if e.file_name().to_string_lossy().starts_with('-') {
-                continue;
+            let pf = e.file_name().to_string_lossy().into_owned();
+            if !pf.starts_with('-') && e.file_type().map_err(Error::io(&e.path()))?.is_dir() {
+                out.push((package_of_patch_dir(&c, &pf), e.path()));
             }
-            let m = e.metadata().map_err(Error::io(&e.path()))?;
-            if m.is_dir() && m.modified().map_err(Error::io(&e.path()))? >= since {
-                let c = cat.file_name().to_string_lossy().into_owned();
-                out.push(package_of_patch_dir(&c, &e.file_name().to_string_lossy()));
-            }
+        }
+    }
+    Ok(out)
+}
+
+/// The packages installed in `root`, as [`user_patches`] keys: `cat/pkg` and
+/// `cat/pkg:slot` for each.
+pub fn installed(root: &Path) -> Result<std::collections::BTreeSet<String>, Error> {
+    let mut out = std::collections::BTreeSet::new();
+    for (key, dir) in vdb_entries(root)? {
+        if let Ok(slot) = fs::read_to_string(dir.join("SLOT")) {
+            let slot = slot.trim().split('/').next().unwrap_or_default();
+            out.insert(format!("{key}:{slot}"));
+        }
+        out.insert(key);
+    }
+    Ok(out)
+}
+
+/// The packages (`cat/pkg`) in `root`'s installed-package database whose entry was
+/// written at or after `since`: what a Portage run that began then merged.
+pub fn merged_since(root: &Path, since: std::time::SystemTime) -> Result<Vec<String>, Error> {
+    let mut out = Vec::new();
+    for (key, dir) in vdb_entries(root)? {
+        let m = fs::metadata(&dir).map_err(Error::io(&dir))?;
+        if m.modified().map_err(Error::io(&dir))? >= since {
+            out.push(key);
         }
     }
     out.sort();
@@ -693,14 +688,19 @@ impl PatchChanges {
         now: &std::collections::BTreeMap<String, String>,
     ) -> PatchChanges {
         let from_source = changed_patches(packaged, now);
-        let mut reinstall = changed_patches(installed, now);
-        reinstall.extend(from_source.iter().cloned());
-        reinstall.sort();
-        reinstall.dedup();
-        PatchChanges {
-            reinstall,
-            from_source,
-        }
+        let mut c = PatchChanges {
+            reinstall: changed_patches(installed, now),
+            from_source: from_source.clone(),
+        };
+        c.reinstall_too(from_source);
+        c
+    }
+
+    /// Install `packages` again too (each once, in order).
+    pub fn reinstall_too(&mut self, packages: Vec<String>) {
+        self.reinstall.extend(packages);
+        self.reinstall.sort();
+        self.reinstall.dedup();
     }
 }
 
@@ -967,10 +967,8 @@ mod tests {
         assert!(c.from_source.is_empty());
         // A cache without a record (older Keel, or emptied): compile what is patched.
         let c = PatchChanges::new(&now, &m(&[]), &now);
-        assert_eq!(
-            (c.reinstall.clone(), c.from_source),
-            (c.reinstall, vec!["a/x".to_string(), "b/y".to_string()])
-        );
+        assert_eq!(c.reinstall, ["a/x", "b/y"]);
+        assert_eq!(c.from_source, ["a/x", "b/y"]);
         // Another work directory packaged b/y's new patch; this sysroot has the old one.
         let c = PatchChanges::new(&m(&[("a/x", "1"), ("b/y", "0")]), &now, &now);
         assert_eq!(
