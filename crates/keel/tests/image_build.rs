@@ -14,7 +14,7 @@ use std::fs;
 use std::io::{BufRead, BufReader};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
 
 const SDE: &str = "1700000000";
 /// An overlay file's mtime in the source: older than SOURCE_DATE_EPOCH, so it is kept.
@@ -88,34 +88,42 @@ fn set_mtime(path: &Path, secs: i64) {
     assert!(st.success());
 }
 
+/// A build of `base` in its own process group, its stderr to `stderr`.
+fn spawn_build(p: &Project, stderr: Stdio) -> Child {
+    keel_cmd(p, &["build", "--variant", "base"])
+        .env("SOURCE_DATE_EPOCH", SDE)
+        .stdout(Stdio::null())
+        .stderr(stderr)
+        .process_group(0)
+        .spawn()
+        .unwrap()
+}
+
+/// SIGKILL to a [`spawn_build`]'s whole process group, then wait for it.
+fn kill_build(mut child: Child) {
+    let st = Command::new("kill")
+        .args(["-KILL", "--", &format!("-{}", child.id())])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let _ = child.wait();
+}
+
 /// Start a build in its own process group, kill the group (SIGKILL) as soon as `stage`
 /// reports running, and wait for it.
 fn build_killed_at(p: &Project, stage: &str) {
-    let mut child = keel_cmd(p, &["build", "--variant", "base"])
-        .env("SOURCE_DATE_EPOCH", SDE)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .process_group(0)
-        .spawn()
-        .unwrap();
-    let pgid = child.id();
+    let mut child = spawn_build(p, Stdio::piped());
     let mut seen = Vec::new();
-    let mut killed = false;
     for line in BufReader::new(child.stderr.take().unwrap()).lines() {
         let line = line.unwrap();
         seen.push(line.clone());
         if line.starts_with(&format!("[      running] {stage}:")) {
-            let st = Command::new("kill")
-                .args(["-KILL", "--", &format!("-{pgid}")])
-                .status()
-                .unwrap();
-            assert!(st.success());
-            killed = true;
-            break;
+            kill_build(child);
+            return;
         }
     }
     let _ = child.wait();
-    assert!(killed, "stage {stage} never ran: {seen:#?}");
+    panic!("stage {stage} never ran: {seen:#?}");
 }
 
 /// Remake the sysroot from the binary packages and kill the build (SIGKILL of its process
@@ -127,13 +135,7 @@ fn build_killed_merging(p: &Project) -> Vec<String> {
     fs::remove_file(work.join("stamps/sysroot")).unwrap();
     let log = work.join("logs/sysroot.log");
     fs::remove_file(&log).unwrap();
-    let mut child = keel_cmd(p, &["build", "--variant", "base"])
-        .env("SOURCE_DATE_EPOCH", SDE)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .process_group(0)
-        .spawn()
-        .unwrap();
+    let mut child = spawn_build(p, Stdio::null());
     // `>>> Completed (k of n)`, then a later `>>> Installing (j of n)`.
     let merging = |text: &str| {
         text.find(">>> Completed (")
@@ -150,12 +152,7 @@ fn build_killed_merging(p: &Project) -> Vec<String> {
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
     std::thread::sleep(std::time::Duration::from_millis(300));
-    let st = Command::new("kill")
-        .args(["-KILL", "--", &format!("-{}", child.id())])
-        .status()
-        .unwrap();
-    assert!(st.success());
-    let _ = child.wait();
+    kill_build(child);
     let vdb = work.join("sysroot/var/db/pkg");
     let mut merged = Vec::new();
     for cat in fs::read_dir(&vdb).unwrap().flatten() {
