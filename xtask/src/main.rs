@@ -5,6 +5,7 @@
 //!    engine binary `keel` and runs it with the same arguments.
 
 mod host;
+mod suite;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
@@ -42,38 +43,27 @@ fn run(root: &Path, args: &[String]) -> Result<ExitCode, String> {
             keel(root, &["--help".to_owned()])
         }
         Some("test") => {
+            let t = std::time::Instant::now();
             host::ensure(host::Purpose::Test)?;
             // The test profile shares the dev profile's artifacts: no second release build.
             let keel_bin = build_keel(root, false)?;
             let venv = portage_venv(&keel_bin, root)?;
-            // The whole suite: the long VM build test runs beside the rest (see `side_test`).
-            let side = if args.len() == 1 {
-                Some(side_test(root, &venv)?)
-            } else {
-                None
-            };
-            let mut cargo = Command::new(env!("CARGO"));
-            cargo
-                .args(["test", "--workspace", "--locked", "--no-fail-fast"])
-                .args(&args[1..]);
-            if side.is_some() {
-                cargo.args(["--", "--skip", SIDE_TEST]);
+            let env = [
+                ("KEEL_TEST_STRICT", "1"),
+                ("KEEL_PORTAGE_VENV", venv.as_str()),
+            ];
+            if args.len() > 1 {
+                // A selection (`cargo xtask test -p tmpfiles --test cat`): cargo runs it.
+                let status = Command::new(env!("CARGO"))
+                    .args(["test", "--workspace", "--locked", "--no-fail-fast"])
+                    .args(&args[1..])
+                    .envs(env)
+                    .current_dir(root)
+                    .status()
+                    .map_err(|e| format!("cannot run cargo test: {e}"))?;
+                return Ok(exit(status));
             }
-            let status = cargo
-                .env("KEEL_TEST_STRICT", "1")
-                .env("KEEL_PORTAGE_VENV", &venv)
-                .current_dir(root)
-                .status()
-                .map_err(|e| format!("cannot run cargo test: {e}"))?;
-            let side_ok = match side {
-                None => true,
-                Some(s) => s.finish()?,
-            };
-            Ok(if side_ok {
-                exit(status)
-            } else {
-                ExitCode::FAILURE
-            })
+            whole_suite(root, &env, t)
         }
         Some("bench") => {
             host::ensure(host::Purpose::Test)?;
@@ -95,22 +85,13 @@ fn run(root: &Path, args: &[String]) -> Result<ExitCode, String> {
     }
 }
 
-/// The test that builds the `selinux` variant on the host and then in a VM under TCG (over
-/// the host build's binary packages): the longest test on a 2-CPU machine, mostly one
-/// CPU's worth of emulated Python. It runs beside the rest of the suite instead of after
-/// it, so the suite takes about as long as this one test.
-const SIDE_TEST: &str = "keel_vm_builds_what_the_host_builds";
-
-/// A test binary running one test on its own, its output in a log file.
-struct SideTest {
-    child: std::process::Child,
-    log: PathBuf,
-}
-
-/// Compile every test, then start the VM build test's binary (found in cargo's JSON
-/// messages) directly, as `cargo test` would run it: from the package's directory, with
-/// the same environment.
-fn side_test(root: &Path, venv: &str) -> Result<SideTest, String> {
+/// Every test binary (`suite.rs`): compiled by cargo, run here a few at a time, timed;
+/// the table at the end is also written to `build/logs/test-times.txt`.
+fn whole_suite(
+    root: &Path,
+    env: &[(&str, &str)],
+    t: std::time::Instant,
+) -> Result<ExitCode, String> {
     let out = Command::new(env!("CARGO"))
         .args([
             "test",
@@ -126,62 +107,44 @@ fn side_test(root: &Path, venv: &str) -> Result<SideTest, String> {
     if !out.status.success() {
         return Err("the tests do not compile (cargo test --no-run failed)".into());
     }
-    let src = root.join("crates/keel/tests/vm.rs");
-    let wanted = format!("\"src_path\":\"{}\"", src.display());
-    let exe = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter(|l| l.contains(&wanted) && l.contains("\"test\":true"))
-        .find_map(|l| {
-            let rest = l.split("\"executable\":\"").nth(1)?;
-            rest.split('"').next().map(PathBuf::from)
-        })
-        .ok_or_else(|| format!("cargo built no test binary for {}", src.display()))?;
-    let logs = root.join("build/logs");
-    std::fs::create_dir_all(&logs).map_err(|e| format!("{}: {e}", logs.display()))?;
-    let log = logs.join("test-vm.log");
-    let f = std::fs::File::create(&log).map_err(|e| format!("{}: {e}", log.display()))?;
-    let f2 = f
-        .try_clone()
-        .map_err(|e| format!("{}: {e}", log.display()))?;
-    eprintln!(
-        "xtask: running {SIDE_TEST} beside the other tests (log: {})",
-        log.display()
-    );
-    let child = Command::new(&exe)
-        .args(["--exact", SIDE_TEST, "--nocapture"])
-        .env("KEEL_TEST_STRICT", "1")
-        .env("KEEL_PORTAGE_VENV", venv)
-        .current_dir(root.join("crates/keel"))
-        .stdin(std::process::Stdio::null())
-        .stdout(f)
-        .stderr(f2)
-        .spawn()
-        .map_err(|e| format!("cannot run {}: {e}", exe.display()))?;
-    Ok(SideTest { child, log })
-}
-
-impl SideTest {
-    /// Wait for it, print its log, and say whether it passed.
-    fn finish(mut self) -> Result<bool, String> {
-        eprintln!(
-            "xtask: waiting for {SIDE_TEST} (log: {})",
-            self.log.display()
-        );
-        let status = self
-            .child
-            .wait()
-            .map_err(|e| format!("waiting for {SIDE_TEST}: {e}"))?;
-        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
-        eprintln!("---- {SIDE_TEST} ----\n{text}");
-        if status.success() {
-            eprintln!("xtask: {SIDE_TEST} passed");
-        } else {
+    let mut bins = suite::parse_artifacts(&String::from_utf8_lossy(&out.stdout));
+    if bins.is_empty() {
+        return Err("cargo built no test binaries".into());
+    }
+    bins.push(suite::Binary::doctests(root));
+    // One binary more than CPUs: the longest (a VM under TCG) mostly keeps one CPU busy,
+    // and several binaries wait on downloads and QEMU boots part of their time.
+    let jobs = std::thread::available_parallelism().map_or(1, |n| n.get()) + 1;
+    let setup = t.elapsed();
+    let tests = std::time::Instant::now();
+    let outcomes = suite::run(root, bins, env, jobs)?;
+    let table = suite::table(&outcomes, setup, tests.elapsed(), jobs);
+    eprint!("\n{table}");
+    let path = root.join("build/logs/test-times.txt");
+    std::fs::write(&path, &table).map_err(|e| format!("{}: {e}", path.display()))?;
+    eprintln!("xtask: the table is in {}", path.display());
+    let failed: Vec<&str> = outcomes
+        .iter()
+        .filter(|o| !o.ok)
+        .map(|o| o.name.as_str())
+        .collect();
+    if failed.is_empty() {
+        eprintln!("xtask: every test binary passed");
+        Ok(ExitCode::SUCCESS)
+    } else {
+        for o in outcomes.iter().filter(|o| !o.ok) {
             eprintln!(
-                "xtask: {SIDE_TEST} FAILED ({status}); log: {}",
-                self.log.display()
+                "xtask: FAILED {} ({}); log: {}",
+                o.name,
+                o.status,
+                o.log.display()
             );
         }
-        Ok(status.success())
+        Err(format!(
+            "{} test binaries failed: {}",
+            failed.len(),
+            failed.join(", ")
+        ))
     }
 }
 
