@@ -116,7 +116,7 @@ pub fn check(image: &Path, opts: &CheckOptions) -> Result<CheckOutcome, Error> {
     };
     let cmdline = qemu::kernel_cmdline(&disks, opts.selinux.as_ref().map(|s| s.0), true);
     let q = qemu::Qemu {
-        accel: qemu::Accel::detect(),
+        accel: qemu::Accel::detect(&disks.kernel, &opts.dir),
         memory_mb: opts.memory_mb,
         cpus: opts.cpus,
         disks,

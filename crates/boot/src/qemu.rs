@@ -17,10 +17,13 @@ pub enum Accel {
 
 impl Accel {
     /// `KEEL_QEMU_ACCEL=kvm|tcg` when set; else KVM when it works, TCG otherwise. KVM
-    /// "works" when a guest starts under it: on some hosts `/dev/kvm` opens but the first
-    /// vCPU setup aborts QEMU (`kvm_buf_set_msrs` assertion), so a 2-second probe boots an
-    /// empty machine and counts it alive when it is still running at the end.
-    pub fn detect() -> Accel {
+    /// "works" when the guest's own kernel gets going under it: on some hosts `/dev/kvm`
+    /// opens but the first vCPU setup aborts QEMU (`kvm_buf_set_msrs` assertion, QEMU
+    /// 7.2), on others (nested, QEMU 10) the firmware runs but Linux hangs as it enters
+    /// long mode, silently, at full CPU. So a probe boots `kernel` (no initramfs, serial
+    /// console to a file in `scratch`) for a few seconds and counts KVM working when the
+    /// kernel printed its `Linux version` banner.
+    pub fn detect(kernel: &Path, scratch: &Path) -> Accel {
         match std::env::var("KEEL_QEMU_ACCEL").as_deref() {
             Ok("kvm") => return Accel::Kvm,
             Ok("tcg") => return Accel::Tcg,
@@ -34,15 +37,24 @@ impl Accel {
         {
             return Accel::Tcg;
         }
+        let serial = scratch.join("kvm-probe.serial");
+        let _ = std::fs::remove_file(&serial);
         let probe = Cmd::new("timeout")
-            .args([
-                "2", QEMU, "-accel", "kvm", "-cpu", "host", "-M", "q35", "-m", "64",
-            ])
-            .args(["-display", "none", "-nodefaults", "-no-reboot"])
-            // 124: still running when the time was up, which is what "works" means here.
-            .ok_codes(&[124])
+            .args(["4", QEMU, "-accel", "kvm", "-cpu", "host", "-m", "256"])
+            .args(["-display", "none", "-nodefaults", "-no-reboot", "-serial"])
+            .arg(format!("file:{}", serial.display()))
+            .arg("-kernel")
+            .arg(kernel)
+            .args(["-append", "console=ttyS0 earlyprintk=serial,ttyS0 panic=-1"])
+            // 124: still running when the time was up (a kernel that booted waits for a
+            // root it has not got); anything else is QEMU failing.
+            .ok_codes(&[0, 124])
             .output();
-        if probe.is_ok() {
+        let banner = std::fs::read(&serial)
+            .map(|b| b.windows(13).any(|w| w == b"Linux version"))
+            .unwrap_or(false);
+        let _ = std::fs::remove_file(&serial);
+        if probe.is_ok() && banner {
             Accel::Kvm
         } else {
             Accel::Tcg
@@ -54,6 +66,25 @@ impl Accel {
             Accel::Kvm => ["-accel", "kvm", "-cpu", "host"],
             Accel::Tcg => ["-accel", "tcg", "-cpu", "max"],
         }
+    }
+}
+
+/// QEMU's arguments to become `uid:gid` once it has opened its files: `-run-with
+/// user=UID:GID` where QEMU has it (9.1 and later; QEMU 10 rejects `-runas` as an invalid
+/// option), else `-runas UID:GID` (bookworm's 7.2). Asked of `QEMU -help`.
+pub fn run_as(uid: u32, gid: u32) -> [String; 2] {
+    let help = Cmd::new(QEMU)
+        .arg("-help")
+        .output()
+        .map(|o| o.stdout)
+        .unwrap_or_default();
+    if help
+        .lines()
+        .any(|l| l.starts_with("-run-with") && l.contains("user="))
+    {
+        ["-run-with".into(), format!("user={uid}:{gid}")]
+    } else {
+        ["-runas".into(), format!("{uid}:{gid}")]
     }
 }
 

@@ -78,7 +78,7 @@ pub fn run(project: &Project, a: &Args) -> Result<ExitCode> {
             None => boot::qemu::Console::Terminal,
         };
         let q = boot::qemu::Qemu {
-            accel: boot::qemu::Accel::detect(),
+            accel: boot::qemu::Accel::detect(&disks.kernel, &dir),
             memory_mb: a.memory_mb,
             cpus: a.cpus,
             disks,
