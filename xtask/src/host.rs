@@ -167,8 +167,8 @@ const NEEDS: &[(&str, &str, &str, bool)] = &[
     (
         "/usr/bin/umoci",
         "umoci",
-        "makes the OCI test images and is the oracle of the oci unpack differential tests",
-        false,
+        "keel vm's default build environment (an OCI image); the oracle of the oci unpack tests",
+        true,
     ),
     (
         "/usr/bin/skopeo",

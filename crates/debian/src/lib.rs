@@ -162,24 +162,43 @@ impl Debian {
     /// The setup for a variant, its `.deb`s kept under `cache_dir/debian/<suite>`; the
     /// archives come from `KEEL_DEBIAN_MIRROR` and `KEEL_DEBIAN_SECURITY_MIRROR` when set.
     pub fn new(cache_dir: &Path, resolved: &Resolved) -> Result<Debian, Error> {
-        let suite = resolved.settings.suite.clone().ok_or_else(|| {
+        let suite = resolved.settings.suite.as_deref().ok_or_else(|| {
             Error::Host(format!(
                 "variant `{}` has no `suite` (the variant crate requires one)",
                 resolved.name
             ))
         })?;
+        Ok(Debian::for_suite(cache_dir, suite))
+    }
+
+    /// The setup for `suite` (the variant's, or `keel vm`'s build environment's): `.deb`s
+    /// kept under `cache_dir/debian/<suite>`, the archives from `KEEL_DEBIAN_MIRROR` and
+    /// `KEEL_DEBIAN_SECURITY_MIRROR` when set.
+    pub fn for_suite(cache_dir: &Path, suite: &str) -> Debian {
         let env = |k: &str, d: &str| {
             std::env::var(k)
                 .ok()
                 .filter(|v| !v.is_empty())
                 .unwrap_or_else(|| d.to_owned())
         };
-        Ok(Debian {
-            cache: cache_dir.join("debian").join(&suite),
+        Debian {
+            cache: cache_dir.join("debian").join(suite),
             mirror: env("KEEL_DEBIAN_MIRROR", DEFAULT_MIRROR),
             security_mirror: env("KEEL_DEBIAN_SECURITY_MIRROR", DEFAULT_SECURITY_MIRROR),
-            suite,
-        })
+            suite: suite.to_owned(),
+        }
+    }
+
+    /// The downloaded `.deb`s (`<cache>/archives`).
+    pub fn archives(&self) -> PathBuf {
+        self.cache.join("archives")
+    }
+
+    /// The package cache, locked for as long as the file is open: builds of one suite
+    /// share it, so each waits for the one that holds it.
+    pub fn lock_cache(&self) -> Result<fs::File, Error> {
+        fs::create_dir_all(&self.cache).map_err(io(&self.cache))?;
+        lock(&self.cache.join("lock"))
     }
 
     /// The `sources.list` lines of the build: the suite, its updates and security
@@ -295,9 +314,9 @@ impl Debian {
         if let Some(parent) = dest.parent() {
             fs::create_dir_all(parent).map_err(io(parent))?;
         }
-        let archives = self.cache.join("archives");
+        let archives = self.archives();
         fs::create_dir_all(&archives).map_err(io(&archives))?;
-        let _lock = lock(&self.cache.join("lock"))?;
+        let _lock = self.lock_cache()?;
 
         let q = |p: &Path| exec::shell_quote(&p.to_string_lossy());
         let mut cmd = Cmd::new("mmdebstrap")

@@ -1,7 +1,7 @@
 //! `keel vm` (issue 9): the VM's start-to-command time, and the full cold `selinux` build in
 //! the VM against the same build on the host (ratio). Run with `cargo xtask bench vm`.
-//! Under TCG on the project's machines; the build environment image is
-//! tests/fixtures/vm/build-env.sh's (made once, kept under build/test-cache/vm).
+//! Under TCG on the project's machines; the build environment image is the one `keel vm`
+//! uses without `--image` (made once, kept under the project's build/tools).
 
 use std::fs;
 use std::path::Path;

@@ -100,7 +100,7 @@ enum Command {
         #[command(subcommand)]
         command: cmd::tmpfiles::TmpfilesCommand,
     },
-    /// Run a Keel command in a build VM made from a container image, e.g. `keel vm --image IMG -- build --variant selinux`
+    /// Run a Keel command in a build VM made from a container image (default: Keel's Debian build environment), e.g. `keel vm -- build --variant selinux`
     Vm(cmd::vm::Args),
 }
 

@@ -62,7 +62,7 @@ pub enum Error {
         path: PathBuf,
         source: exec::Error,
     },
-    #[error("this build host has SELinux enabled ({evidence}): label changes in the tree would be checked against the HOST's loaded policy, which denies or rewrites the target's labels (setfiles fails on such hosts); build in a VM whose kernel has no policy loaded: `keel vm --image IMAGE -- build --variant {variant}` (IMAGE: the build environment as an OCI image layout or archive; docs/vm.md)")]
+    #[error("this build host has SELinux enabled ({evidence}): label changes in the tree would be checked against the HOST's loaded policy, which denies or rewrites the target's labels (setfiles fails on such hosts); build in a VM whose kernel has no policy loaded: `keel vm -- build --variant {variant}` (Keel makes its Debian build environment the first time; `--image REF` picks another; docs/vm.md)")]
     HostSelinux { evidence: String, variant: String },
     #[error("Python reached the image {}:\n  {}", image.display(), found.join("\n  "))]
     Python { image: PathBuf, found: Vec<String> },

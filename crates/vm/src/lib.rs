@@ -1,6 +1,8 @@
 //! `keel vm`: run a Keel command inside a QEMU VM whose root filesystem is a container
 //! image, with a kernel that has no SELinux policy loaded (docs/vm.md).
 //!
+//! - [`build_env`]: the default image (no `--image`): Debian made by `build-env.sh` with
+//!   mmdebstrap and umoci, once per key, under `build/tools/`.
 //! - [`rootdisk`]: the image unpacked (crate `oci`) into an ext4 root disk, once per image
 //!   and kernel; Keel's PID 1 (`init.sh`) in it.
 //! - [`script`]: the run script PID 1 runs: the 9p shares, the build disk, the
@@ -13,6 +15,7 @@
 //! name at a time (a lock); the inner command's exit code is `keel vm`'s; what the VM
 //! writes into the host's output and cache belongs to the invoking user.
 
+pub mod build_env;
 pub mod rootdisk;
 pub mod script;
 
@@ -40,6 +43,13 @@ pub enum Error {
     Oci(#[from] oci::Error),
     #[error(transparent)]
     Portage(#[from] portage::venv::Error),
+    #[error(transparent)]
+    Debian(Box<debian::Error>),
+    #[error("keel vm: making the default build environment failed (log {}; the next run makes it again, or give --image): {source}", log.display())]
+    BuildEnv {
+        log: PathBuf,
+        source: Box<exec::Error>,
+    },
     #[error("{0}")]
     Invalid(String),
     #[error("VM `{name}` is running already (lock {}): wait for it, or pick another --name", lock.display())]
@@ -117,6 +127,9 @@ pub const OUT: &str = "/keel/out";
 pub const CACHE: &str = "/keel/cache";
 pub const BUILD: &str = "/keel/build";
 pub const TOOLS: &str = "/keel/tools";
+/// Set (to the VM's name) in the inner command's environment: a build in the VM turns
+/// off the Portage sandboxes that the VM duplicates (`portage::VM_DUPLICATES`).
+pub const INSIDE: &str = "KEEL_VM";
 
 /// What a run gave.
 #[derive(Debug, Clone)]
@@ -250,6 +263,7 @@ pub fn run(opts: &Options, progress: &mut dyn Write) -> Result<Outcome, Error> {
         ("KEEL_BUILD_DIR".into(), BUILD.into()),
         ("KEEL_CACHE_DIR".into(), CACHE.into()),
         ("KEEL_OUTPUT_DIR".into(), OUT.into()),
+        (INSIDE.into(), opts.name.clone()),
         ("HOME".into(), "/root".into()),
         ("TERM".into(), "dumb".into()),
     ];
@@ -280,7 +294,7 @@ pub fn run(opts: &Options, progress: &mut dyn Write) -> Result<Outcome, Error> {
     let run_file = tools.join("run");
     fs::write(&run_file, script::run_script(&spec)).map_err(io(&run_file))?;
 
-    let accel = boot::qemu::Accel::detect();
+    let accel = boot::qemu::Accel::detect(&root.kernel, &state);
     let mut args: Vec<String> = vec![
         "--pdeathsig".into(),
         "KILL".into(),
@@ -293,7 +307,7 @@ pub fn run(opts: &Options, progress: &mut dyn Write) -> Result<Outcome, Error> {
     if uid != rustix::process::geteuid().as_raw() {
         // QEMU opens the disks, the report file and the share roots first, then becomes
         // the invoking user: what the VM writes through the shares is theirs.
-        args.extend(["-runas".into(), format!("{uid}:{gid}")]);
+        args.extend(boot::qemu::run_as(uid, gid));
     }
     args.extend(accel_args(accel));
     args.extend([

@@ -1,14 +1,26 @@
 //! `keel vm [OPTIONS] -- KEEL-ARGS...`: run a Keel command in a build VM (docs/vm.md).
 
-use anyhow::{bail, Result};
+use anyhow::Result;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use variant::Project;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// The build environment: an OCI image layout directory or archive, PATH[:TAG]
-    #[arg(long, value_name = "REF", env = "KEEL_VM_IMAGE")]
+    /// The build environment: an OCI image layout directory or archive, PATH[:TAG] [default: Keel's Debian bookworm build environment, made once into build/tools/vm-build-env-KEY/]
+    #[arg(
+        long,
+        value_name = "REF",
+        env = "KEEL_VM_IMAGE",
+        long_help = "The build environment: an OCI image layout directory or archive, PATH[:TAG].\n\n\
+            Default: Keel's own Debian bookworm build environment (the build tools, the SELinux policy tools, \
+            a compiler, a kernel and initramfs; Keel and the Portage venv are shared in). The first \
+            `keel vm` without --image makes it as root with mmdebstrap and umoci (a few minutes) into \
+            build/tools/vm-build-env-KEY/ (KEY: a hash of Keel's script and of KEEL_DEBIAN_MIRROR, \
+            KEEL_DEBIAN_SECURITY_MIRROR and the architecture), its .debs kept in \
+            build/cache/debian/bookworm/; later runs use it at once. To make it again, delete that \
+            directory (`keel clean --all` removes it with the rest of build/). See docs/vm.md."
+    )]
     pub image: Option<String>,
     /// The VM's name: its state lives in build/vm/NAME, one run per name at a time [default: the project's]
     #[arg(long)]
@@ -50,10 +62,11 @@ const PASSED_ON: &[&str] = &[
 ];
 
 pub fn run(project: &Project, a: Args) -> Result<ExitCode> {
-    let Some(image) = a.image else {
-        bail!("keel vm needs a build environment image: --image PATH[:TAG] (an OCI image layout directory or archive, e.g. from `skopeo copy` or `podman save --format oci-archive`), or KEEL_VM_IMAGE")
-    };
     let dirs = pipeline::Dirs::of(project);
+    let image = match a.image.filter(|i| !i.is_empty()) {
+        Some(i) => i,
+        None => vm::build_env::ensure(&dirs.build, &dirs.cache, &mut std::io::stderr())?.image(),
+    };
     let cwd = std::env::current_dir()?;
     let output_dir = match a.output {
         Some(o) if o.is_relative() => cwd.join(o),
