@@ -1,12 +1,14 @@
-//! `keel vm` end to end (issue 9): a build environment image made here (mmdebstrap +
-//! umoci: tests/fixtures/vm/build-env.sh), booted under QEMU (TCG on these machines).
+//! `keel vm` end to end (issues 9, 14): the default build environment (a Debian image
+//! made once by `keel vm`, docs/vm.md), booted under QEMU (TCG on these machines).
 //!
 //! One test, in steps, because each step boots a VM and the machine has two cores:
-//! the `selinux` variant built on the host; beside it, a failing inner command and an
-//! interrupted run (SIGINT to keel vm, then SIGKILL); then the `selinux` variant built in
-//! the VM over the host build's cache (binary packages), whose manifest (paths, types,
-//! modes, owners, labels, content hashes) must equal the host build's. `benches/vm.rs`
-//! times a cold in-VM build.
+//! the `selinux-mini` fixture (tests/fixtures/variants: `selinux` cut down to a shell, the
+//! SELinux userspace and the whole policy) built on the host, shared with the other tests
+//! that need it; beside it, a failing inner command and an interrupted run (SIGINT to keel
+//! vm, then SIGKILL); then the same variant built in the VM over the host build's cache
+//! (binary packages), whose manifest (paths, types, modes, owners, labels, content hashes)
+//! must equal the host build's. `benches/vm.rs` times a cold in-VM build of the full
+//! `selinux` variant against the host's.
 
 mod common;
 
@@ -16,8 +18,10 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-const EPOCH: &str = "1700000000";
+const EPOCH: &str = testutil::EPOCH;
 const REPO: &str = "tests/fixtures/gentoo-mini";
+/// The variant built on both sides.
+const VARIANT: &str = "selinux-mini";
 
 /// The QEMU processes of a VM (by the name in its command line).
 fn qemu_of(name: &str) -> Vec<String> {
@@ -43,7 +47,6 @@ fn no_qemu_left(name: &str) {
 
 struct Vm<'a> {
     p: &'a common::Project,
-    image: &'a Path,
 }
 
 impl Vm<'_> {
@@ -61,8 +64,6 @@ impl Vm<'_> {
                 "--name",
                 name,
             ])
-            .arg("--image")
-            .arg(format!("{}:build-env", self.image.display()))
             .args(extra)
             .arg("--")
             .args(inner)
@@ -78,7 +79,7 @@ impl Vm<'_> {
             .cmd(
                 name,
                 &[],
-                &["build", "--variant", "selinux", "--gentoo-repo", REPO],
+                &["build", "--variant", VARIANT, "--gentoo-repo", REPO],
             )
             .stdout(Stdio::null())
             .stderr(fs::File::create(&log).unwrap())
@@ -137,36 +138,37 @@ fn keel_vm_builds_what_the_host_builds() {
         }
     }
 
-    // 0 (started first, joined in step 3). The selinux variant built on the host, cold,
-    // into a cache of its own. The VM's build in step 3 shares that cache, as a user's
-    // builds share `build/cache`: Portage in the VM installs the host's binary packages
-    // instead of compiling them again, which is what makes this test fit in CI under TCG.
-    // Everything after the packages (their merge into the sysroot and the destination
-    // root, tmpfiles, fixups, the policy store, labels, the image) is done in the VM.
-    // `benches/vm.rs` times a cold in-VM build (compiling too) against the host's.
-    let cache = p.root.join("shared-cache");
-    fs::create_dir_all(&cache).unwrap();
-    let host_out = p.root.join("host-out");
-    let host_build = {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_keel"));
-        c.current_dir(&p.root)
-            .args(["build", "--variant", "selinux", "--gentoo-repo", REPO])
-            .arg("--output")
-            .arg(&host_out)
-            .env("KEEL_CACHE_DIR", &cache)
-            .env("SOURCE_DATE_EPOCH", EPOCH)
-            .stdin(Stdio::null());
-        std::thread::spawn(move || {
-            let t = Instant::now();
-            (c.output().unwrap(), t.elapsed().as_secs_f64())
-        })
-    };
+    for e in fs::read_dir(testutil::project_root().join("tests/fixtures/variants"))
+        .unwrap()
+        .flatten()
+    {
+        common::copy_tree(&e.path(), &p.root.join("variants").join(e.file_name()));
+    }
 
-    let image = testutil::vm_build_env_image().expect("mmdebstrap and umoci are here");
-    let vm = Vm {
-        p: &p,
-        image: &image,
-    };
+    // 0 (started first, joined in step 3). The variant built on the host: the suite's
+    // shared build of it (testutil::shared_build), cold on a clean clone. The VM's build in
+    // step 3 shares a copy of its cache, as a user's builds share `build/cache`: Portage in
+    // the VM installs the host's binary packages instead of compiling them again. Everything
+    // after the packages (their merge into the sysroot and the destination root, tmpfiles,
+    // fixups, the policy store, booleans, labels, the image) is done in the VM.
+    let host_build = std::thread::spawn(|| {
+        testutil::shared_build(
+            Path::new(env!("CARGO_TARGET_TMPDIR")),
+            Path::new(env!("CARGO_BIN_EXE_keel")),
+            VARIANT,
+        )
+    });
+
+    // No --image: keel vm's default build environment. It is made once per key into the
+    // real project's build/tools (testutil calls the same code) and linked into this
+    // project's, where keel vm looks for it, so the runs below take the default path.
+    let env = testutil::vm_build_env_image().expect("mmdebstrap and umoci are here");
+    std::os::unix::fs::symlink(
+        &env,
+        p.root.join("build/tools").join(env.file_name().unwrap()),
+    )
+    .unwrap();
+    let vm = Vm { p: &p };
 
     // 1. A failing inner command: its exit code, and the end of its output.
     let o = vm
@@ -196,11 +198,15 @@ fn keel_vm_builds_what_the_host_builds() {
     // 3. The selinux variant built in a VM, as an unprivileged invoking user (what sudo
     //    says in SUDO_UID/SUDO_GID): the artifacts on the host are theirs. The cache is
     //    theirs too, as their own `build/cache` would be.
-    let (o, host_secs) = host_build.join().unwrap();
-    let (ok, _, err) = common::text(&o);
-    assert!(ok, "the host build failed:\n{err}");
+    let host = host_build
+        .join()
+        .unwrap()
+        .expect("the Portage venv is here");
+    let cache = p.root.join("shared-cache");
+    testutil::copy(&host.cache, &cache);
+    let host_out = host.output.clone();
     let binpkgs = gpkgs(&cache);
-    assert!(binpkgs.len() > 10, "the host build made {binpkgs:?}");
+    assert!(binpkgs.len() >= 10, "the host build made {binpkgs:?}");
     chown_tree(&cache, 4242);
     let out = p.root.join("vm-out");
     fs::create_dir_all(&out).unwrap();
@@ -210,7 +216,7 @@ fn keel_vm_builds_what_the_host_builds() {
         .cmd(
             "build",
             &["--output", out.to_str().unwrap()],
-            &["build", "--variant", "selinux", "--gentoo-repo", REPO],
+            &["build", "--variant", VARIANT, "--gentoo-repo", REPO],
         )
         .env("KEEL_CACHE_DIR", &cache)
         .env("SUDO_UID", "4242")
@@ -222,10 +228,10 @@ fn keel_vm_builds_what_the_host_builds() {
     assert!(ok, "the build in the VM failed:\n{err}");
     assert!(err.contains("keel vm: the command started"), "{err}");
     no_qemu_left("build");
-    let vm_manifest = out.join("selinux/manifest.txt");
+    let vm_manifest = out.join(VARIANT).join("manifest.txt");
     for f in [
-        out.join("selinux"),
-        out.join("selinux/selinux.squashfs"),
+        out.join(VARIANT),
+        out.join(VARIANT).join(format!("{VARIANT}.squashfs")),
         vm_manifest.clone(),
     ] {
         let m = fs::metadata(&f).unwrap();
@@ -236,15 +242,21 @@ fn keel_vm_builds_what_the_host_builds() {
     assert_eq!(gpkgs(&cache), binpkgs, "the VM built packages of its own");
 
     // 4. The two manifests.
-    let host = fs::read_to_string(host_out.join("manifest.txt")).unwrap();
+    let host_manifest = fs::read_to_string(host_out.join("manifest.txt")).unwrap();
     let inside = fs::read_to_string(&vm_manifest).unwrap();
-    assert!(host.lines().count() > 100, "{host}");
-    assert!(
-        host.contains("system_u:object_r:shell_exec_t:s0"),
-        "labelled manifest"
-    );
-    if host != inside {
-        let h: std::collections::BTreeSet<&str> = host.lines().collect();
+    assert!(host_manifest.lines().count() > 100, "{host_manifest}");
+    for label in [
+        "system_u:object_r:shell_exec_t:s0",
+        "system_u:object_r:semanage_store_t:s0",
+        "system_u:object_r:lib_t:s0",
+    ] {
+        assert!(
+            host_manifest.contains(label),
+            "{label} in the manifest:\n{host_manifest}"
+        );
+    }
+    if host_manifest != inside {
+        let h: std::collections::BTreeSet<&str> = host_manifest.lines().collect();
         let v: std::collections::BTreeSet<&str> = inside.lines().collect();
         panic!(
             "manifests differ\nonly on the host:\n{}\nonly in the VM:\n{}",
@@ -261,8 +273,9 @@ fn keel_vm_builds_what_the_host_builds() {
         );
     }
     eprintln!(
-        "selinux build: host {host_secs:.0} s (cold); then in the VM {vm_secs:.0} s (TCG, incl. boot, \
-         the host's {} binary packages)",
+        "{VARIANT} build: host {:.0} s (0: shared, built before); then in the VM {vm_secs:.0} s \
+         (TCG, incl. boot, the host's {} binary packages)",
+        host.secs,
         binpkgs.len()
     );
 }

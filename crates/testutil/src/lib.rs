@@ -6,6 +6,9 @@
 
 use std::path::{Path, PathBuf};
 
+mod fixture;
+pub use fixture::{copy, shared_build, Built, EPOCH};
+
 /// True when missing tools must fail tests (set by `cargo xtask test`).
 pub fn strict() -> bool {
     std::env::var_os("KEEL_TEST_STRICT").is_some_and(|v| v == "1")
@@ -77,46 +80,18 @@ pub fn portage_venv() -> Option<PathBuf> {
     }
 }
 
-/// The Debian build environment image for `keel vm` (an OCI layout, tag `build-env`), made
-/// by `tests/fixtures/vm/build-env.sh` once per version of that script and kept under
-/// `build/test-cache/vm` with the `.deb`s it downloaded. None (skip) locally when
-/// mmdebstrap or umoci is missing; panics under strict mode, or when the script fails.
+/// The Debian build environment image for `keel vm`: the OCI layout (tag `build-env`)
+/// that `keel vm` without `--image` uses for this project, `build/tools/vm-build-env-<key>`,
+/// made by the same code (`vm::build_env::ensure`) when missing, its `.deb`s kept in
+/// `build/cache`. None (skip) locally when mmdebstrap or umoci is missing; panics under
+/// strict mode, or when making it fails.
 pub fn vm_build_env_image() -> Option<PathBuf> {
     if !require("mmdebstrap") || !require("umoci") {
         return None;
     }
-    let real = project_root();
-    let script = real.join("tests/fixtures/vm/build-env.sh");
-    let text = std::fs::read(&script).expect("tests/fixtures/vm/build-env.sh");
-    // FNV-1a: a key for the cache directory, not a security boundary.
-    let hash = text.iter().fold(0xcbf29ce484222325u64, |h, b| {
-        (h ^ u64::from(*b)).wrapping_mul(0x100000001b3)
-    });
-    let dir = real.join("build/test-cache/vm");
-    let layout = dir.join(format!("build-env-{hash:016x}"));
-    if layout.join("index.json").exists() {
-        return Some(layout);
+    let build = project_root().join("build");
+    match vm::build_env::ensure(&build, &build.join("cache"), &mut std::io::stderr()) {
+        Ok(env) => Some(env.layout),
+        Err(e) => panic!("the build environment for keel vm: {e}"),
     }
-    std::fs::create_dir_all(&dir).expect("build/test-cache/vm");
-    let t = std::time::Instant::now();
-    let o = std::process::Command::new("sh")
-        .arg(&script)
-        .arg(&layout)
-        .arg(dir.join("apt"))
-        .stdin(std::process::Stdio::null())
-        .output()
-        .expect("sh");
-    assert!(
-        o.status.success(),
-        "{} failed:\n{}{}",
-        script.display(),
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    );
-    eprintln!(
-        "build environment image {} made in {:.0} s",
-        layout.display(),
-        t.elapsed().as_secs_f64()
-    );
-    Some(layout)
 }
