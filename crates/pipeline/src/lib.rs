@@ -86,8 +86,6 @@ pub struct Options {
     pub source_date_epoch: Option<i64>,
     /// What tells whether the build host has SELinux enabled (the real host by default).
     pub selinux_probe: Box<dyn policy::Probe>,
-    /// The build runs inside `keel vm` ([`portage::Portage::in_vm`]).
-    pub in_vm: bool,
 }
 
 /// The project's build directories. Each defaults to a place under the project's `build/`
@@ -514,8 +512,7 @@ fn portage_stages(
         distdir: paths.cache.join("distfiles"),
         binpkgs: paths.cache.join("binpkgs").join(&resolved.name),
     };
-    let mut portage = Portage::new(install, opts.repo.clone(), layout)?;
-    portage.in_vm = opts.in_vm;
+    let portage = Portage::new(install, opts.repo.clone(), layout)?;
     let composed = portage.compose(&project.root, &resolved)?;
     if resolved.settings.selinux && Path::new(policy::POLICY_SRC).exists() {
         // The refpolicy sources the sec-policy packages build from (fetch-restricted).

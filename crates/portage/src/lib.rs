@@ -150,14 +150,7 @@ pub struct Portage {
     pub install: Install,
     pub repo: PathBuf,
     pub layout: Layout,
-    /// The build runs inside `keel vm`: Portage's network, PID and IPC sandboxes are off,
-    /// because the VM already is all three (no network device, its own kernel, nothing
-    /// else running); every other isolation stays (docs/vm.md has the measurement).
-    pub in_vm: bool,
 }
-
-/// The Portage `FEATURES` that only duplicate what `keel vm`'s VM gives ([`Portage::in_vm`]).
-pub const VM_DUPLICATES: &str = "-network-sandbox -pid-sandbox -ipc-sandbox";
 
 /// Default location of the Gentoo repository.
 pub const DEFAULT_REPO: &str = "/var/db/repos/gentoo";
@@ -179,7 +172,6 @@ impl Portage {
             install,
             repo,
             layout,
-            in_vm: false,
         })
     }
 
@@ -226,12 +218,10 @@ impl Portage {
         // Debian's /usr/bin/sandbox is an SELinux tool, not Gentoo's sandbox. No syncfs
         // after every merge (`merge-sync`): these roots are build trees, and a crashed build
         // is redone from its stage's start anyway.
-        let features = "-sandbox -usersandbox -news -merge-sync binpkg-multi-instance";
-        if self.in_vm {
-            kv("FEATURES", &format!("{features} {VM_DUPLICATES}"));
-        } else {
-            kv("FEATURES", features);
-        }
+        kv(
+            "FEATURES",
+            "-sandbox -usersandbox -news -merge-sync binpkg-multi-instance",
+        );
         // Independent packages build side by side, as most Gentoo users set it; a project's
         // make.conf may say otherwise (later parts win). The destroot stays serial:
         // `destroot_config`.

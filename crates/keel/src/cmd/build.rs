@@ -31,7 +31,6 @@ pub fn run(
         output,
         source_date_epoch,
         selinux_probe: Box::new(policy::HostProbe),
-        in_vm: std::env::var_os(vm::INSIDE).is_some(),
     };
     let outcome = pipeline::build(project, variant, &opts, &mut std::io::stderr())?;
     if outcome.ran.is_empty() {
