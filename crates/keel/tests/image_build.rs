@@ -6,6 +6,9 @@
 //! no-op rebuild; overlay-only and tmpfiles-only rebuilds; a kill at each stage followed by
 //! a rebuild gives the clean build's image, also a kill while Portage merges into the
 //! sysroot; a second clean build gives the same bytes.
+//!
+//! Cold on purpose, not a shared build (`testutil::shared_build`): it kills builds, edits
+//! the project, and checks that two clean builds give the same bytes.
 
 mod common;
 

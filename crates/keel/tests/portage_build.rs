@@ -7,6 +7,9 @@
 //! a rebuild with nothing changed runs no emerge; changing one set reruns exactly the
 //! stages that read it; a file deleted from portage/ stops taking effect; the host's own
 //! Portage paths are untouched.
+//!
+//! Cold on purpose, not a shared build (`testutil::shared_build`): the first builds must run
+//! every stage from nothing, and the later steps edit the project and rebuild it.
 
 mod common;
 

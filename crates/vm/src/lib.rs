@@ -127,9 +127,6 @@ pub const OUT: &str = "/keel/out";
 pub const CACHE: &str = "/keel/cache";
 pub const BUILD: &str = "/keel/build";
 pub const TOOLS: &str = "/keel/tools";
-/// Set (to the VM's name) in the inner command's environment: a build in the VM turns
-/// off the Portage sandboxes that the VM duplicates (`portage::VM_DUPLICATES`).
-pub const INSIDE: &str = "KEEL_VM";
 
 /// What a run gave.
 #[derive(Debug, Clone)]
@@ -263,7 +260,6 @@ pub fn run(opts: &Options, progress: &mut dyn Write) -> Result<Outcome, Error> {
         ("KEEL_BUILD_DIR".into(), BUILD.into()),
         ("KEEL_CACHE_DIR".into(), CACHE.into()),
         ("KEEL_OUTPUT_DIR".into(), OUT.into()),
-        (INSIDE.into(), opts.name.clone()),
         ("HOME".into(), "/root".into()),
         ("TERM".into(), "dumb".into()),
     ];
