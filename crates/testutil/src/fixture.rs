@@ -199,3 +199,46 @@ pub fn copy(from: &Path, to: &Path) {
         .expect("cp");
     assert!(st.success(), "cp -a {} {}", from.display(), to.display());
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_key_follows_every_input() {
+        let dir = std::env::temp_dir().join(format!("testutil-key-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        let real = dir.join("p");
+        fs::create_dir_all(real.join("variants/v")).unwrap();
+        fs::create_dir_all(real.join("tests/fixtures/gentoo-mini")).unwrap();
+        fs::write(
+            real.join("variants/v/variant.toml"),
+            "inherits = \"base\"\n",
+        )
+        .unwrap();
+        fs::write(real.join("tests/fixtures/gentoo-mini/x.ebuild"), "EAPI=8\n").unwrap();
+        let keel = dir.join("keel");
+        fs::write(&keel, "binary 1").unwrap();
+        let venv = Path::new("/venv");
+        let k0 = key(&real, &keel, venv, "v");
+        assert_eq!(k0.len(), 16);
+        assert_eq!(key(&real, &keel, venv, "v"), k0, "stable");
+        assert_ne!(key(&real, &keel, venv, "w"), k0, "the variant");
+        fs::write(&keel, "binary 2").unwrap();
+        let k1 = key(&real, &keel, venv, "v");
+        assert_ne!(k1, k0, "Keel's binary");
+        fs::write(real.join("tests/fixtures/gentoo-mini/x.ebuild"), "EAPI=7\n").unwrap();
+        let k2 = key(&real, &keel, venv, "v");
+        assert_ne!(k2, k1, "a file's content");
+        fs::rename(
+            real.join("variants/v/variant.toml"),
+            real.join("variants/v/other.toml"),
+        )
+        .unwrap();
+        let k3 = key(&real, &keel, venv, "v");
+        assert_ne!(k3, k2, "a file's name");
+        std::os::unix::fs::symlink("a", real.join("variants/v/link")).unwrap();
+        assert_ne!(key(&real, &keel, venv, "v"), k3, "a new link");
+        fs::remove_dir_all(&dir).unwrap();
+    }
+}
