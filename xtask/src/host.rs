@@ -64,6 +64,12 @@ const NEEDS: &[(&str, &str, &str, bool)] = &[
         true,
     ),
     (
+        "/usr/bin/patch",
+        "patch",
+        "Portage applies patches with it, and Keel patches its Portage venv (crates/portage)",
+        true,
+    ),
+    (
         "/usr/bin/make",
         "make",
         "ebuilds and the reference policy build with make",

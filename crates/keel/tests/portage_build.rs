@@ -322,3 +322,33 @@ fn bad_input_is_a_clear_error_and_leaves_no_complete_root() {
         "{err}"
     );
 }
+
+/// Keel's venv carries its patch (docs/portage.md): no helper checks a process
+/// substitution with `wait "$!"`, which Debian 12's bash sometimes answers with -1.
+#[test]
+fn the_venvs_portage_checks_no_process_substitution_with_wait() {
+    let Some(venv) = testutil::portage_venv() else {
+        return;
+    };
+    let bin = venv.join("lib/portage/bin");
+    let mut checked = 0;
+    let mut left = Vec::new();
+    let mut todo = vec![bin.clone()];
+    while let Some(d) = todo.pop() {
+        for e in fs::read_dir(&d).unwrap().flatten() {
+            let path = e.path();
+            if e.file_type().unwrap().is_dir() {
+                todo.push(path);
+            } else if let Ok(text) = fs::read_to_string(&path) {
+                checked += 1;
+                for (n, l) in text.lines().enumerate() {
+                    if l.contains("wait \"$!\"") {
+                        left.push(format!("{}:{}: {}", path.display(), n + 1, l.trim()));
+                    }
+                }
+            }
+        }
+    }
+    assert!(checked > 50, "{} holds {checked} scripts", bin.display());
+    assert_eq!(left, Vec::<String>::new());
+}

@@ -52,7 +52,7 @@ fn main() {
 
     let venv = std::env::var_os("KEEL_PORTAGE_VENV")
         .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| testutil::project_root().join("build/tools/portage-3.0.83"));
+        .unwrap_or_else(|| testutil::project_root().join("build/tools/portage-3.0.83-keel1"));
     if !venv.join("bin/python").exists() {
         println!(
             "  portage (skipped: no venv at {}; run `keel tools portage-venv`)",

@@ -83,7 +83,7 @@ impl Install {
     pub fn identity(&self) -> String {
         match self {
             Install::Host => "host".to_owned(),
-            Install::Venv(_) => format!("pypi-portage-{}", venv::PORTAGE_VERSION),
+            Install::Venv(_) => format!("pypi-portage-{}", venv::VENV_ID),
         }
     }
 }

@@ -2,14 +2,21 @@
 //!
 //! The venv is made from the system interpreter (`/usr/bin/python3`): a venv on an
 //! interpreter under `/root` fails inside ebuild phases, where the unprivileged `portage`
-//! user runs python (see docs/portage.md). The version is pinned; the venv's directory
-//! name carries it, so a new pin makes a new venv.
+//! user runs python (see docs/portage.md). The version is pinned, and Keel patches one bash
+//! race out of it ([`PATCH`]); the venv's directory name carries both, so a new pin or a
+//! new patch makes a new venv.
 
 use exec::Cmd;
 use std::path::{Path, PathBuf};
 
 /// The pinned PyPI `portage` release.
 pub const PORTAGE_VERSION: &str = "3.0.83";
+/// Keel's patch to it, applied in the venv's `lib/portage`: Portage's helpers check a
+/// process substitution's status with `wait "$!"`, which bash 5.2.15 (Debian 12) sometimes
+/// answers with -1 for one that has already exited (the file's header has the numbers).
+pub const PATCH: &str = include_str!("portage-3.0.83-procsub-wait.patch");
+/// What a venv holds (its directory's name and its stamp): the version and Keel's patch level.
+pub const VENV_ID: &str = "3.0.83-keel1";
 const PYTHON: &str = "/usr/bin/python3";
 
 #[derive(Debug, thiserror::Error)]
@@ -25,20 +32,18 @@ pub enum Error {
     },
 }
 
-/// The venv directory under a build directory (`build/tools/portage-3.0.83`).
+/// The venv directory under a build directory (`build/tools/portage-3.0.83-keel1`).
 pub fn venv_dir(build_dir: &Path) -> PathBuf {
-    build_dir
-        .join("tools")
-        .join(format!("portage-{PORTAGE_VERSION}"))
+    build_dir.join("tools").join(format!("portage-{VENV_ID}"))
 }
 
 /// A venv made elsewhere (`KEEL_PORTAGE_VENV`): complete, and of the pinned version.
 pub fn check(dir: &Path) -> Result<PathBuf, Error> {
     let stamp = dir.join(".keel-complete");
     match std::fs::read_to_string(&stamp) {
-        Ok(v) if v.trim() == PORTAGE_VERSION => Ok(dir.to_owned()),
+        Ok(v) if v.trim() == VENV_ID => Ok(dir.to_owned()),
         Ok(v) => Err(Error::Invalid(format!(
-            "KEEL_PORTAGE_VENV={}: holds Portage {}, Keel pins {PORTAGE_VERSION} (make one with `keel tools portage-venv`)",
+            "KEEL_PORTAGE_VENV={}: holds Portage {}, Keel pins {VENV_ID} (make one with `keel tools portage-venv`)",
             dir.display(),
             v.trim()
         ))),
@@ -84,7 +89,19 @@ pub fn ensure(build_dir: &Path) -> Result<PathBuf, Error> {
         ])
         .log(&log)
         .run()?;
-    std::fs::write(&stamp, PORTAGE_VERSION).map_err(|source| Error::Io {
+    let patch = dir.join("keel-portage.patch");
+    std::fs::write(&patch, PATCH).map_err(|source| Error::Io {
+        path: patch.clone(),
+        source,
+    })?;
+    Cmd::new("patch")
+        .args(["-p1", "--forward", "--no-backup-if-mismatch", "-d"])
+        .arg(dir.join("lib/portage"))
+        .arg("-i")
+        .arg(&patch)
+        .log(&log)
+        .run()?;
+    std::fs::write(&stamp, VENV_ID).map_err(|source| Error::Io {
         path: stamp,
         source,
     })?;

@@ -54,22 +54,15 @@ pub fn project_root() -> PathBuf {
         .unwrap_or_else(|| here.to_owned())
 }
 
-/// The venv holding the pinned PyPI Portage: `$KEEL_PORTAGE_VENV`, else the default
-/// location under `build/tools`. None (skip) locally when absent; panics under strict mode.
+/// The venv holding the pinned PyPI Portage: `$KEEL_PORTAGE_VENV`, else the one Keel
+/// makes under `build/tools` (`portage::venv::venv_dir`), when complete. None (skip)
+/// locally when absent; panics under strict mode.
 pub fn portage_venv() -> Option<PathBuf> {
     let dir = std::env::var_os("KEEL_PORTAGE_VENV")
         .map(PathBuf::from)
         .or_else(|| {
-            let tools = project_root().join("build/tools");
-            std::fs::read_dir(tools)
-                .ok()?
-                .flatten()
-                .map(|e| e.path())
-                .find(|p| {
-                    p.file_name()
-                        .is_some_and(|n| n.to_string_lossy().starts_with("portage-"))
-                        && p.join(".keel-complete").exists()
-                })
+            let dir = portage::venv::venv_dir(&project_root().join("build"));
+            dir.join(".keel-complete").exists().then_some(dir)
         });
     match dir {
         Some(d) if d.join("bin/python").exists() => Some(d),
