@@ -1013,6 +1013,7 @@ Inst qemu-system-x86 (1:10.0.2+ds-2+deb13u1~bpo12+1 Debian Backports:oldstable-b
             "",
         );
         let err = install(&fake.apt, &["qemu-system-x86"]).unwrap_err();
+        eprintln!("xtask would stop with:\n{err}");
         assert!(fake.real_installs().is_empty(), "{:?}", fake.log());
         assert!(
             err.contains(
