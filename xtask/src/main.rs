@@ -53,9 +53,19 @@ fn run(root: &Path, args: &[String]) -> Result<ExitCode, String> {
                 ("KEEL_PORTAGE_VENV", venv.as_str()),
             ];
             if args.len() > 1 {
-                // A selection (`cargo xtask test -p tmpfiles --test cat`): cargo runs it.
-                let status = Command::new(env!("CARGO"))
-                    .args(["test", "--workspace", "--locked", "--no-fail-fast"])
+                // A selection (`cargo xtask test -p tmpfiles --test cat`): cargo runs it,
+                // over the whole workspace unless it names packages (cargo lets
+                // `--workspace` win over `-p`).
+                let names_packages = args[1..]
+                    .iter()
+                    .take_while(|a| *a != "--")
+                    .any(|a| a.starts_with("-p") || a.starts_with("--package"));
+                let mut cargo = Command::new(env!("CARGO"));
+                cargo.args(["test", "--locked", "--no-fail-fast"]);
+                if !names_packages {
+                    cargo.arg("--workspace");
+                }
+                let status = cargo
                     .args(&args[1..])
                     .envs(env)
                     .current_dir(root)
