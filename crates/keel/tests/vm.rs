@@ -273,8 +273,8 @@ fn keel_vm_builds_what_the_host_builds() {
         );
     }
     eprintln!(
-        "{VARIANT} build: host {:.0} s (0: shared, built before); then in the VM {vm_secs:.0} s \
-         (TCG, incl. boot, the host's {} binary packages)",
+        "{VARIANT} build: on the host {:.0} s (the suite's shared build; 0 when it was already \
+         there); then in the VM {vm_secs:.0} s (TCG, incl. boot, the host's {} binary packages)",
         host.secs,
         binpkgs.len()
     );
