@@ -4,6 +4,9 @@
 use crate::reference::ImageRef;
 use crate::spec::{self, Choice, Descriptor, ImageConfig, Index, Manifest};
 use crate::Error;
+use rustix::fd::AsRawFd;
+use rustix::fs::{self as fs, FileType, Mode, OFlags};
+use rustix::io::Errno;
 use sha2::{Digest, Sha256};
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -192,31 +195,54 @@ impl Source {
         }
     }
 
-    /// A member of the layout, `None` when it does not exist.
-    fn member(&self, name: &str) -> Result<Option<Member<'_>>, Error> {
+    /// A member of the layout and its size, `None` when it does not exist; `digest` names
+    /// the blob it is, for errors.
+    ///
+    /// In a directory the member, symlinks followed (a blob may link into a shared store, its
+    /// digest vouches for it), must be a regular file: it is pinned by an `O_PATH` handle,
+    /// checked with `fstat`, and only then opened for reading through `/proc/self/fd`. A
+    /// device, fifo or socket is never opened, so it can neither block the open, nor stream
+    /// without end, nor do what opening a device does.
+    fn member(&self, name: &str, digest: Option<&str>) -> Result<Option<Member<'_>>, Error> {
         match self {
-            Source::Dir(dir) => match File::open(dir.join(name)) {
-                Ok(f) => {
-                    let len = f
-                        .metadata()
-                        .map_err(|source| Error::Read {
-                            path: dir.clone(),
-                            member: name.to_owned(),
-                            source,
-                        })?
-                        .len();
-                    Ok(Some((
-                        Box::new(io::BufReader::with_capacity(1 << 18, f)),
-                        len,
-                    )))
-                }
-                Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-                Err(source) => Err(Error::Read {
+            Source::Dir(dir) => {
+                let read_err = |e: Errno| Error::Read {
                     path: dir.clone(),
                     member: name.to_owned(),
-                    source,
-                }),
-            },
+                    source: e.into(),
+                };
+                let pinned = match fs::open(
+                    dir.join(name),
+                    OFlags::PATH | OFlags::CLOEXEC,
+                    Mode::empty(),
+                ) {
+                    Ok(fd) => fd,
+                    Err(Errno::NOENT) => return Ok(None),
+                    Err(e) => return Err(read_err(e)),
+                };
+                let st = fs::fstat(&pinned).map_err(read_err)?;
+                let kind = FileType::from_raw_mode(st.st_mode);
+                if kind != FileType::RegularFile {
+                    return Err(Error::NotRegular {
+                        path: dir.clone(),
+                        member: name.to_owned(),
+                        digest: digest.map(str::to_owned),
+                        what: kind_name(kind),
+                    });
+                }
+                let fd = fs::openat(
+                    rustix::procfs::proc_self_fd().map_err(read_err)?,
+                    pinned.as_raw_fd().to_string(),
+                    OFlags::RDONLY | OFlags::NOCTTY | OFlags::CLOEXEC,
+                    Mode::empty(),
+                )
+                .map_err(read_err)?;
+                Ok(Some((
+                    Box::new(io::BufReader::with_capacity(1 << 18, File::from(fd))),
+                    st.st_size as u64,
+                )))
+            }
+            // Only regular file members are indexed, with the size their header gives.
             Source::Archive { file, members, .. } => {
                 Ok(members.get(name.as_bytes()).map(|&(pos, size)| {
                     let r: Box<dyn Read + '_> = Box::new(io::BufReader::with_capacity(
@@ -233,17 +259,27 @@ impl Source {
         }
     }
 
-    /// The content of a blob (unverified: the caller hashes what it reads).
-    pub(crate) fn blob(&self, digest: &str) -> Result<Box<dyn Read + '_>, Error> {
-        let hex = spec::sha256_hex(digest).ok_or_else(|| Error::BadDigest {
+    /// The content of a blob, which must be as large as its descriptor says (checked before
+    /// a byte is read) and is read no further than that. Unverified: the caller hashes what
+    /// it reads and [`Source::verify`]s it at the end.
+    pub(crate) fn blob(&self, d: &Descriptor) -> Result<Box<dyn Read + '_>, Error> {
+        let hex = spec::sha256_hex(&d.digest).ok_or_else(|| Error::BadDigest {
             path: self.path().to_owned(),
-            digest: digest.to_owned(),
+            digest: d.digest.clone(),
         })?;
-        match self.member(&format!("blobs/sha256/{hex}"))? {
-            Some((r, _)) => Ok(r),
+        let member = format!("blobs/sha256/{hex}");
+        match self.member(&member, Some(&d.digest))? {
+            Some((_, size)) if size != d.size => Err(Error::SizeMismatch {
+                path: self.path().to_owned(),
+                digest: d.digest.clone(),
+                member,
+                expected: d.size,
+                actual: size,
+            }),
+            Some((r, _)) => Ok(Box::new(r.take(d.size))),
             None => Err(Error::MissingBlob {
                 path: self.path().to_owned(),
-                digest: digest.to_owned(),
+                digest: d.digest.clone(),
             }),
         }
     }
@@ -267,7 +303,7 @@ impl Source {
 
     /// A layout file that has no digest (`oci-layout`, `index.json`).
     fn top(&self, name: &'static str) -> Result<Vec<u8>, Error> {
-        let (r, _) = self.member(name)?.ok_or_else(|| Error::NotLayout {
+        let (r, _) = self.member(name, None)?.ok_or_else(|| Error::NotLayout {
             path: self.path().to_owned(),
             member: name,
         })?;
@@ -281,7 +317,7 @@ impl Source {
     /// A JSON blob, read whole, checked against its descriptor's digest and size, parsed.
     fn json_blob<T: serde::de::DeserializeOwned>(&self, d: &Descriptor) -> Result<T, Error> {
         let member = format!("blob {}", d.digest);
-        let (mut r, state) = Hashing::new(self.blob(&d.digest)?.take(MAX_JSON.min(d.size + 1)));
+        let (mut r, state) = Hashing::new(self.blob(d)?.take(MAX_JSON));
         let mut buf = Vec::new();
         r.read_to_end(&mut buf).map_err(self.read_err(&member))?;
         self.verify(d, &state)?;
@@ -386,6 +422,19 @@ pub fn resolve(r: &ImageRef) -> Result<Image, Error> {
         config,
         source: src,
     })
+}
+
+/// What a file that is not a regular file is, for [`Error::NotRegular`].
+fn kind_name(kind: FileType) -> &'static str {
+    match kind {
+        FileType::Directory => "a directory",
+        FileType::CharacterDevice => "a character device",
+        FileType::BlockDevice => "a block device",
+        FileType::Fifo => "a fifo",
+        FileType::Socket => "a socket",
+        FileType::Symlink => "a symlink",
+        _ => "of an unknown file type",
+    }
 }
 
 fn choice_err(c: Choice, path: PathBuf, tag: Option<&str>, digest: &str, arch: &str) -> Error {

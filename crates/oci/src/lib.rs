@@ -84,6 +84,25 @@ pub enum Error {
     BadDigest { path: PathBuf, digest: String },
     #[error("image `{}`: blob {digest} is missing", path.display())]
     MissingBlob { path: PathBuf, digest: String },
+    /// A layout file or blob that is a device, fifo, socket or directory (after symlinks):
+    /// never opened for reading, so it can neither block nor stream without end.
+    #[error("image `{}`: {}`{member}` is {what}, not a regular file", path.display(), blob_of(digest))]
+    NotRegular {
+        path: PathBuf,
+        member: String,
+        /// The blob's digest; `None` for `oci-layout` and `index.json`.
+        digest: Option<String>,
+        what: &'static str,
+    },
+    /// A blob whose size is not its descriptor's, found before a byte of it is read.
+    #[error("image `{}`: blob {digest} (`{member}`) is {actual} bytes, the descriptor says {expected}", path.display())]
+    SizeMismatch {
+        path: PathBuf,
+        digest: String,
+        member: String,
+        expected: u64,
+        actual: u64,
+    },
     #[error("image `{}`: blob {digest} is corrupt: its content is {actual_size} bytes with digest {actual}, the descriptor says {expected_size} bytes", path.display())]
     DigestMismatch {
         path: PathBuf,
@@ -141,6 +160,13 @@ pub enum Error {
         op: String,
         source: io::Error,
     },
+}
+
+fn blob_of(digest: &Option<String>) -> String {
+    digest
+        .as_ref()
+        .map(|d| format!("blob {d} at "))
+        .unwrap_or_default()
 }
 
 fn list(v: &[String]) -> String {

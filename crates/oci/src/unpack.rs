@@ -206,7 +206,7 @@ impl Unpacker {
                 digest: desc.digest.clone(),
                 media_type: desc.media_type.clone(),
             })?;
-        let (raw, raw_state) = Hashing::new(img.source.blob(&desc.digest)?);
+        let (raw, raw_state) = Hashing::new(img.source.blob(desc)?);
         let dec: Box<dyn Read + '_> = match compression {
             Compression::None => Box::new(raw),
             Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(raw)),

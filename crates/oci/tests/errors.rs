@@ -250,3 +250,181 @@ fn an_empty_dest_directory_is_filled() {
         Some(&["PATH=/bin".to_owned()][..])
     );
 }
+
+/// Run `f` in a thread; fail if it takes more than `limit` (a hang fails the test instead of
+/// hanging it; the stuck thread is left behind and dies with the test binary).
+fn within<T: Send + 'static>(
+    limit: std::time::Duration,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> T {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let start = std::time::Instant::now();
+    std::thread::spawn(move || {
+        let _ = tx.send(f());
+    });
+    match rx.recv_timeout(limit) {
+        Ok(v) => {
+            eprintln!("took {:?}", start.elapsed());
+            v
+        }
+        Err(_) => panic!("still running after {limit:?}: it hangs"),
+    }
+}
+
+/// A layout with one uncompressed layer whose blob is replaced by `make(blob path)`; the
+/// unpack must fail within `limit`. Returns the error and the layer's digest.
+fn hostile_layer_blob(
+    limit: std::time::Duration,
+    make: impl FnOnce(&Path),
+) -> (tempfile::TempDir, oci::Error, String) {
+    let d = tmp();
+    let l = d.path().join("img");
+    let data = one_layer();
+    write_layout(&l, std::slice::from_ref(&data), TAR);
+    let ld = sha256(&data);
+    let p = l.join("blobs/sha256").join(&ld[7..]);
+    std::fs::remove_file(&p).unwrap();
+    make(&p);
+    let reference = format!("{}:t", l.display());
+    let dest = d.path().join("root");
+    let e = within(limit, move || {
+        oci::unpack_ref(&reference, &dest).unwrap_err()
+    });
+    eprintln!("error: {e}");
+    assert!(!d.path().join("root").exists(), "{e}");
+    assert!(leftovers(d.path()).is_empty(), "{:?}", leftovers(d.path()));
+    (d, e, ld)
+}
+
+#[test]
+fn a_layer_blob_linked_to_dev_zero_is_refused_at_once() {
+    let (d, e, ld) = hostile_layer_blob(std::time::Duration::from_secs(20), |p| {
+        std::os::unix::fs::symlink("/dev/zero", p).unwrap()
+    });
+    let m = e.to_string();
+    assert!(
+        matches!(&e, oci::Error::NotRegular { digest: Some(x), .. } if *x == ld),
+        "{m}"
+    );
+    assert!(m.contains(&ld) && m.contains("not a regular file"), "{m}");
+    assert!(m.contains(&format!("blobs/sha256/{}", &ld[7..])), "{m}");
+    assert!(m.contains("character device"), "{m}");
+    assert!(m.contains(&*d.path().to_string_lossy()), "{m}");
+}
+
+#[test]
+fn a_fifo_layer_blob_does_not_block() {
+    let (_d, e, ld) = hostile_layer_blob(std::time::Duration::from_secs(20), |p| {
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            p,
+            rustix::fs::FileType::Fifo,
+            rustix::fs::Mode::from_raw_mode(0o644),
+            0,
+        )
+        .unwrap()
+    });
+    let m = e.to_string();
+    assert!(
+        matches!(&e, oci::Error::NotRegular { digest: Some(x), .. } if *x == ld),
+        "{m}"
+    );
+    assert!(m.contains(&ld) && m.contains("not a regular file"), "{m}");
+    assert!(m.contains("fifo"), "{m}");
+}
+
+#[test]
+fn a_huge_sparse_layer_blob_fails_on_its_size_in_well_under_a_second() {
+    // 8 GiB of holes where the descriptor says a few KiB: the size is checked before a byte
+    // is read (it took 27 s to hash it all and call it corrupt).
+    let size = one_layer().len() as u64;
+    let huge = 8u64 << 30;
+    let start = std::time::Instant::now();
+    let (_d, e, ld) = hostile_layer_blob(std::time::Duration::from_secs(20), |p| {
+        std::fs::File::create(p).unwrap().set_len(huge).unwrap()
+    });
+    let took = start.elapsed();
+    let m = e.to_string();
+    assert!(
+        took < std::time::Duration::from_secs(1),
+        "{m}: took {took:?}"
+    );
+    assert!(
+        matches!(&e, oci::Error::SizeMismatch { digest, expected, actual, .. }
+            if *digest == ld && *expected == size && *actual == huge),
+        "{m}"
+    );
+    assert!(m.contains(&ld), "{m}");
+    assert!(m.contains(&format!("is {huge} bytes")), "{m}");
+    assert!(m.contains(&format!("the descriptor says {size}")), "{m}");
+}
+
+#[test]
+fn a_layer_blob_linked_to_a_regular_file_is_read() {
+    // A symlink to a regular file is followed (LXC's shared blob cache, layouts whose blobs
+    // link into a build tool's store): the content is verified by its digest anyway.
+    let d = tmp();
+    let l = d.path().join("img");
+    let data = one_layer();
+    write_layout(&l, std::slice::from_ref(&data), TAR);
+    let ld = sha256(&data);
+    let p = l.join("blobs/sha256").join(&ld[7..]);
+    let store = d.path().join("store");
+    std::fs::rename(&p, &store).unwrap();
+    std::os::unix::fs::symlink(&store, &p).unwrap();
+    let dest = d.path().join("root");
+    oci::unpack_ref(&format!("{}:t", l.display()), &dest).unwrap();
+    assert_eq!(std::fs::read(dest.join("etc/hostname")).unwrap(), b"keel\n");
+}
+
+#[test]
+fn a_config_blob_that_is_not_a_regular_file_is_refused() {
+    let d = tmp();
+    let l = d.path().join("img");
+    write_layout(&l, &[one_layer()], TAR);
+    let img = resolve(&format!("{}:t", l.display())).unwrap();
+    let cd = img.manifest.config.digest.clone();
+    let p = l.join("blobs/sha256").join(&cd[7..]);
+    std::fs::remove_file(&p).unwrap();
+    std::os::unix::fs::symlink("/dev/zero", &p).unwrap();
+    let reference = format!("{}:t", l.display());
+    let e = within(std::time::Duration::from_secs(20), move || {
+        resolve(&reference).unwrap_err()
+    });
+    let m = e.to_string();
+    assert!(
+        matches!(&e, oci::Error::NotRegular { digest: Some(x), .. } if *x == cd),
+        "{m}"
+    );
+    assert!(m.contains(&cd) && m.contains("not a regular file"), "{m}");
+}
+
+#[test]
+fn an_index_json_fifo_does_not_block() {
+    let d = tmp();
+    let l = d.path().join("img");
+    write_layout(&l, &[one_layer()], TAR);
+    let p = l.join("index.json");
+    std::fs::remove_file(&p).unwrap();
+    rustix::fs::mknodat(
+        rustix::fs::CWD,
+        &p,
+        rustix::fs::FileType::Fifo,
+        rustix::fs::Mode::from_raw_mode(0o644),
+        0,
+    )
+    .unwrap();
+    let reference = l.to_string_lossy().into_owned();
+    let e = within(std::time::Duration::from_secs(20), move || {
+        resolve(&reference).unwrap_err()
+    });
+    let m = e.to_string();
+    assert!(
+        matches!(&e, oci::Error::NotRegular { member, digest: None, what: "a fifo", .. } if member == "index.json"),
+        "{m}"
+    );
+    assert!(
+        m.contains("`index.json` is a fifo, not a regular file"),
+        "{m}"
+    );
+}
