@@ -54,7 +54,6 @@ fn main() {
         eprintln!("vm bench: mmdebstrap/umoci missing (cargo xtask bench installs them)");
         return;
     };
-    let image = format!("{}:build-env", image.display());
     let real = testutil::project_root();
     let tmp = tempfile::tempdir().expect("tempdir");
     let root = tmp.path().join("p");
@@ -68,16 +67,22 @@ fn main() {
         return;
     };
     fs::create_dir_all(root.join("build/tools")).expect("mkdir");
-    std::os::unix::fs::symlink(
-        &venv,
-        root.join("build/tools")
-            .join(venv.file_name().expect("name")),
-    )
-    .expect("symlink");
+    // The Portage venv and keel vm's default build environment (no --image: the path a
+    // user takes), both made once under the real project's build/tools, linked here.
+    for made in [&venv, &image] {
+        std::os::unix::fs::symlink(
+            made,
+            root.join("build/tools")
+                .join(made.file_name().expect("name")),
+        )
+        .expect("symlink");
+    }
     let vm = |name: &str, cache: &Path, inner: &[&str]| {
         let mut c = Command::new(env!("CARGO_BIN_EXE_keel"));
         c.current_dir(&root)
-            .args(["vm", "--kernel", "image", "--name", name, "--image", &image])
+            .args(["vm", "--kernel", "image", "--name", name])
+            .arg("--output")
+            .arg(root.join("out-vm"))
             .arg("--")
             .args(inner)
             .env("KEEL_CACHE_DIR", cache)
@@ -123,9 +128,7 @@ fn start_to_command(vm: &dyn Fn(&str, &Path, &[&str]) -> Command, root: &Path) {
 fn build(vm: &dyn Fn(&str, &Path, &[&str]) -> Command, root: &Path) {
     // The full selinux build, cold on both sides (empty caches, new build directories).
     let inner = ["build", "--variant", "selinux", "--gentoo-repo", REPO];
-    let (vm_total, err) = run(vm("build", &root.join("cache-vm"), &inner)
-        .arg("--output")
-        .arg(root.join("out-vm")));
+    let (vm_total, err) = run(&mut vm("build", &root.join("cache-vm"), &inner));
     let (vm_start, vm_end) = started(&err);
     let (host, _) = run(Command::new(env!("CARGO_BIN_EXE_keel"))
         .current_dir(root)
