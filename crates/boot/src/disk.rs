@@ -59,12 +59,15 @@ pub fn prepare(image: &Path, dir: &Path, log: &Path) -> Result<Disks, Error> {
         .args(["boot", "var"])
         .log(log)
         .run()?;
-    let (kernel, initrd) = kernel_of(&extract.join("boot"))?;
-    let kernel = keep(&kernel, &dir.join("vmlinuz"))?;
-    let initrd = keep(&initrd, &dir.join("initrd.img"))?;
+    let tree = rootdir::Root::open(&extract)?;
+    let (kernel_rel, initrd_rel) = kernel_of(&tree)?;
+    let (kernel, initrd) = (dir.join("vmlinuz"), dir.join("initrd.img"));
+    copy_out(&tree, &kernel_rel, &kernel)?;
+    copy_out(&tree, &initrd_rel, &initrd)?;
 
     let var_tree = extract.join("var");
-    if !var_tree.is_dir() {
+    // The image's own /var, not a link (mkfs.btrfs would copy what it points to).
+    if !fs::symlink_metadata(&var_tree).is_ok_and(|m| m.is_dir()) {
         return Err(Error::Invalid(format!(
             "{}: the image has no /var to make the /var disk from",
             image.display()
@@ -96,29 +99,47 @@ pub fn prepare(image: &Path, dir: &Path, log: &Path) -> Result<Disks, Error> {
     })
 }
 
-/// The newest `vmlinuz-<version>` with its `initrd.img-<version>`.
-pub fn kernel_of(boot: &Path) -> Result<(PathBuf, PathBuf), Error> {
-    let mut versions: Vec<String> = fs::read_dir(boot)
-        .map_err(io(boot))?
-        .flatten()
-        .filter_map(|e| {
-            let n = e.file_name().into_string().ok()?;
-            let v = n.strip_prefix("vmlinuz-")?.to_owned();
-            (e.file_type().ok()?.is_file() && boot.join(format!("initrd.img-{v}")).is_file())
-                .then_some(v)
+/// The newest `boot/vmlinuz-<version>` of the tree `root` with its `boot/initrd.img-<version>`,
+/// as paths in the tree. Nothing is followed out of the tree: `boot` is opened beneath the
+/// root, and the files are meant to be read with [`copy_out`], which refuses a link out.
+pub fn kernel_of(root: &rootdir::Root) -> Result<(PathBuf, PathBuf), Error> {
+    let boot = Path::new("boot");
+    let dir = root.open_dir(boot)?;
+    let names = rootdir::read_names(rustix::fd::AsFd::as_fd(&dir))
+        .map_err(|e| io(&root.display(boot))(e.into()))?;
+    let exists = |name: &str| {
+        rustix::fs::statat(&dir, name, rustix::fs::AtFlags::SYMLINK_NOFOLLOW).is_ok()
+    };
+    let mut versions: Vec<String> = names
+        .iter()
+        .filter_map(|n| {
+            let v = std::str::from_utf8(n).ok()?.strip_prefix("vmlinuz-")?;
+            exists(&format!("initrd.img-{v}")).then(|| v.to_owned())
         })
         .collect();
     versions.sort_by(|a, b| version_cmp(a, b));
     let v = versions.pop().ok_or_else(|| {
         Error::Invalid(format!(
             "{}: no vmlinuz-<version> with an initrd.img-<version> (the image needs a kernel package and an initramfs generator)",
-            boot.display()
+            root.display(boot).display()
         ))
     })?;
     Ok((
         boot.join(format!("vmlinuz-{v}")),
         boot.join(format!("initrd.img-{v}")),
     ))
+}
+
+/// Copy the regular file `rel` of the tree `root` to the host path `to` (replaced
+/// atomically). A link is followed only inside the tree; a link out, a FIFO or a device is
+/// refused, naming it.
+pub fn copy_out(root: &rootdir::Root, rel: &Path, to: &Path) -> Result<(), Error> {
+    let mut from = root.open_file(rel)?;
+    let partial = to.with_extension("partial");
+    let mut f = fs::File::create(&partial).map_err(io(&partial))?;
+    std::io::copy(&mut from, &mut f).map_err(io(&root.display(rel)))?;
+    drop(f);
+    fs::rename(&partial, to).map_err(io(to))
 }
 
 /// Compare versions by their numeric runs, then as text (`6.10.0` after `6.9.1`).
@@ -130,12 +151,6 @@ fn version_cmp(a: &str, b: &str) -> std::cmp::Ordering {
             .collect()
     };
     key(a).cmp(&key(b)).then_with(|| a.cmp(b))
-}
-
-fn keep(from: &Path, to: &Path) -> Result<PathBuf, Error> {
-    let _ = fs::remove_file(to);
-    fs::rename(from, to).map_err(io(to))?;
-    Ok(to.to_owned())
 }
 
 /// `mkfs.btrfs --rootdir` (6.2) does not copy the extended attributes of the top directory
@@ -176,7 +191,9 @@ mod tests {
 
     #[test]
     fn newest_kernel_with_an_initramfs() {
-        let d = tempfile::tempdir().unwrap();
+        let t = tempfile::tempdir().unwrap();
+        let boot = t.path().join("boot");
+        fs::create_dir(&boot).unwrap();
         for f in [
             "vmlinuz-6.9.1-amd64",
             "initrd.img-6.9.1-amd64",
@@ -185,17 +202,62 @@ mod tests {
             "vmlinuz-7.0.0-amd64",
             "config-7.0.0-amd64",
         ] {
-            fs::write(d.path().join(f), "x").unwrap();
+            fs::write(boot.join(f), "x").unwrap();
         }
-        let (k, i) = kernel_of(d.path()).unwrap();
-        assert_eq!(k, d.path().join("vmlinuz-6.10.0-amd64"));
-        assert_eq!(i, d.path().join("initrd.img-6.10.0-amd64"));
-        fs::remove_file(d.path().join("initrd.img-6.10.0-amd64")).unwrap();
-        fs::remove_file(d.path().join("initrd.img-6.9.1-amd64")).unwrap();
-        let e = kernel_of(d.path()).unwrap_err().to_string();
+        let root = rootdir::Root::open(t.path()).unwrap();
+        let (k, i) = kernel_of(&root).unwrap();
+        assert_eq!(k, Path::new("boot/vmlinuz-6.10.0-amd64"));
+        assert_eq!(i, Path::new("boot/initrd.img-6.10.0-amd64"));
+        fs::remove_file(boot.join("initrd.img-6.10.0-amd64")).unwrap();
+        fs::remove_file(boot.join("initrd.img-6.9.1-amd64")).unwrap();
+        let e = kernel_of(&root).unwrap_err().to_string();
         assert!(
             e.contains("no vmlinuz-<version> with an initrd.img-<version>"),
             "{e}"
         );
+    }
+
+    /// Issue 17, item 2: `boot/initrd.img-9.9 -> /VICTIM/secret` (absolute, or `../`
+    /// repeated) must not copy the host's file; `boot -> /` must not list the host's /boot.
+    #[test]
+    fn a_kernel_or_initramfs_linked_out_of_the_tree_is_refused() {
+        let t = tempfile::tempdir().unwrap();
+        let victim = t.path().join("victim");
+        fs::create_dir(&victim).unwrap();
+        fs::write(victim.join("secret"), "host secret\n").unwrap();
+        let tree = t.path().join("tree");
+        let boot = tree.join("boot");
+        fs::create_dir_all(&boot).unwrap();
+        fs::write(boot.join("vmlinuz-9.9"), "kernel").unwrap();
+        let out = t.path().join("initrd.img");
+        for target in [
+            victim.join("secret").display().to_string(),
+            "../../../../../../../../victim/secret".into(),
+        ] {
+            let _ = fs::remove_file(boot.join("initrd.img-9.9"));
+            std::os::unix::fs::symlink(&target, boot.join("initrd.img-9.9")).unwrap();
+            let root = rootdir::Root::open(&tree).unwrap();
+            let (_, initrd) = kernel_of(&root).unwrap();
+            let e = copy_out(&root, &initrd, &out).unwrap_err().to_string();
+            assert!(
+                e.contains("/boot/initrd.img-9.9 is a symlink to") && e.contains(&target),
+                "{e}"
+            );
+            assert!(!e.contains("host secret"), "{e}");
+            assert!(!out.exists() && !out.with_extension("partial").exists());
+        }
+        // An in-tree link is fine.
+        fs::remove_file(boot.join("initrd.img-9.9")).unwrap();
+        fs::write(boot.join("initrd.img-9.9-real"), "initramfs").unwrap();
+        std::os::unix::fs::symlink("initrd.img-9.9-real", boot.join("initrd.img-9.9")).unwrap();
+        let root = rootdir::Root::open(&tree).unwrap();
+        let (_, initrd) = kernel_of(&root).unwrap();
+        copy_out(&root, &initrd, &out).unwrap();
+        assert_eq!(fs::read_to_string(&out).unwrap(), "initramfs");
+        // `boot` itself a link out.
+        fs::remove_dir_all(&boot).unwrap();
+        std::os::unix::fs::symlink(&victim, &boot).unwrap();
+        let e = kernel_of(&root).unwrap_err().to_string();
+        assert!(e.contains("/boot is a symlink to"), "{e}");
     }
 }

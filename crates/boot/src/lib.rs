@@ -29,6 +29,8 @@ pub enum Error {
     },
     #[error(transparent)]
     Exec(#[from] exec::Error),
+    #[error(transparent)]
+    Tree(#[from] rootdir::Error),
     #[error("{0}")]
     Unsupported(String),
     #[error("{0}")]

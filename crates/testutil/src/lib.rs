@@ -7,6 +7,7 @@
 use std::path::{Path, PathBuf};
 
 mod fixture;
+pub mod oci;
 pub use fixture::{copy, shared_build, Built, EPOCH};
 
 /// True when missing tools must fail tests (set by `cargo xtask test`).

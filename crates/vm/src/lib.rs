@@ -42,6 +42,10 @@ pub enum Error {
     #[error(transparent)]
     Oci(#[from] oci::Error),
     #[error(transparent)]
+    Tree(#[from] rootdir::Error),
+    #[error(transparent)]
+    Boot(#[from] boot::Error),
+    #[error(transparent)]
     Portage(#[from] portage::venv::Error),
     #[error(transparent)]
     Debian(Box<debian::Error>),

@@ -5,8 +5,13 @@
 
 use crate::{io, Error};
 use exec::Cmd;
+use rustix::fd::AsFd;
+use rustix::fs::{self as rfs, AtFlags, Mode, OFlags};
+use rustix::io::Errno;
 use sha2::{Digest, Sha256};
 use std::fs;
+use std::io::Write as _;
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 pub const INIT: &str = include_str!("init.sh");
@@ -224,12 +229,11 @@ pub fn ensure(
         dir.display()
     );
     fs::create_dir_all(images).map_err(io(images))?;
-    let tmp = images.join(format!(".tmp-{short}-{key}-{}", std::process::id()));
-    if tmp.exists() {
-        fs::remove_dir_all(&tmp).map_err(io(&tmp))?;
-    }
-    fs::create_dir_all(&tmp).map_err(io(&tmp))?;
-    let rootfs = tmp.join("rootfs");
+    remove_stale(images);
+    // Private (0700) while it is made: the unpacked tree holds the image's device nodes
+    // and setuid files, under no one else's reach; removed on every failure.
+    let tmp = Tmp::new(images.join(format!(".tmp-{short}-{key}-{}", std::process::id())))?;
+    let rootfs = tmp.path.join("rootfs");
     let stats = oci::unpack(&img, &rootfs)?;
     let _ = writeln!(
         progress,
@@ -238,59 +242,34 @@ pub fn ensure(
         t.elapsed().as_secs_f64()
     );
     let _ = stats;
-    let kernel = match kernel {
-        Some(k) => k,
+    // From here on the tree is touched only through handles (crate rootdir): the image's
+    // links are followed only while they stay inside it.
+    let tree = rootdir::Root::open(&rootfs)?;
+    match kernel {
+        Some(k) => {
+            copy_file(&k.kernel, &tmp.path.join("vmlinuz"))?;
+            copy_file(&k.initrd, &tmp.path.join("initrd.img"))?;
+            if let Some((from, version)) = &k.modules {
+                add_modules(&tree, from, version, log)?;
+            }
+        }
         None => {
-            let (kernel, initrd) = boot::disk::kernel_of(&rootfs.join("boot")).map_err(|e| {
+            let (kernel, initrd) = boot::disk::kernel_of(&tree).map_err(|e| {
                 Error::Invalid(format!(
                     "no kernel for the VM: the host has none for the running kernel in /boot, and the image {image} has none: {e}; give --kernel FILE --initrd FILE"
                 ))
             })?;
-            Kernel {
-                kernel,
-                initrd,
-                modules: None,
-                identity: "image".into(),
-            }
-        }
-    };
-    copy_file(&kernel.kernel, &tmp.join("vmlinuz"))?;
-    copy_file(&kernel.initrd, &tmp.join("initrd.img"))?;
-    if let Some((from, version)) = &kernel.modules {
-        let to = rootfs.join("lib/modules");
-        // `/lib` may be a link into `/usr` (merged /usr): let `cp` create through it only
-        // inside the tree, which `cp -a` into an existing real directory does.
-        let lib = fs::symlink_metadata(rootfs.join("lib")).map_err(io(&rootfs))?;
-        let to = if lib.file_type().is_symlink() {
-            rootfs.join("usr/lib/modules")
-        } else {
-            to
-        };
-        fs::create_dir_all(&to).map_err(io(&to))?;
-        Cmd::new("cp")
-            .arg("-a")
-            .arg(from)
-            .arg(to.join(version))
-            .log(log)
-            .run()?;
-    }
-    let keel = rootfs.join("keel");
-    match fs::symlink_metadata(&keel) {
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        _ => {
-            return Err(Error::Invalid(format!(
-                "image {image} has a /keel of its own: the VM needs that path for its mounts"
-            )))
+            boot::disk::copy_out(&tree, &kernel, &tmp.path.join("vmlinuz"))?;
+            boot::disk::copy_out(&tree, &initrd, &tmp.path.join("initrd.img"))?;
         }
     }
-    for d in ["keel", "keel/tools"] {
-        fs::create_dir(rootfs.join(d)).map_err(io(&rootfs.join(d)))?;
+    if tree.lstat(Path::new("keel"))?.is_some() {
+        return Err(Error::Invalid(format!(
+            "image {image} has a /keel of its own: the VM needs that path for its mounts"
+        )));
     }
-    let init = keel.join("init");
-    fs::write(&init, INIT).map_err(io(&init))?;
-    use std::os::unix::fs::PermissionsExt;
-    fs::set_permissions(&init, fs::Permissions::from_mode(0o755)).map_err(io(&init))?;
-    let has_portage = rootfs.join("usr/bin/emerge").exists();
+    add_init(&tree)?;
+    let has_portage = tree.is_file(Path::new("usr/bin/emerge"));
     let du = Cmd::new("du")
         .args(["-s", "--block-size=1", "-x"])
         .arg(&rootfs)
@@ -303,7 +282,7 @@ pub fn ensure(
         .unwrap_or(0);
     // room for the run's writes to / (they go to the snapshot, but ext4 needs free blocks)
     let size = used + used / 4 + (2 << 30);
-    let file = tmp.join("root.ext4");
+    let file = tmp.path.join("root.ext4");
     let f = fs::File::create(&file).map_err(io(&file))?;
     f.set_len(size).map_err(io(&file))?;
     drop(f);
@@ -315,16 +294,19 @@ pub fn ensure(
         .arg(&file)
         .log(log)
         .run()?;
+    drop(tree);
     fs::remove_dir_all(&rootfs).map_err(io(&rootfs))?;
     fs::write(
-        tmp.join("complete"),
+        tmp.path.join("complete"),
         if has_portage { "portage\n" } else { "venv\n" },
     )
-    .map_err(io(&tmp))?;
+    .map_err(io(&tmp.path))?;
     if dir.exists() {
         fs::remove_dir_all(&dir).map_err(io(&dir))?;
     }
-    fs::rename(&tmp, &dir).map_err(io(&dir))?;
+    fs::set_permissions(&tmp.path, fs::Permissions::from_mode(0o755)).map_err(io(&tmp.path))?;
+    fs::rename(&tmp.path, &dir).map_err(io(&dir))?;
+    tmp.keep();
     let secs = t.elapsed().as_secs_f64();
     let _ = writeln!(progress, "keel vm: root disk ready ({secs:.1} s)");
     Ok(disk(has_portage, secs))
@@ -333,6 +315,103 @@ pub fn ensure(
 fn copy_file(from: &Path, to: &Path) -> Result<(), Error> {
     fs::copy(from, to).map_err(io(from))?;
     Ok(())
+}
+
+/// The host's `/lib/modules/<version>` (the user's or the running kernel's, trusted) copied
+/// into the tree's `/lib/modules`, which is resolved inside the tree (`/lib -> usr/lib` is
+/// followed; a link out of the tree is refused). What the image had at that version is
+/// replaced.
+fn add_modules(tree: &rootdir::Root, from: &Path, version: &str, log: &Path) -> Result<(), Error> {
+    let rel = Path::new("lib/modules");
+    let dir = tree.create_dir_all(rel, 0o755)?;
+    let shown = tree.display(&rel.join(version));
+    match rfs::statat(&dir, version, AtFlags::SYMLINK_NOFOLLOW) {
+        Ok(_) => rootdir::remove_all(dir.as_fd(), version.as_bytes())
+            .map_err(|e| io(&shown)(e.into()))?,
+        Err(Errno::NOENT) => {}
+        Err(e) => return Err(io(&shown)(e.into())),
+    }
+    // A fresh name in the held directory: `cp` resolves nothing of the image on its way.
+    Cmd::new("cp")
+        .arg("-a")
+        .arg(from)
+        .arg(rootdir::fd_path(dir.as_fd(), version.as_bytes()))
+        .log(log)
+        .run()?;
+    Ok(())
+}
+
+/// Keel's PID 1: `/keel/init` and the mount point `/keel/tools`, made in the tree's top.
+fn add_init(tree: &rootdir::Root) -> Result<(), Error> {
+    let shown = tree.display(Path::new("keel"));
+    let e = |e: Errno| io(&shown)(e.into());
+    rfs::mkdirat(tree.fd(), "keel", Mode::from_raw_mode(0o755)).map_err(e)?;
+    let keel = rfs::openat(tree.fd(), "keel", rootdir::DIR_FLAGS, Mode::empty()).map_err(e)?;
+    rfs::mkdirat(&keel, "tools", Mode::from_raw_mode(0o755)).map_err(e)?;
+    let init = rfs::openat(
+        &keel,
+        "init",
+        OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::from_raw_mode(0o755),
+    )
+    .map_err(e)?;
+    rfs::fchmod(&init, Mode::from_raw_mode(0o755)).map_err(e)?;
+    std::fs::File::from(init)
+        .write_all(INIT.as_bytes())
+        .map_err(io(&shown))?;
+    Ok(())
+}
+
+/// The temporary directory a root disk is made in: mode 0700, removed when dropped unless
+/// kept (renamed into place).
+struct Tmp {
+    path: PathBuf,
+    keep: bool,
+}
+
+impl Tmp {
+    fn new(path: PathBuf) -> Result<Tmp, Error> {
+        if path.symlink_metadata().is_ok() {
+            fs::remove_dir_all(&path).map_err(io(&path))?;
+        }
+        std::fs::DirBuilder::new()
+            .mode(0o700)
+            .create(&path)
+            .map_err(io(&path))?;
+        Ok(Tmp { path, keep: false })
+    }
+    fn keep(mut self) {
+        self.keep = true;
+    }
+}
+
+impl Drop for Tmp {
+    fn drop(&mut self) {
+        if !self.keep {
+            let _ = fs::remove_dir_all(&self.path);
+        }
+    }
+}
+
+/// Remove what a killed run left (`.tmp-*-<pid>` of a process that is gone).
+fn remove_stale(images: &Path) {
+    let Ok(entries) = fs::read_dir(images) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name();
+        let Some(pid) = name
+            .to_str()
+            .filter(|n| n.starts_with(".tmp-"))
+            .and_then(|n| n.rsplit('-').next())
+            .and_then(|p| p.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if !Path::new(&format!("/proc/{pid}")).exists() {
+            let _ = fs::remove_dir_all(e.path());
+        }
+    }
 }
 
 #[cfg(test)]

@@ -1,0 +1,136 @@
+use super::*;
+use std::fs as stdfs;
+use std::os::unix::fs::symlink;
+
+/// A tree `t/root` beside a victim directory `t/victim` that nothing may touch.
+fn tree() -> (tempfile::TempDir, PathBuf, PathBuf) {
+    let t = tempfile::tempdir().unwrap();
+    let root = t.path().join("root");
+    let victim = t.path().join("victim");
+    stdfs::create_dir_all(root.join("usr/lib")).unwrap();
+    stdfs::create_dir_all(&victim).unwrap();
+    stdfs::write(victim.join("secret"), "secret\n").unwrap();
+    (t, root, victim)
+}
+
+#[test]
+fn links_inside_the_tree_are_followed() {
+    let (_t, root, _) = tree();
+    symlink("usr/lib", root.join("lib")).unwrap();
+    let r = Root::open(&root).unwrap();
+    r.create_dir_all(Path::new("/lib/modules/6.6"), 0o755)
+        .unwrap();
+    assert!(root.join("usr/lib/modules/6.6").is_dir());
+    stdfs::write(root.join("usr/lib/f"), "x").unwrap();
+    assert!(r.is_file(Path::new("lib/f")));
+    let mut s = String::new();
+    r.open_file(Path::new("lib/f"))
+        .unwrap()
+        .read_to_string(&mut s)
+        .unwrap();
+    assert_eq!(s, "x");
+}
+
+#[test]
+fn links_out_of_the_tree_are_refused_and_named() {
+    for target in ["VICTIM", "../../../VICTIM", "../../../../../VICTIM"] {
+        let (t, root, victim) = tree();
+        let target = if target == "VICTIM" {
+            victim.display().to_string()
+        } else {
+            target.replace("VICTIM", "victim")
+        };
+        // `lib -> usr/lib` inside, then `usr/lib/modules -> out`.
+        symlink("usr/lib", root.join("lib")).unwrap();
+        symlink(&target, root.join("usr/lib/modules")).unwrap();
+        let r = Root::open(&root).unwrap();
+        let e = r
+            .create_dir_all(Path::new("lib/modules/6.6/kernel"), 0o755)
+            .unwrap_err();
+        let msg = e.to_string();
+        assert!(matches!(e, Error::Escapes { .. }), "{msg}");
+        assert!(
+            msg.contains("refused /lib/modules")
+                && msg.contains("/usr/lib/modules is a symlink to")
+                && msg.contains(&target),
+            "{msg}"
+        );
+        assert_eq!(stdfs::read_dir(&victim).unwrap().count(), 1, "{target}");
+        assert!(!t.path().join("victim/6.6").exists());
+        // Reading through a link out: refused, nothing of the target in the message.
+        symlink(&target, root.join("initrd")).unwrap();
+        let e = r.open_file(Path::new("/initrd")).unwrap_err().to_string();
+        assert!(e.contains("/initrd is a symlink to"), "{e}");
+        assert!(!e.contains("secret\n"), "{e}");
+        assert!(!r.is_file(Path::new("initrd")));
+    }
+}
+
+#[test]
+fn dotdot_in_a_request_is_refused() {
+    let (_t, root, _) = tree();
+    let r = Root::open(&root).unwrap();
+    let e = r.open_dir(Path::new("usr/../../victim")).unwrap_err();
+    assert!(e.to_string().contains("`..`"), "{e}");
+}
+
+#[test]
+fn fifo_and_devices_are_not_opened_for_reading() {
+    let (_t, root, _) = tree();
+    rustix::fs::mknodat(
+        rustix::fs::CWD,
+        &root.join("fifo"),
+        FileType::Fifo,
+        Mode::from_raw_mode(0o644),
+        0,
+    )
+    .unwrap();
+    let r = Root::open(&root).unwrap();
+    let t = std::time::Instant::now();
+    let e = r.open_file(Path::new("fifo")).unwrap_err().to_string();
+    assert!(e.contains("a FIFO, not a regular file"), "{e}");
+    assert!(t.elapsed().as_secs() < 5);
+    let e = r.open_file(Path::new("usr")).unwrap_err().to_string();
+    assert!(e.contains("a directory, not a regular file"), "{e}");
+}
+
+#[test]
+fn reads_are_capped() {
+    let (_t, root, _) = tree();
+    stdfs::write(root.join("big"), vec![b'a'; 100]).unwrap();
+    let r = Root::open(&root).unwrap();
+    let f = r.open_file(Path::new("big")).unwrap();
+    let e = read_capped(f, &root.join("big"), 99, "a test file").unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("more than the limit of 99 bytes for a test file"),
+        "{e}"
+    );
+    let f = r.open_file(Path::new("big")).unwrap();
+    assert_eq!(read_capped(f, &root.join("big"), 100, "x").unwrap().len(), 100);
+    // An endless source stops at the cap.
+    let zero = stdfs::File::open("/dev/zero").unwrap();
+    assert!(read_capped(zero, Path::new("/dev/zero"), 1 << 20, "x").is_err());
+}
+
+#[test]
+fn remove_all_does_not_follow_links() {
+    let (_t, root, victim) = tree();
+    stdfs::create_dir_all(root.join("d/e")).unwrap();
+    symlink(&victim, root.join("d/e/out")).unwrap();
+    let r = Root::open(&root).unwrap();
+    remove_all(r.fd(), b"d").unwrap();
+    assert!(!root.join("d").exists());
+    assert!(victim.join("secret").is_file());
+}
+
+#[test]
+fn lstat_reports_links_as_links() {
+    let (_t, root, victim) = tree();
+    symlink(&victim, root.join("keel")).unwrap();
+    let r = Root::open(&root).unwrap();
+    let st = r.lstat(Path::new("/keel")).unwrap().unwrap();
+    assert_eq!(FileType::from_raw_mode(st.st_mode), FileType::Symlink);
+    assert!(r.lstat(Path::new("/nothing")).unwrap().is_none());
+    assert!(r.lstat(Path::new("/nothing/below")).unwrap().is_none());
+}
