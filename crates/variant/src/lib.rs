@@ -23,6 +23,9 @@ pub enum Error {
         path: PathBuf,
         source: std::io::Error,
     },
+    /// A project file that is a link out of the project, not a regular file, or too big.
+    #[error(transparent)]
+    Tree(#[from] rootdir::Error),
     #[error("{0}")]
     Schema(#[from] SchemaError),
     #[error("{0}")]
@@ -140,12 +143,29 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
     }
 }
 
-fn read_optional(path: &Path) -> Result<Option<String>, Error> {
-    match std::fs::read_to_string(path) {
-        Ok(s) => Ok(Some(s)),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(io(path)(e)),
-    }
+/// The most a `variant.toml` or a package set file may hold (1 MiB; the project's own are
+/// under 4 KiB).
+pub const MAX_PROJECT_FILE: u64 = 1 << 20;
+
+/// The text of the project file `rel`, or `None` when it is not there. It is read only when
+/// it is a regular file inside the project (a link is followed only while it stays
+/// inside), of at most [`MAX_PROJECT_FILE`] bytes: a link out, a FIFO or a device is an
+/// error that names it and shows nothing of what it points to.
+fn read_optional(tree: &rootdir::Root, rel: &str, what: &str) -> Result<Option<String>, Error> {
+    let f = match tree.open_file(Path::new(rel)) {
+        Ok(f) => f,
+        Err(e) if e.is_not_found() || is_not_dir(&e) => return Ok(None),
+        Err(e) => return Err(e.into()),
+    };
+    let path = tree.path().join(rel);
+    let bytes = rootdir::read_capped(f, &path, MAX_PROJECT_FILE, what)?;
+    String::from_utf8(bytes).map(Some).map_err(|_| {
+        Error::Invalid(format!("{}: not UTF-8 text", path.display()))
+    })
+}
+
+fn is_not_dir(e: &rootdir::Error) -> bool {
+    matches!(e, rootdir::Error::Io { source, .. } if source.raw_os_error() == Some(20))
 }
 
 impl Project {
@@ -163,14 +183,21 @@ impl Project {
     /// Read every variant of the project at `root`.
     pub fn load(root: &Path) -> Result<Project, Error> {
         let vdir = root.join("variants");
+        let tree = rootdir::Root::open(root)?;
+        let dir = tree.open_dir(Path::new("variants"))?;
+        let names = rootdir::read_names(std::os::fd::AsFd::as_fd(&dir))
+            .map_err(|e| io(&vdir)(e.into()))?;
         let mut variants = BTreeMap::new();
-        for entry in std::fs::read_dir(&vdir).map_err(io(&vdir))? {
-            let entry = entry.map_err(io(&vdir))?;
-            let Ok(name) = entry.file_name().into_string() else {
+        for name in names {
+            let Ok(name) = String::from_utf8(name) else {
                 continue;
             };
-            let toml_path = entry.path().join("variant.toml");
-            let Some(text) = read_optional(&toml_path)? else {
+            let Some(text) = read_optional(
+                &tree,
+                &format!("variants/{name}/variant.toml"),
+                "a variant.toml",
+            )?
+            else {
                 continue;
             };
             let rel_dir = format!("variants/{name}");
@@ -188,8 +215,8 @@ impl Project {
                 .unwrap_or(0);
             let mut sets = BTreeMap::new();
             for kind in SetKind::ALL {
-                let path = entry.path().join(kind.file_name());
-                if let Some(text) = read_optional(&path)? {
+                let rel = format!("{rel_dir}/{}", kind.file_name());
+                if let Some(text) = read_optional(&tree, &rel, "a package set file")? {
                     sets.insert(
                         kind,
                         sets::parse_set_file(&format!("{rel_dir}/{}", kind.file_name()), &text)?,
@@ -270,13 +297,19 @@ impl Project {
                 .collect();
             sets.insert(kind, sets::merge(&layers)?);
         }
+        // A layer is a directory inside the project; a link out of it is refused.
+        let tree = rootdir::Root::open(&self.root)?;
         let mut layers = Vec::new();
         for kind in LAYER_KINDS {
             let shared = std::iter::once(kind.to_owned());
             for rel in shared.chain(chain.iter().map(|v| format!("{}/{kind}", v.rel_dir))) {
-                let path = self.root.join(&rel);
-                if path.is_dir() {
-                    layers.push(Layer { kind, rel, path });
+                match tree.open_dir(Path::new(&rel)) {
+                    Ok(_) => {
+                        let path = self.root.join(&rel);
+                        layers.push(Layer { kind, rel, path });
+                    }
+                    Err(e) if e.is_not_found() || is_not_dir(&e) => {}
+                    Err(e) => return Err(e.into()),
                 }
             }
         }

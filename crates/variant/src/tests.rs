@@ -159,3 +159,75 @@ fn debian_needs_a_suite() {
         "variants/d/variant.toml: `distribution = \"debian\"` needs a `suite` (e.g. \"bookworm\")"
     );
 }
+
+/// Issue 17, item 7: a set file that is a link to a host file (here a stand-in for
+/// /etc/shadow) is refused naming the link; nothing of the file's content is shown.
+#[test]
+fn a_project_file_linked_out_of_the_project_is_refused_without_its_content() {
+    let outside = tempfile::tempdir().unwrap();
+    let shadow = outside.path().join("shadow");
+    fs::write(&shadow, "root:$6$secrethash:19000:0:99999:7:::\n").unwrap();
+    let d = project(&[("variants/base/variant.toml", "description = \"b\"\n")]);
+    let link = d.path().join("variants/base/install.packages");
+    std::os::unix::fs::symlink(&shadow, &link).unwrap();
+    let e = Project::load(d.path()).unwrap_err().to_string();
+    assert!(
+        e.contains("/variants/base/install.packages is a symlink to")
+            && e.contains(&shadow.display().to_string()),
+        "{e}"
+    );
+    assert!(!e.contains("secrethash"), "{e}");
+    // The same through `../`, and for variant.toml itself.
+    fs::remove_file(&link).unwrap();
+    let toml = d.path().join("variants/base/variant.toml");
+    fs::remove_file(&toml).unwrap();
+    std::os::unix::fs::symlink("../../../../../../../../../../dev/zero", &toml).unwrap();
+    let e = Project::load(d.path()).unwrap_err().to_string();
+    assert!(e.contains("/variants/base/variant.toml is a symlink to"), "{e}");
+    // A link inside the project is fine.
+    fs::remove_file(&toml).unwrap();
+    fs::write(d.path().join("variants/shared.toml"), "description = \"s\"\n").unwrap();
+    std::os::unix::fs::symlink("../shared.toml", &toml).unwrap();
+    let p = Project::load(d.path()).unwrap();
+    assert_eq!(p.resolve("base").unwrap().settings.description, "s");
+    // A layer directory linked out of the project.
+    std::os::unix::fs::symlink(outside.path(), d.path().join("variants/base/overlay")).unwrap();
+    let e = p.resolve("base").unwrap_err().to_string();
+    assert!(e.contains("/variants/base/overlay is a symlink to"), "{e}");
+}
+
+/// Issue 17, item 8: no unbounded reads of project files; a FIFO does not block.
+#[test]
+fn project_files_have_a_size_limit_and_fifos_do_not_block() {
+    let d = project(&[("variants/base/variant.toml", "description = \"b\"\n")]);
+    let big = d.path().join("variants/base/install.packages");
+    let line = "sys-apps/baselayout\n";
+    fs::write(&big, line.repeat((MAX_PROJECT_FILE as usize) / line.len() + 1)).unwrap();
+    let e = Project::load(d.path()).unwrap_err().to_string();
+    assert!(
+        e.contains("install.packages")
+            && e.contains("more than the limit of 1048576 bytes for a package set file"),
+        "{e}"
+    );
+    fs::remove_file(&big).unwrap();
+    let toml = d.path().join("variants/base/variant.toml");
+    fs::remove_file(&toml).unwrap();
+    rustix::fs::mknodat(
+        rustix::fs::CWD,
+        &toml,
+        rustix::fs::FileType::Fifo,
+        rustix::fs::Mode::from_raw_mode(0o644),
+        0,
+    )
+    .unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let root = d.path().to_owned();
+    std::thread::spawn(move || {
+        let _ = tx.send(Project::load(&root).map(|_| ()).map_err(|e| e.to_string()));
+    });
+    let e = rx
+        .recv_timeout(std::time::Duration::from_secs(20))
+        .expect("loading a project with a FIFO for variant.toml must not block")
+        .unwrap_err();
+    assert!(e.contains("variant.toml: a FIFO, not a regular file"), "{e}");
+}
