@@ -165,6 +165,81 @@ fn errors_name_file_line_and_exit_nonzero() {
     }
 }
 
+/// Issue 17: a 70,000-byte package name made `keel plan` pad a column to 70,000 and the
+/// formatter panic (exit 101).
+#[test]
+fn a_huge_package_name_is_an_error_not_a_panic() {
+    let d = copy_of_shipped_variants();
+    let edge = d.path().join("variants/edge");
+    fs::create_dir_all(&edge).unwrap();
+    fs::write(edge.join("variant.toml"), "inherits = \"base\"\n").unwrap();
+    fs::write(
+        edge.join("install.packages"),
+        format!("# hostile\napp-misc/{}\n", "a".repeat(70_000)),
+    )
+    .unwrap();
+    let o = keel(d.path(), &["plan", "--variant", "edge"]);
+    let err = stderr(&o);
+    assert_ne!(o.status.code(), Some(101), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("variants/edge/install.packages:2: invalid atom `app-misc/aaa")
+            && err.contains(
+                "package name is 70000 bytes; at most 255 (NAME_MAX: a package is a directory of its category)"
+            ),
+        "{err}"
+    );
+    assert!(
+        err.len() < 1000,
+        "the message repeats the whole line: {err}"
+    );
+}
+
+/// The longest names the limits allow still plan, and a long atom overflows its column
+/// instead of widening it for every line.
+#[test]
+fn plan_columns_are_capped() {
+    let d = copy_of_shipped_variants();
+    let edge = d.path().join("variants/edge");
+    fs::create_dir_all(&edge).unwrap();
+    fs::write(edge.join("variant.toml"), "inherits = \"base\"\n").unwrap();
+    let long = format!("{}/{}", "c".repeat(255), "p".repeat(255));
+    fs::write(
+        edge.join("install.packages"),
+        format!("{long}\napp-misc/tmux\n"),
+    )
+    .unwrap();
+    let o = keel(d.path(), &["plan", "--variant", "edge"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let plan = stdout(&o);
+    assert!(
+        plan.contains(&format!("  {long}  variants/edge/install.packages:1\n")),
+        "{plan}"
+    );
+    let tmux = plan
+        .lines()
+        .find(|l| l.starts_with("  app-misc/tmux "))
+        .unwrap_or_else(|| panic!("{plan}"));
+    assert_eq!(
+        tmux,
+        format!("  {:60}  variants/edge/install.packages:2", "app-misc/tmux")
+    );
+}
+
+#[test]
+fn atom_check_refuses_a_huge_package_name() {
+    let name = format!("app-misc/{}", "a".repeat(120 * 1024));
+    let o = keel(&testutil::project_root(), &["atom", "check", &name]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let out = stdout(&o);
+    assert!(
+        out.ends_with("… (122889 bytes): invalid: package name is 122880 bytes; at most 255 (NAME_MAX: a package is a directory of its category)\n"),
+        "{out}"
+    );
+    assert!(out.len() < 300, "{out}");
+}
+
 #[test]
 fn cycle_is_an_error_for_every_command() {
     let d = copy_of_shipped_variants();

@@ -29,8 +29,38 @@
 //! a conjunction, so their order and repetition carry no meaning; everything else does
 //! (`1.0`, `1.00` and `1` are kept apart because `=...*` globs compare them as text).
 //! Parsing the normalized form gives an equal atom.
+//!
+//! **Length limits.** Portage sets none; the filesystem does. A category is a directory of
+//! the repository (and of `/var/db/pkg`), a package name a directory in it, and a version
+//! exists only as the file `${PF}.ebuild` (`PF` = `PN-PV[-rN]`) in that directory. Each is
+//! one file name, at most `NAME_MAX` = 255 bytes on Linux file systems, hence:
+//! - a category at most [`MAX_CATEGORY`] = 255 bytes;
+//! - a package name at most [`MAX_PACKAGE`] = 255 bytes (its directory);
+//! - with a version, `PN-PV[-rN]` as written at most [`MAX_PACKAGE_VERSION`] = 248 bytes,
+//!   so that `${PF}.ebuild` fits in 255 (a bare name of 247 to 255 bytes is a valid
+//!   directory but can hold no ebuild: Portage finds nothing for it);
+//! - a whole atom at most [`MAX_ATOM`] = 4096 bytes (`PATH_MAX`), slot, repository and USE
+//!   dependencies included.
+//!
+//! They are checked before anything else, so the work on hostile input stays bounded;
+//! within them the verdict is Portage's. Messages quote at most the first [`SHOWN`] bytes
+//! of an atom.
 
 use std::fmt;
+
+/// The longest category, in bytes: `NAME_MAX`, since a category is a directory name.
+pub const MAX_CATEGORY: usize = 255;
+/// The longest package name (`PN`), in bytes: `NAME_MAX`, since a package is a directory
+/// name.
+pub const MAX_PACKAGE: usize = 255;
+/// The longest `PN-PV[-rN]` of a versioned atom, in bytes: `${PF}.ebuild` must fit in
+/// `NAME_MAX` (255 - `.ebuild`).
+pub const MAX_PACKAGE_VERSION: usize = 255 - ".ebuild".len();
+/// The longest atom, in bytes (`PATH_MAX`): room for the longest names, a version, a slot,
+/// a repository and a long list of USE dependencies.
+pub const MAX_ATOM: usize = 4096;
+/// How many bytes of an atom a message repeats at most.
+pub const SHOWN: usize = 64;
 
 /// What a parser accepts beyond plain dependency atoms.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -52,11 +82,42 @@ impl Default for ParseOptions {
 }
 
 /// An invalid atom and why.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("invalid atom `{atom}`: {reason}")]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AtomError {
     pub atom: String,
     pub reason: String,
+}
+
+impl fmt::Display for AtomError {
+    /// `invalid atom `ATOM`: REASON`, the atom cut after [`SHOWN`] bytes (`…` and its
+    /// length then follow).
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match excerpt(&self.atom) {
+            (shown, false) => write!(f, "invalid atom `{shown}`: {}", self.reason),
+            (shown, true) => write!(
+                f,
+                "invalid atom `{shown}…` ({} bytes): {}",
+                self.atom.len(),
+                self.reason
+            ),
+        }
+    }
+}
+
+impl std::error::Error for AtomError {}
+
+/// The start of `s` to repeat in a message: all of it when it has at most [`SHOWN`]
+/// bytes, else its first [`SHOWN`] bytes or fewer (cut at a character boundary), and
+/// whether it was cut.
+pub fn excerpt(s: &str) -> (&str, bool) {
+    if s.len() <= SHOWN {
+        return (s, false);
+    }
+    let mut end = SHOWN;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    (&s[..end], true)
 }
 
 /// `!` (weak) or `!!` (strong) blocker.
@@ -158,9 +219,17 @@ pub struct Version {
 }
 
 impl Version {
-    /// Parse a version with an optional `-rN` revision.
+    /// Parse a version with an optional `-rN` revision; at most [`MAX_PACKAGE_VERSION`]
+    /// bytes, since it is part of an ebuild's file name.
     pub fn parse(s: &str) -> Result<Version, AtomError> {
-        parse_version(s).map_err(|reason| AtomError {
+        check_len(
+            "version",
+            s,
+            MAX_PACKAGE_VERSION,
+            "a version is part of the file name `${PF}.ebuild`, at most NAME_MAX = 255 bytes",
+        )
+        .and_then(|()| parse_version(s))
+        .map_err(|reason| AtomError {
             atom: s.to_owned(),
             reason,
         })
@@ -431,6 +500,52 @@ fn check_name(what: &str, s: &str, extra: &[char]) -> Res<()> {
     Ok(())
 }
 
+/// `what is N bytes; at most MAX (why)` when `s` is longer than `max` bytes.
+fn check_len(what: &str, s: &str, max: usize, why: &str) -> Res<()> {
+    if s.len() > max {
+        return Err(format!(
+            "{what} is {} bytes; at most {max} ({why})",
+            s.len()
+        ));
+    }
+    Ok(())
+}
+
+/// The length limits (module documentation), checked on the parts as the parser will
+/// split them (`rest` is the atom after its blocker and operator), before any work that
+/// grows faster than the atom's length.
+fn check_lengths(atom: &str, rest: &str, operator: Option<Operator>) -> Res<()> {
+    let name = &rest[..rest.find(['[', ':']).unwrap_or(rest.len())];
+    if let Some((cat, pkg)) = name.split_once('/') {
+        check_len(
+            "category",
+            cat,
+            MAX_CATEGORY,
+            "NAME_MAX: a category is a directory of the repository",
+        )?;
+        match operator {
+            None => check_len(
+                "package name",
+                pkg,
+                MAX_PACKAGE,
+                "NAME_MAX: a package is a directory of its category",
+            )?,
+            Some(_) => check_len(
+                "package name and version",
+                pkg.strip_suffix('*').unwrap_or(pkg),
+                MAX_PACKAGE_VERSION,
+                "`${PF}.ebuild` must fit in NAME_MAX = 255 bytes",
+            )?,
+        }
+    }
+    check_len(
+        "atom",
+        atom,
+        MAX_ATOM,
+        "PATH_MAX; no real atom comes near it",
+    )
+}
+
 fn parse_atom(s: &str, opts: ParseOptions) -> Res<Atom> {
     if s.is_empty() {
         return Err("empty atom".into());
@@ -456,6 +571,7 @@ fn parse_atom(s: &str, opts: ParseOptions) -> Res<Atom> {
     .iter()
     .find_map(|(p, op)| rest.strip_prefix(p).map(|r| (Some(*op), r)))
     .unwrap_or((None, rest));
+    check_lengths(s, rest, operator)?;
 
     // USE dependencies: from the first `[` to a final `]`.
     let (rest, use_deps) = match rest.find('[') {
@@ -826,6 +942,110 @@ mod tests {
             NO_REPO,
             "dev-libs/foo::gentoo",
             "invalid: a repository (`::repo`) is not allowed here",
+        );
+    }
+
+    #[test]
+    fn length_limits_of_category_and_package() {
+        let a = |n: usize| "a".repeat(n);
+        // Category and package name: NAME_MAX each.
+        let ok = format!("{}/foo", a(255));
+        check(PLAIN, &ok, &ok);
+        check(
+            PLAIN,
+            &format!("{}/foo", a(256)),
+            "invalid: category is 256 bytes; at most 255 (NAME_MAX: a category is a directory of the repository)",
+        );
+        let ok = format!("app-misc/{}", a(255));
+        check(PLAIN, &ok, &ok);
+        check(
+            PLAIN,
+            &format!("app-misc/{}", a(256)),
+            "invalid: package name is 256 bytes; at most 255 (NAME_MAX: a package is a directory of its category)",
+        );
+        check(
+            PLAIN,
+            &format!("app-misc/{}:0[x]", a(70_000)),
+            "invalid: package name is 70000 bytes; at most 255 (NAME_MAX: a package is a directory of its category)",
+        );
+        // With a version: `${PF}.ebuild` fits in 255 bytes.
+        let too_long = "invalid: package name and version is 249 bytes; at most 248 (`${PF}.ebuild` must fit in NAME_MAX = 255 bytes)";
+        for (op, glob) in [("=", ""), ("=", "*"), (">=", ""), ("~", "")] {
+            let ok = format!("{op}app-misc/{}-1{glob}", a(246));
+            check(PLAIN, &ok, &ok);
+            check(PLAIN, &format!("{op}app-misc/{}-1{glob}", a(247)), too_long);
+            let ok = format!("{op}app-misc/{}-1-r1{glob}", a(243));
+            if glob.is_empty() {
+                check(PLAIN, &ok, &ok);
+            }
+            check(
+                PLAIN,
+                &format!("{op}app-misc/{}-1-r1{glob}", a(244)),
+                too_long,
+            );
+        }
+        assert!(Version::parse(&format!("1.{}", "0".repeat(246))).is_ok());
+        assert_eq!(
+            Version::parse(&format!("1.{}", "0".repeat(247))).unwrap_err().reason,
+            "version is 249 bytes; at most 248 (a version is part of the file name `${PF}.ebuild`, at most NAME_MAX = 255 bytes)"
+        );
+    }
+
+    #[test]
+    fn length_limit_of_a_whole_atom() {
+        let flags = |n: usize| {
+            (0..n)
+                .map(|i| format!("f{i:04}"))
+                .collect::<Vec<_>>()
+                .join(",")
+        };
+        // 13 + (679 * 6 - 1) + 1 + k + 1 = 4088 + k bytes.
+        let atom = |k: usize| format!("dev-libs/foo[{},{}]", flags(679), "x".repeat(k));
+        assert_eq!(atom(8).len(), MAX_ATOM);
+        check(PLAIN, &atom(8), &atom(8));
+        check(
+            PLAIN,
+            &atom(9),
+            "invalid: atom is 4097 bytes; at most 4096 (PATH_MAX; no real atom comes near it)",
+        );
+        check(
+            PLAIN,
+            &format!("dev-libs/foo:{}", "s".repeat(5000)),
+            "invalid: atom is 5013 bytes; at most 4096 (PATH_MAX; no real atom comes near it)",
+        );
+        // No `/`: only the whole length counts.
+        check(
+            PLAIN,
+            &"x".repeat(5000),
+            "invalid: atom is 5000 bytes; at most 4096 (PATH_MAX; no real atom comes near it)",
+        );
+    }
+
+    #[test]
+    fn messages_quote_the_start_of_a_long_atom() {
+        let long = format!("app-misc/{}", "a".repeat(70_000));
+        let e = Atom::parse(&long, PLAIN).unwrap_err();
+        assert_eq!(e.atom, long);
+        assert_eq!(
+            e.to_string(),
+            format!(
+                "invalid atom `app-misc/{}…` (70009 bytes): package name is 70000 bytes; at most 255 (NAME_MAX: a package is a directory of its category)",
+                "a".repeat(SHOWN - 9)
+            )
+        );
+        // Cut at a character boundary.
+        let e = Atom::parse(&format!("cat/{}", "é".repeat(100)), PLAIN).unwrap_err();
+        assert!(
+            e.to_string().starts_with(&format!(
+                "invalid atom `cat/{}…` (204 bytes): ",
+                "é".repeat(30)
+            )),
+            "{e}"
+        );
+        let e = Atom::parse("dev-libs/foo-1", PLAIN).unwrap_err();
+        assert!(
+            e.to_string().starts_with("invalid atom `dev-libs/foo-1`: "),
+            "{e}"
         );
     }
 

@@ -6,7 +6,9 @@
 //! - blank lines are ignored;
 //! - `-<atom>` removes an atom inherited from an ancestor. A bare `-cat/pkg` removes every
 //!   inherited atom of that package; a removal with an operator, slot, repository or USE
-//!   dependency removes only the inherited atom that is written the same (normalized).
+//!   dependency removes only the inherited atom that is written the same (normalized);
+//! - a line is at most [`MAX_LINE`] bytes, comment included; atoms have their own limits
+//!   ([`crate::atom`]), reported first when an atom is what is too long.
 //!
 //! Merging: the ancestors' lines in order (root first), then the variant's own.
 //! - A removal that matches no atom of an ancestor is an **error** (a typo, or the parent
@@ -14,9 +16,13 @@
 //! - A duplicate atom (same normalized atom added twice, in one file or across layers) is a
 //!   **warning**: the first occurrence is kept, both places are named.
 
-use crate::atom::{Atom, AtomError, ParseOptions};
+use crate::atom::{Atom, AtomError, ParseOptions, MAX_ATOM};
 use std::collections::HashMap;
 use std::fmt;
+
+/// The longest line of a set file, in bytes: twice the longest atom, which leaves room
+/// for a removal's `-`, indentation and a comment.
+pub const MAX_LINE: usize = 2 * MAX_ATOM;
 
 /// The four package sets of a variant.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -96,6 +102,8 @@ pub struct Line {
 pub enum SetError {
     #[error("{loc}: {source}")]
     BadAtom { loc: Loc, source: AtomError },
+    #[error("{loc}: line is {len} bytes; at most {MAX_LINE} (one atom and a comment)")]
+    LineTooLong { loc: Loc, len: usize },
     #[error("{loc}: `-{atom}` removes nothing: no ancestor's set has {what}")]
     RemoveUnknown {
         loc: Loc,
@@ -155,17 +163,29 @@ pub fn parse_set_file(file: &str, text: &str) -> Result<Vec<Line>, SetError> {
             line: i + 1,
         };
         let content = strip_comment(raw).trim();
-        if content.is_empty() {
-            continue;
-        }
-        let (remove, atom_text) = match content.strip_prefix('-') {
-            Some(rest) => (true, rest.trim_start()),
-            None => (false, content),
+        // An atom's own limits name the part that is too long: they go first.
+        let parsed = if content.is_empty() {
+            None
+        } else {
+            let (remove, atom_text) = match content.strip_prefix('-') {
+                Some(rest) => (true, rest.trim_start()),
+                None => (false, content),
+            };
+            let atom = Atom::parse(atom_text, opts).map_err(|source| SetError::BadAtom {
+                loc: loc.clone(),
+                source,
+            })?;
+            Some((remove, atom))
         };
-        let atom = Atom::parse(atom_text, opts).map_err(|source| SetError::BadAtom {
-            loc: loc.clone(),
-            source,
-        })?;
+        if raw.len() > MAX_LINE {
+            return Err(SetError::LineTooLong {
+                loc,
+                len: raw.len(),
+            });
+        }
+        let Some((remove, atom)) = parsed else {
+            continue;
+        };
         let kind = if remove {
             LineKind::Remove(atom)
         } else {
@@ -340,6 +360,36 @@ mod tests {
                 "child:3: duplicate atom `sys-apps/b` (already at child:1); the first one is kept",
             ]
         );
+    }
+
+    #[test]
+    fn long_atoms_and_lines_name_file_line_and_limit() {
+        let text = format!("sys-apps/a\napp-misc/{}\n", "a".repeat(70_000));
+        let e = parse_set_file("variants/x/install.packages", &text).unwrap_err();
+        let msg = e.to_string();
+        assert!(
+            msg.starts_with("variants/x/install.packages:2: invalid atom `app-misc/aaa")
+                && msg.ends_with(
+                    "` (70009 bytes): package name is 70000 bytes; at most 255 (NAME_MAX: a package is a directory of its category)"
+                ),
+            "{msg}"
+        );
+        assert!(msg.len() < 300, "{msg}");
+        // A removal too.
+        let text = format!("-{}/b\n", "c".repeat(300));
+        let e = parse_set_file("f", &text).unwrap_err();
+        assert!(e.to_string().starts_with("f:1: invalid atom `"), "{e}");
+        assert!(e.to_string().ends_with("category is 300 bytes; at most 255 (NAME_MAX: a category is a directory of the repository)"), "{e}");
+        // A valid atom with a comment that makes the line too long; a comment line too.
+        let comment = "#".repeat(MAX_LINE);
+        let e = parse_set_file("f", &format!("sys-apps/a\nsys-apps/b {comment}\n")).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "f:2: line is 8203 bytes; at most 8192 (one atom and a comment)"
+        );
+        let e = parse_set_file("f", &format!("{comment}#\n")).unwrap_err();
+        assert!(matches!(e, SetError::LineTooLong { len: 8193, .. }), "{e}");
+        assert_eq!(parse_set_file("f", &format!("{comment}\n")).unwrap(), []);
     }
 
     #[test]

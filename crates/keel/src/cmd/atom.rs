@@ -51,7 +51,12 @@ fn check(atoms: &[String], opts: ParseOptions) -> (String, bool) {
             Ok(atom) => out += &format!("{atom}\n"),
             Err(e) => {
                 all_valid = false;
-                out += &format!("{a}: invalid: {}\n", e.reason);
+                out += &match pkgsets::atom::excerpt(a) {
+                    (shown, false) => format!("{shown}: invalid: {}\n", e.reason),
+                    (shown, true) => {
+                        format!("{shown}… ({} bytes): invalid: {}\n", a.len(), e.reason)
+                    }
+                };
             }
         }
     }
@@ -90,6 +95,16 @@ mod tests {
             allow_blockers: true,
             allow_repo: false,
         };
+        let long = format!("app-misc/{}", "a".repeat(120 * 1024));
+        check_cli(
+            d,
+            &[&long],
+            &format!(
+                "app-misc/{}… (122889 bytes): invalid: package name is 122880 bytes; at most 255 (NAME_MAX: a package is a directory of its category)\n",
+                "a".repeat(55)
+            ),
+            false,
+        );
         check_cli(
             blockers,
             &["!!dev-libs/foo", "dev-libs/foo::gentoo"],

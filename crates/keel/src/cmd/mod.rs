@@ -25,3 +25,25 @@ pub fn project(dir: Option<&Path>) -> Result<Project> {
     let project = Project::load(&root)?;
     Ok(project)
 }
+
+/// The widest a padded column of a table gets; longer cells overflow it.
+pub const MAX_COLUMN: usize = 60;
+
+/// The width to pad a column to: its longest cell, at most [`MAX_COLUMN`]. A width that
+/// follows the input would panic the formatter past 65,535 (`{:width$}`).
+pub fn column_width(lens: impl Iterator<Item = usize>) -> usize {
+    lens.max().unwrap_or(0).min(MAX_COLUMN)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn column_width_is_capped() {
+        assert_eq!(super::column_width([3, 7].into_iter()), 7);
+        assert_eq!(super::column_width(std::iter::empty()), 0);
+        assert_eq!(
+            super::column_width([70_000, 2].into_iter()),
+            super::MAX_COLUMN
+        );
+    }
+}

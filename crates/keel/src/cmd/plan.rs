@@ -70,14 +70,10 @@ pub fn render(r: &Resolved) -> String {
             kind.file_name(),
             set.entries.len()
         );
-        let width = set
-            .entries
-            .iter()
-            .map(|e| e.atom.to_string().len())
-            .max()
-            .unwrap_or(0);
-        for e in &set.entries {
-            let _ = writeln!(out, "  {:width$}  {}", e.atom.to_string(), e.loc);
+        let atoms: Vec<String> = set.entries.iter().map(|e| e.atom.to_string()).collect();
+        let width = super::column_width(atoms.iter().map(String::len));
+        for (atom, e) in atoms.iter().zip(&set.entries) {
+            let _ = writeln!(out, "  {atom:width$}  {}", e.loc);
         }
     }
     let _ = writeln!(out, "layers:");

@@ -4,7 +4,7 @@ use variant::Project;
 
 /// `keel variants`: `name  chain` per line, e.g. `selinux  base -> selinux`.
 pub fn run(project: &Project) -> Result<ExitCode> {
-    let width = project.variants.keys().map(String::len).max().unwrap_or(0);
+    let width = super::column_width(project.variants.keys().map(String::len));
     for name in project.variants.keys() {
         let chain: Vec<&str> = project
             .chain(name)?
