@@ -612,15 +612,7 @@ fn append(log: &Path, text: &str) -> Result<(), Error> {
 
 /// An exclusive lock, waited for: Debian builds of one suite share the package cache.
 fn lock(path: &Path) -> Result<fs::File, Error> {
-    let f = fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(path)
-        .map_err(io(path))?;
-    rustix::fs::flock(&f, rustix::fs::FlockOperation::LockExclusive)
-        .map_err(|e| io(path)(e.into()))?;
-    Ok(f)
+    rootdir::lock(path, || {}).map_err(io(path))
 }
 
 #[cfg(test)]

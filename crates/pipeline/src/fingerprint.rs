@@ -211,12 +211,7 @@ pub fn tree_listing(
 
 /// Write a file atomically: a temp file in the same directory, then rename.
 pub fn write_atomic(path: &Path, content: &[u8]) -> Result<(), Error> {
-    if let Some(parent) = path.parent() {
-        fs::create_dir_all(parent).map_err(io(parent))?;
-    }
-    let tmp = path.with_extension(format!("tmp.{}", std::process::id()));
-    fs::write(&tmp, content).map_err(io(&tmp))?;
-    fs::rename(&tmp, path).map_err(io(path))
+    rootdir::write_atomic(path, content, 0o644).map_err(io(path))
 }
 
 #[cfg(test)]

@@ -707,17 +707,10 @@ fn set_text(resolved: &Resolved, kind: SetKind) -> String {
 
 /// An exclusive lock on the variant's work directory, released when dropped.
 fn lock(path: &Path, variant: &str) -> Result<fs::File, Error> {
-    let f = fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(path)
-        .map_err(io(path))?;
-    match rustix::fs::flock(&f, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
-        Ok(()) => Ok(f),
-        Err(_) => Err(Error::Locked {
+    rootdir::try_lock(path)
+        .map_err(io(path))?
+        .ok_or_else(|| Error::Locked {
             variant: variant.to_owned(),
             lock: path.to_owned(),
-        }),
-    }
+        })
 }

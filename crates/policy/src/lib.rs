@@ -28,7 +28,6 @@ pub use modules::{install_modules, read_booleans, Installed};
 
 use exec::Cmd;
 use std::fs;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 #[derive(Debug, thiserror::Error)]
@@ -190,18 +189,7 @@ pub fn write_config(root: &Path, policy_type: &str, mode: Mode) -> Result<(), Er
 }
 
 pub(crate) fn write_atomic(path: &Path, data: &[u8], mode: u32) -> Result<(), Error> {
-    use std::os::unix::fs::PermissionsExt;
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(io(dir))?;
-    tmp.write_all(data).map_err(io(path))?;
-    tmp.as_file()
-        .set_permissions(fs::Permissions::from_mode(mode))
-        .map_err(io(path))?;
-    tmp.persist(path).map_err(|e| Error::Io {
-        path: path.to_owned(),
-        source: e.error,
-    })?;
-    Ok(())
+    rootdir::write_atomic(path, data, mode).map_err(io(path))
 }
 
 /// What the build host says about SELinux (injectable for tests).

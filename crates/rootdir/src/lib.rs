@@ -419,5 +419,67 @@ pub fn chmod_nofollow(dir: BorrowedFd<'_>, name: &[u8], mode: u32) -> Result<(),
     )
 }
 
+/// An exclusive `flock` on `path` (made if missing), held until the file is dropped;
+/// `None` when another process holds it.
+pub fn try_lock(path: &Path) -> std::io::Result<Option<std::fs::File>> {
+    let f = lock_file(path)?;
+    match fs::flock(&f, fs::FlockOperation::NonBlockingLockExclusive) {
+        Ok(()) => Ok(Some(f)),
+        Err(Errno::WOULDBLOCK) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// [`try_lock`], waiting for the holder when there is one (`waiting` is called first, to
+/// say so).
+pub fn lock(path: &Path, waiting: impl FnOnce()) -> std::io::Result<std::fs::File> {
+    if let Some(f) = try_lock(path)? {
+        return Ok(f);
+    }
+    waiting();
+    let f = lock_file(path)?;
+    fs::flock(&f, fs::FlockOperation::LockExclusive)?;
+    Ok(f)
+}
+
+fn lock_file(path: &Path) -> std::io::Result<std::fs::File> {
+    std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path)
+}
+
+/// Write `data` to `path` with `mode`, atomically: a temporary file in the same directory
+/// (made if missing), then a rename, so a reader sees the old content or the new, never
+/// part of it.
+pub fn write_atomic(path: &Path, data: &[u8], mode: u32) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    std::fs::create_dir_all(dir)?;
+    let name = path.file_name().map(|n| n.to_string_lossy()).unwrap_or_default();
+    let tmp = dir.join(format!(".{name}.tmp.{}", std::process::id()));
+    let written = (|| {
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(mode)
+            .open(&tmp)?;
+        f.write_all(data)?;
+        // The mode as given, not as the umask left it.
+        f.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(mode))?;
+        std::fs::rename(&tmp, path)
+    })();
+    if written.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    written
+}
+
 #[cfg(test)]
 mod tests;

@@ -134,3 +134,32 @@ fn lstat_reports_links_as_links() {
     assert!(r.lstat(Path::new("/nothing")).unwrap().is_none());
     assert!(r.lstat(Path::new("/nothing/below")).unwrap().is_none());
 }
+
+#[test]
+fn locks_exclude_and_wait() {
+    let d = tempfile::tempdir().unwrap();
+    let p = d.path().join("lock");
+    let held = try_lock(&p).unwrap().expect("free");
+    assert!(try_lock(&p).unwrap().is_none(), "held by another open file");
+    let p2 = p.clone();
+    let waiter = std::thread::spawn(move || {
+        let mut said = false;
+        let _f = lock(&p2, || said = true).unwrap();
+        said
+    });
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    drop(held);
+    assert!(waiter.join().unwrap(), "it said it was waiting");
+}
+
+#[test]
+fn atomic_writes_replace_whole_files_with_the_mode_given() {
+    use std::os::unix::fs::PermissionsExt;
+    let d = tempfile::tempdir().unwrap();
+    let p = d.path().join("sub/f");
+    write_atomic(&p, b"one", 0o600).unwrap();
+    write_atomic(&p, b"two", 0o644).unwrap();
+    assert_eq!(stdfs::read(&p).unwrap(), b"two");
+    assert_eq!(stdfs::metadata(&p).unwrap().permissions().mode() & 0o777, 0o644);
+    assert_eq!(stdfs::read_dir(d.path().join("sub")).unwrap().count(), 1);
+}

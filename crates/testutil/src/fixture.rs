@@ -113,8 +113,11 @@ pub fn shared_build(base: &Path, keel: &Path, variant: &str) -> Option<Built> {
     let venv = crate::portage_venv()?;
     let parent = base.join("keel-fixtures");
     fs::create_dir_all(&parent).expect("keel-fixtures");
-    let lock = fs::File::create(parent.join(format!("{variant}.lock"))).expect("lock file");
-    rustix::fs::flock(&lock, rustix::fs::FlockOperation::LockExclusive).expect("flock");
+    let lock_path = parent.join(format!("{variant}.lock"));
+    let _lock = rootdir::lock(&lock_path, || {
+        eprintln!("shared build of {variant}: waiting for another test building it")
+    })
+    .expect("lock file");
     let k = key(&real, keel, &venv, variant);
     let dir = parent.join(format!("{variant}-{k}"));
     let project = dir.join("p");

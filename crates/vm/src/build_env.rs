@@ -241,22 +241,14 @@ fn find(program: &str) -> Option<PathBuf> {
 
 /// The make lock of one key: taken at once, or after saying whom it waits for.
 fn lock(path: &Path, progress: &mut dyn Write) -> Result<fs::File, Error> {
-    use rustix::fs::{flock, FlockOperation};
-    let f = fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(path)
-        .map_err(io(path))?;
-    if flock(&f, FlockOperation::NonBlockingLockExclusive).is_err() {
+    rootdir::lock(path, || {
         let _ = writeln!(
             progress,
             "keel vm: another keel is making the build environment; waiting for it (lock {})",
             path.display()
         );
-        flock(&f, FlockOperation::LockExclusive).map_err(|e| io(path)(e.into()))?;
-    }
-    Ok(f)
+    })
+    .map_err(io(path))
 }
 
 #[cfg(test)]

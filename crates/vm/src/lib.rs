@@ -196,18 +196,12 @@ pub fn run(opts: &Options, progress: &mut dyn Write) -> Result<Outcome, Error> {
     let state = state_dir(&opts.build_dir, &opts.name);
     fs::create_dir_all(&state).map_err(io(&state))?;
     let lock_path = state.join("lock");
-    let lock = fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&lock_path)
-        .map_err(io(&lock_path))?;
-    if rustix::fs::flock(&lock, rustix::fs::FlockOperation::NonBlockingLockExclusive).is_err() {
+    let Some(_lock) = rootdir::try_lock(&lock_path).map_err(io(&lock_path))? else {
         return Err(Error::Busy {
             name: opts.name.clone(),
             lock: lock_path,
         });
-    }
+    };
     let log = state.join("vm.log");
     let console = state.join("console.log");
     let report = state.join("report");
