@@ -4,12 +4,13 @@ use crate::layout::{finish, Hashing};
 use crate::names::{self, Kind};
 use crate::spec::{self, Compression};
 use crate::{Error, Image};
-use rustix::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
-use rustix::fs::{self as fs, AtFlags, Dir, FileType, Mode, OFlags, Timespec, Timestamps};
+use rootdir::{chmod_nofollow, read_names, remove_all};
+use rustix::fd::{AsFd, BorrowedFd, OwnedFd};
+use rustix::fs::{self as fs, AtFlags, FileType, Mode, OFlags, Timespec, Timestamps};
 use rustix::io::Errno;
 use std::collections::{HashMap, HashSet};
 use std::io::{self, Read, Write};
-use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::rc::Rc;
 
@@ -35,10 +36,7 @@ pub struct UnpackStats {
     pub blob_bytes: u64,
 }
 
-const DIR_FLAGS: OFlags = OFlags::RDONLY
-    .union(OFlags::DIRECTORY)
-    .union(OFlags::NOFOLLOW)
-    .union(OFlags::CLOEXEC);
+use rootdir::DIR_FLAGS;
 const PERM_BITS: u32 = 0o7777;
 const EPOCH: Timespec = Timespec {
     tv_sec: 0,
@@ -177,14 +175,6 @@ fn stamps(mtime: Timespec) -> Timestamps {
         last_access: mtime,
         last_modification: mtime,
     }
-}
-
-/// `/proc/self/fd/DIR/NAME`: a path to NAME in the directory held by `dir` that resolves
-/// nothing the layer placed (the magic link is the directory itself).
-fn proc_path(dir: BorrowedFd<'_>, name: &[u8]) -> std::ffi::OsString {
-    let mut p = format!("/proc/self/fd/{}/", dir.as_raw_fd()).into_bytes();
-    p.extend_from_slice(name);
-    std::ffi::OsString::from_vec(p)
 }
 
 impl Unpacker {
@@ -456,7 +446,7 @@ impl Unpacker {
         m: &Meta,
         symlink: bool,
     ) -> Result<(), Error> {
-        let p = proc_path(dir, name);
+        let p = rootdir::fd_path(dir, name);
         std::os::unix::fs::lchown(&p, Some(m.uid), Some(m.gid)).map_err(self.io_err("chown"))?;
         if !symlink {
             chmod_nofollow(dir, name, m.mode).map_err(self.err("chmod"))?;
@@ -765,56 +755,6 @@ fn pax_time(v: &[u8]) -> Option<Timespec> {
         tv_sec: sec as _,
         tv_nsec: digits.parse().ok()?,
     })
-}
-
-/// The names in a directory, `.` and `..` left out.
-fn read_names(dir: BorrowedFd<'_>) -> Result<Vec<Vec<u8>>, Errno> {
-    let mut names = Vec::new();
-    for entry in Dir::read_from(dir)? {
-        let entry = entry?;
-        let n = entry.file_name().to_bytes();
-        if n != b"." && n != b".." {
-            names.push(n.to_vec());
-        }
-    }
-    Ok(names)
-}
-
-/// Remove `name` in `dir` and, if it is a directory, everything below it, never following a
-/// symlink.
-fn remove_all(dir: BorrowedFd<'_>, name: &[u8]) -> Result<(), Errno> {
-    match fs::unlinkat(dir, name, AtFlags::empty()) {
-        Ok(()) => return Ok(()),
-        Err(Errno::ISDIR | Errno::PERM) => {}
-        Err(e) => return Err(e),
-    }
-    let fd = fs::openat(dir, name, DIR_FLAGS, Mode::empty())?;
-    for n in read_names(fd.as_fd())? {
-        remove_all(fd.as_fd(), &n)?;
-    }
-    fs::unlinkat(dir, name, AtFlags::REMOVEDIR)
-}
-
-/// chmod of `name` in `dir` without following a symlink: pinned by an `O_PATH | O_NOFOLLOW`
-/// handle, checked not to be a symlink, changed through its `/proc/self/fd` entry.
-fn chmod_nofollow(dir: BorrowedFd<'_>, name: &[u8], mode: u32) -> Result<(), Errno> {
-    let fd = fs::openat(
-        dir,
-        name,
-        OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-        Mode::empty(),
-    )?;
-    let st = fs::fstat(&fd)?;
-    if FileType::from_raw_mode(st.st_mode) == FileType::Symlink {
-        return Err(Errno::LOOP);
-    }
-    let p = format!("/proc/self/fd/{}", fd.as_raw_fd());
-    fs::chmodat(
-        fs::CWD,
-        p.as_str(),
-        Mode::from_raw_mode(mode),
-        AtFlags::empty(),
-    )
 }
 
 #[cfg(test)]
