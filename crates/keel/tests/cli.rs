@@ -393,3 +393,42 @@ fn overlay_sync_reports_errors_with_the_path_and_exits_nonzero() {
     assert!(stderr(&o).contains("blocker"), "{}", stderr(&o));
     assert!(!stderr(&o).contains("panicked"));
 }
+
+/// Issue 17: `keel overlay sync b b/in` recursed into its own output (26,744 levels after a
+/// minute, without a word). It must fail at once, naming both paths; a run past 20 s is
+/// killed and fails the test. The directory is kept after a failure: a runaway sync leaves a
+/// tree too deep for a recursive removal on the test's stack.
+#[test]
+fn overlay_sync_into_its_own_source_is_refused() {
+    let d = tempfile::tempdir().unwrap().keep();
+    fs::create_dir_all(d.join("b/in")).unwrap();
+    fs::write(d.join("b/f"), "1").unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_keel"))
+        .current_dir(&d)
+        .args(["overlay", "sync", "b", "b/in"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let start = std::time::Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if start.elapsed() > std::time::Duration::from_secs(20) {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "`keel overlay sync b b/in` still running after 20 s (killed; left {})",
+                d.display()
+            );
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let o = child.wait_with_output().unwrap();
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("destination `b/in` is inside source `b`; the copy would contain itself"),
+        "{err}"
+    );
+    assert_eq!(fs::read_dir(d.join("b/in")).unwrap().count(), 0);
+    fs::remove_dir_all(&d).unwrap();
+}

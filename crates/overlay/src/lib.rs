@@ -63,6 +63,15 @@ pub enum Error {
     Dest { path: PathBuf, source: io::Error },
     #[error("destination `{}` is not a directory", path.display())]
     DestNotDir { path: PathBuf },
+    /// DEST is a source, is inside one, or holds one, by identity (device and inode), not by
+    /// the paths' strings: the sync would copy its own output without end (`sync b b/in`),
+    /// or write into a source as it reads it. Refused before anything is written.
+    #[error("destination `{}` {} source `{}`; {}", dest.display(), nesting.relation(), src.display(), nesting.consequence())]
+    Nested {
+        dest: PathBuf,
+        src: PathBuf,
+        nesting: Nesting,
+    },
     /// Reading a source entry failed.
     #[error("cannot {op} source `{}`: {source}", path.display())]
     Read {
@@ -99,6 +108,35 @@ pub enum Error {
     /// Some entries failed; every other entry was synced (as rsync continues and exits 23).
     #[error("{} entr{} could not be synced:\n{}", errors.len(), if errors.len() == 1 { "y" } else { "ies" }, list(errors))]
     Incomplete { errors: Vec<Error>, stats: Stats },
+}
+
+/// How DEST and a source are nested, for [`Error::Nested`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Nesting {
+    /// DEST is the source directory itself.
+    Same,
+    /// DEST is below the source (or would be created below it).
+    Inside,
+    /// The source is below DEST.
+    Contains,
+}
+
+impl Nesting {
+    fn relation(self) -> &'static str {
+        match self {
+            Nesting::Same => "is the same directory as",
+            Nesting::Inside => "is inside",
+            Nesting::Contains => "contains",
+        }
+    }
+
+    fn consequence(self) -> &'static str {
+        match self {
+            Nesting::Same => "a directory cannot be synced onto itself",
+            Nesting::Inside => "the copy would contain itself",
+            Nesting::Contains => "the sync would write into the source as it reads it",
+        }
+    }
 }
 
 fn list(errors: &[Error]) -> String {

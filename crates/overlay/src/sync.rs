@@ -1,7 +1,7 @@
 //! The walk: worker threads share a stack of directory jobs, each a pair of handles (a
 //! source directory, its DEST directory); every entry is reached from its parent's handle.
 
-use crate::{Error, Stats};
+use crate::{Error, Nesting, Stats};
 use rustix::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use rustix::fs::{
     self as fs, AtFlags, Dir, FileType, Gid, Mode, OFlags, Stat, Timespec, Timestamps, Uid,
@@ -24,9 +24,10 @@ const SMALL: u64 = 64 * 1024;
 /// with the semantics of `rsync -rlptgoD -O --chown=0:0 SRC/ DEST/`.
 ///
 /// All sources and DEST are checked before anything is written: a missing source, a source
-/// or DEST that is not a directory, stops the sync with nothing changed. After that, an
-/// entry that fails is reported and skipped (with its subtree) and the others are synced,
-/// as rsync does; the result is then [`Error::Incomplete`] listing every failure.
+/// or DEST that is not a directory, a DEST that is a source, is inside one or holds one
+/// ([`Error::Nested`]), stops the sync with nothing changed. After that, an entry that fails
+/// is reported and skipped (with its subtree) and the others are synced, as rsync does; the
+/// result is then [`Error::Incomplete`] listing every failure.
 ///
 /// The walk uses one worker thread per available CPU (at most 8; `KEEL_OVERLAY_THREADS`
 /// overrides it); see [`sync_with_threads`].
@@ -61,15 +62,24 @@ pub fn sync_with_threads<P: AsRef<Path>>(
         })?;
         opened.push((path, fd, st));
     }
-    let dfd = fs::open(dest, dir_flags, Mode::empty()).map_err(|e| match e {
-        Errno::NOTDIR => Error::DestNotDir {
-            path: dest.to_owned(),
-        },
-        e => Error::Dest {
-            path: dest.to_owned(),
-            source: e.into(),
-        },
-    })?;
+    let dfd = match fs::open(dest, dir_flags, Mode::empty()) {
+        Ok(fd) => fd,
+        Err(e) => {
+            if e == Errno::NOENT {
+                refuse_nesting(&opened, dest, None)?;
+            }
+            return Err(match e {
+                Errno::NOTDIR => Error::DestNotDir {
+                    path: dest.to_owned(),
+                },
+                e => Error::Dest {
+                    path: dest.to_owned(),
+                    source: e.into(),
+                },
+            });
+        }
+    };
+    refuse_nesting(&opened, dest, Some(dfd.as_fd()))?;
     let shared = Shared {
         dest_root: dest,
         pid: std::process::id(),
@@ -114,6 +124,88 @@ pub fn sync_with_threads<P: AsRef<Path>>(
     } else {
         Err(Error::Incomplete { errors, stats })
     }
+}
+
+/// A directory's identity: (device, inode).
+type DirId = (u64, u64);
+
+fn dir_id(st: &Stat) -> DirId {
+    (st.st_dev, st.st_ino)
+}
+
+/// `dir` and its ancestors up to `/`, nearest first, by identity. They are reached through
+/// `..` from the handle, so neither a symlink nor `..` in the path `dir` was opened by can
+/// hide one. The walk stops where `..` cannot be opened (no search permission).
+fn ancestry(dir: BorrowedFd<'_>) -> Vec<DirId> {
+    let flags = OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC;
+    let mut ids = Vec::new();
+    let Ok(mut cur) = fs::openat(dir, c".", flags, Mode::empty()) else {
+        return ids;
+    };
+    while let Ok(st) = fs::fstat(&cur) {
+        let id = dir_id(&st);
+        if ids.contains(&id) {
+            // `/..` is `/` (and a chroot's root is its own parent).
+            break;
+        }
+        ids.push(id);
+        match fs::openat(&cur, c"..", flags, Mode::empty()) {
+            Ok(up) => cur = up,
+            Err(_) => break,
+        }
+    }
+    ids
+}
+
+/// Refuse a DEST that is a source, is inside one, or holds one: the walk would copy its own
+/// output without end (`sync b b/in` made 26,744 levels in a minute, where rsync copies one
+/// level) or write into a source as it reads it. `dest_fd` is DEST opened; `None` when DEST
+/// does not exist, which is then judged by its nearest existing ancestor (it would be made
+/// there).
+fn refuse_nesting(
+    sources: &[(&Path, OwnedFd, Stat)],
+    dest: &Path,
+    dest_fd: Option<BorrowedFd<'_>>,
+) -> Result<(), Error> {
+    let ancestor;
+    let dest_dir = match dest_fd {
+        Some(fd) => fd,
+        None => {
+            ancestor = dest.ancestors().skip(1).find_map(|p| {
+                let p = if p.as_os_str().is_empty() {
+                    Path::new(".")
+                } else {
+                    p
+                };
+                fs::open(
+                    p,
+                    OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+                    Mode::empty(),
+                )
+                .ok()
+            });
+            match &ancestor {
+                Some(fd) => fd.as_fd(),
+                None => return Ok(()),
+            }
+        }
+    };
+    let up = ancestry(dest_dir);
+    for (path, fd, st) in sources {
+        let id = dir_id(st);
+        let nesting = match (dest_fd, up.first()) {
+            (Some(_), Some(&d)) if d == id => Nesting::Same,
+            _ if up.contains(&id) => Nesting::Inside,
+            (Some(_), Some(d)) if ancestry(fd.as_fd()).contains(d) => Nesting::Contains,
+            _ => continue,
+        };
+        return Err(Error::Nested {
+            dest: dest.to_owned(),
+            src: path.to_path_buf(),
+            nesting,
+        });
+    }
+    Ok(())
 }
 
 /// Worker threads for one walk: the machine's parallelism, at most [`MAX_THREADS`]; at

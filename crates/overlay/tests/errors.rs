@@ -6,7 +6,7 @@
 mod common;
 
 use common::*;
-use overlay::Error;
+use overlay::{Error, Nesting};
 use rustix::fs::{IFlags, Mode, OFlags};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -214,4 +214,207 @@ fn non_empty_directory_in_the_way_is_kept_and_named() {
     assert_eq!(std::fs::read(dest.join("sub/b/kept")).unwrap(), b"kept");
     assert!(dest.join("a/inside").is_dir());
     no_temp_files(&dest);
+}
+
+/// Run `f` in a thread; fail if it takes more than 20 s (a hang fails the test instead of
+/// hanging it; a stuck thread is left behind and dies with the test binary).
+fn within_20s<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(f());
+    });
+    rx.recv_timeout(std::time::Duration::from_secs(20))
+        .unwrap_or_else(|_| panic!("still running after 20 s: it hangs"))
+}
+
+/// A temporary directory removed at the end of a test that passed, and kept (named on
+/// stderr) after a failure: a runaway sync may still be writing in it, deeper than a
+/// recursive removal on the test's stack survives.
+struct Scratch(PathBuf);
+
+impl Scratch {
+    fn new() -> Scratch {
+        Scratch(tempfile::tempdir().unwrap().keep())
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("left behind: {}", self.0.display());
+        } else {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+}
+
+/// `sync(sources, dest)` must be refused, within the time limit, with nothing written.
+fn refused_nested(sources: &[PathBuf], dest: &Path, top: &Path) -> Error {
+    let before = snapshot(top);
+    let (s, d) = (sources.to_vec(), dest.to_owned());
+    let e = within_20s(move || overlay::sync(&s, &d)).unwrap_err();
+    eprintln!("error: {e}");
+    assert_eq!(before, snapshot(top), "{e}");
+    e
+}
+
+/// `b/f`, `b/in/` (empty): the tree of `keel overlay sync b b/in`.
+fn nest(t: &Path) -> (PathBuf, PathBuf) {
+    let b = t.join("b");
+    std::fs::create_dir_all(b.join("in")).unwrap();
+    std::fs::write(b.join("f"), b"1").unwrap();
+    (b.clone(), b.join("in"))
+}
+
+#[test]
+fn dest_inside_a_source_is_refused() {
+    // rsync copies one level and stops; Keel recursed into its own output without end.
+    let tmp = Scratch::new();
+    let (b, inner) = nest(&tmp.0);
+    let e = refused_nested(std::slice::from_ref(&b), &inner, &tmp.0);
+    let msg = e.to_string();
+    assert!(
+        matches!(
+            e,
+            Error::Nested {
+                nesting: Nesting::Inside,
+                ..
+            }
+        ),
+        "{msg}"
+    );
+    assert!(
+        msg.contains(&format!(
+            "destination `{}` is inside source `{}`; the copy would contain itself",
+            inner.display(),
+            b.display()
+        )),
+        "{msg}"
+    );
+}
+
+#[test]
+fn dest_inside_a_later_source_through_a_symlink_is_refused() {
+    // Identity, not the path's string: DEST is a symlink to `b/in`, b comes second.
+    let tmp = Scratch::new();
+    let (b, inner) = nest(&tmp.0);
+    let other = tmp.0.join("other");
+    std::fs::create_dir(&other).unwrap();
+    let link = tmp.0.join("link");
+    std::os::unix::fs::symlink(&inner, &link).unwrap();
+    let e = refused_nested(&[other, b.clone()], &link, &tmp.0);
+    let msg = e.to_string();
+    assert!(
+        matches!(
+            e,
+            Error::Nested {
+                nesting: Nesting::Inside,
+                ..
+            }
+        ),
+        "{msg}"
+    );
+    assert!(
+        msg.contains(&format!(
+            "destination `{}` is inside source `{}`",
+            link.display(),
+            b.display()
+        )),
+        "{msg}"
+    );
+}
+
+#[test]
+fn a_missing_dest_inside_a_source_is_refused() {
+    // Its nearest existing ancestor decides.
+    let tmp = Scratch::new();
+    let (b, inner) = nest(&tmp.0);
+    let dest = inner.join("not/yet");
+    let e = refused_nested(std::slice::from_ref(&b), &dest, &tmp.0);
+    let msg = e.to_string();
+    assert!(
+        matches!(
+            e,
+            Error::Nested {
+                nesting: Nesting::Inside,
+                ..
+            }
+        ),
+        "{msg}"
+    );
+    assert!(
+        msg.contains(&format!(
+            "destination `{}` is inside source `{}`",
+            dest.display(),
+            b.display()
+        )),
+        "{msg}"
+    );
+}
+
+#[test]
+fn dest_that_is_a_source_is_refused() {
+    let tmp = Scratch::new();
+    let (b, _) = nest(&tmp.0);
+    let dot = b.join(".");
+    let e = refused_nested(std::slice::from_ref(&b), &dot, &tmp.0);
+    let msg = e.to_string();
+    assert!(
+        matches!(
+            e,
+            Error::Nested {
+                nesting: Nesting::Same,
+                ..
+            }
+        ),
+        "{msg}"
+    );
+    assert!(
+        msg.contains(&format!(
+            "destination `{}` is the same directory as source `{}`",
+            dot.display(),
+            b.display()
+        )),
+        "{msg}"
+    );
+}
+
+#[test]
+fn dest_that_contains_a_source_is_refused() {
+    let tmp = Scratch::new();
+    let (b, inner) = nest(&tmp.0);
+    std::fs::create_dir(inner.join("in")).unwrap();
+    std::fs::write(inner.join("in/g"), b"2").unwrap();
+    let e = refused_nested(std::slice::from_ref(&inner), &b, &tmp.0);
+    let msg = e.to_string();
+    assert!(
+        matches!(
+            e,
+            Error::Nested {
+                nesting: Nesting::Contains,
+                ..
+            }
+        ),
+        "{msg}"
+    );
+    assert!(
+        msg.contains(&format!(
+            "destination `{}` contains source `{}`",
+            b.display(),
+            inner.display()
+        )),
+        "{msg}"
+    );
+}
+
+#[test]
+fn siblings_that_share_a_prefix_are_not_nested() {
+    let tmp = Scratch::new();
+    let (b, _) = nest(&tmp.0);
+    let bb = tmp.0.join("bb");
+    std::fs::create_dir(&bb).unwrap();
+    overlay::sync(&[&b], &bb).unwrap();
+    assert_eq!(std::fs::read(bb.join("f")).unwrap(), b"1");
+    assert!(bb.join("in").is_dir());
+    overlay::sync(&[&bb], &b).unwrap();
 }
