@@ -795,7 +795,7 @@ impl<'a> Worker<'a> {
                 .map_err(|e| self.write_err("chown", rel, e))?;
         }
         if perm(have) != perm(want) || (!is_root_owned(have) && perm(want) & 0o6000 != 0) {
-            chmod_nofollow(dst, name, perm(want)).map_err(|e| self.write_err("chmod", rel, e))?;
+            rootdir::chmod_nofollow(dst, name.to_bytes(), perm(want)).map_err(|e| self.write_err("chmod", rel, e))?;
         }
         Ok(())
     }
@@ -886,7 +886,7 @@ impl<'a> Worker<'a> {
                 .map_err(|e| self.write_err("chown", rel, e))?;
         }
         if let Some(mode) = mode {
-            chmod_nofollow(dst, tmp, mode).map_err(|e| self.write_err("chmod", rel, e))?;
+            rootdir::chmod_nofollow(dst, tmp.to_bytes(), mode).map_err(|e| self.write_err("chmod", rel, e))?;
         }
         fs::utimensat(dst, tmp, &only_mtime(st), AtFlags::SYMLINK_NOFOLLOW)
             .map_err(|e| self.write_err("set the mtime of", rel, e))
@@ -906,31 +906,6 @@ fn read_names(dir: BorrowedFd<'_>) -> Result<Vec<CString>, Errno> {
     }
     names.sort_unstable();
     Ok(names)
-}
-
-/// chmod of `name` in `dir` without following a symlink: the entry is pinned by an `O_PATH`
-/// handle opened with `O_NOFOLLOW`, checked not to be a symlink, and changed through its
-/// `/proc/self/fd` entry (what glibc's `fchmodat(AT_SYMLINK_NOFOLLOW)` does). Device nodes
-/// and fifos are never opened for I/O.
-fn chmod_nofollow(dir: BorrowedFd<'_>, name: &CStr, mode: u32) -> Result<(), Errno> {
-    let fd = fs::openat(
-        dir,
-        name,
-        OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-        Mode::empty(),
-    )?;
-    let st = fs::fstat(&fd)?;
-    if ftype(&st) == FileType::Symlink {
-        return Err(Errno::LOOP);
-    }
-    let proc_fd = rustix::procfs::proc_self_fd()?;
-    let num = fd.as_raw_fd().to_string();
-    fs::chmodat(
-        proc_fd,
-        num.as_str(),
-        Mode::from_raw_mode(mode),
-        AtFlags::empty(),
-    )
 }
 
 /// Copy `size` bytes (fewer if the source ends first) from `src` to `dst`: for files over
