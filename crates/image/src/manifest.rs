@@ -6,8 +6,10 @@
 //! `type` is `f d l c b p s`; `mode` is the permission bits in octal (with setuid, setgid,
 //! sticky); regular files carry their size and the SHA-256 of their content; symlinks their
 //! target verbatim; devices their numbers. `label` is the `security.selinux` xattr. Paths
-//! and targets escape `\`, tab, newline and bytes that are not UTF-8 as `\\`, `\t`, `\n`,
-//! `\xHH`. Modification times are not part of the manifest.
+//! and targets escape `\`, tab and newline as `\\`, `\t`, `\n`, and every byte of a control
+//! character (C0, DEL, C1) and every byte that is not UTF-8 as `\xHH`: the escape is undone
+//! byte for byte, so two names never share a line. Modification times are not part of the
+//! manifest.
 
 use crate::walk::{walk, Entry};
 use crate::Error;
@@ -27,7 +29,13 @@ pub fn escape(bytes: &[u8]) -> String {
                 '\\' => out.push_str("\\\\"),
                 '\t' => out.push_str("\\t"),
                 '\n' => out.push_str("\\n"),
-                c if c.is_control() => out.push_str(&format!("\\x{:02x}", c as u32)),
+                // The bytes, not the code point: U+0085 is `\xc2\x85`, as the invalid
+                // byte 0x85 alone is `\x85`.
+                c if c.is_control() => {
+                    for b in c.encode_utf8(&mut [0; 4]).bytes() {
+                        out.push_str(&format!("\\x{b:02x}"));
+                    }
+                }
                 c => out.push(c),
             }
         }
@@ -173,6 +181,18 @@ mod tests {
         assert_eq!(escape(b"a\tb\nc\\"), "a\\tb\\nc\\\\");
         assert_eq!(escape(b"\xff\x01x"), "\\xff\\x01x");
         assert_eq!(escape("ünï".as_bytes()), "ünï");
+    }
+
+    /// Found by the fuzzer (crates/fuzz, target image_manifest): U+0085 (NEL, valid UTF-8
+    /// `c2 85`) was written `\x85`, as is the invalid byte 0x85 alone, so two different
+    /// names had the same manifest line.
+    #[test]
+    fn control_characters_escape_their_bytes() {
+        assert_eq!(escape(b"\xc2\x85"), "\\xc2\\x85");
+        assert_eq!(escape(b"\x85"), "\\x85");
+        assert_ne!(escape(b"\\\xc2\x85"), escape(b"\\\x85"));
+        assert_eq!(escape(b"\x1b[0m\x7f"), "\\x1b[0m\\x7f");
+        assert_eq!(escape("\u{9f}".as_bytes()), "\\xc2\\x9f");
     }
 
     #[test]
