@@ -5,7 +5,7 @@
 
 use crate::entry::{parse_line, Entry, Mode};
 use crate::spec::{SpecError, Specifiers};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 
 /// Where a line came from.
@@ -273,7 +273,10 @@ pub fn plan(
         a.items
             .sort_by_key(|i| (!i.entry.takes_ownership(), i.entry.kind as u32));
     }
-    // Parent: the array of the longest proper prefix path, plain paths before globs.
+    // Parent: the array of the longest proper prefix path, plain paths before globs. Only
+    // prefixes as long as some array's path are looked up: a path of thousands of
+    // components costs one pass, not a copy and a hash of every prefix (quadratic).
+    let lengths: HashSet<usize> = arrays.iter().map(|a| a.path.len()).collect();
     let parent: Vec<Option<usize>> = arrays
         .iter()
         .map(|a| {
@@ -282,6 +285,12 @@ pub fn plan(
                 p = if pos == 0 { "/" } else { &p[..pos] };
                 if p == a.path {
                     break;
+                }
+                if !lengths.contains(&p.len()) {
+                    if p == "/" {
+                        break;
+                    }
+                    continue;
                 }
                 if let Some(&i) = index
                     .get(&(false, p.to_owned()))
@@ -570,6 +579,29 @@ mod tests {
         // z is a glob type and runs with the globs after all plain paths.
         assert_eq!(paths(&p), ["d /a", "d /a/b", "d /a/b/c", "z /a/b"]);
         assert_eq!(p.diagnostics.len(), 1, "{:?}", p.diagnostics);
+    }
+
+    /// Found by the fuzzer (crates/fuzz, target tmpfiles): the parent search copied and
+    /// hashed every prefix of a path, so a 40 KB path of 8,000 components took 1.5 s to
+    /// plan in a debug build (quadratic in the path's length).
+    #[test]
+    fn a_path_of_many_components_plans_in_one_pass() {
+        let deep = "/x".repeat(30_000);
+        let t = std::time::Instant::now();
+        let p = run(
+            &[("a.conf", &format!("d {deep}/y\nd {deep}\nd /x"))],
+            &Options::default(),
+        );
+        let took = t.elapsed();
+        assert_eq!(
+            paths(&p),
+            [
+                "d /x".to_owned(),
+                format!("d {deep}"),
+                format!("d {deep}/y")
+            ]
+        );
+        assert!(took.as_secs_f64() < 1.0, "{took:?}");
     }
 
     #[test]
