@@ -170,7 +170,13 @@ fn empty_or_dash(s: &Option<String>) -> bool {
 }
 
 /// Parse one line. Returns `Ok(None)` for blank lines and comments.
+///
+/// A NUL byte is refused: systemd ends a line there ([`crate::config::lines`]) and refuses
+/// `\x00`, so an entry holding one could never be written back as a line.
 pub fn parse_line(line: &str) -> Result<Option<Entry>, SyntaxError> {
+    if line.contains('\0') {
+        return err("NUL byte in the line (systemd ends a line there)");
+    }
     let line = line.trim_matches(|c: char| c.is_ascii() && crate::escape::is_ws(c as u8));
     if line.is_empty() || line.starts_with('#') {
         return Ok(None);
@@ -545,6 +551,26 @@ mod tests {
 
     fn p(s: &str) -> Entry {
         parse_line(s).unwrap().unwrap()
+    }
+
+    /// Found by the fuzzer (crates/fuzz, target tmpfiles_edit): `add d /a<NUL>b` in an
+    /// edit file (read with `str::lines`, which keeps NUL) was accepted and written back as
+    /// `d "/a\x00b"`, a line that does not parse.
+    #[test]
+    fn a_nul_byte_is_refused() {
+        assert_eq!(
+            parse_line("d /var/lib/a\0b - - - -"),
+            Err(SyntaxError(
+                "NUL byte in the line (systemd ends a line there)".into()
+            ))
+        );
+        assert!(parse_line("d /a - - - - x\0").is_err());
+        assert!(parse_line("d /var/lib/a\\x00b").is_err());
+        let e = crate::edit::parse_edits("f.conf.edit", "delete /x\nadd d /a\0b\n").unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "f.conf.edit:2: `add`: NUL byte in the line (systemd ends a line there)"
+        );
     }
 
     #[test]
