@@ -283,6 +283,30 @@ fn image_end_to_end() {
     assert_eq!(ran, Vec::<String>::new());
     assert_eq!(sha256(&image), clean);
 
+    // A missing output is made again, as make would (issue 15): the image moved away
+    // reruns the image stage only, and gives the same bytes.
+    let moved = image.with_extension("moved");
+    fs::rename(&image, &moved).unwrap();
+    let (ran, _) = build(&p);
+    assert_eq!(ran, from("image", "base"));
+    assert_eq!(sha256(&image), clean);
+    fs::remove_file(&moved).unwrap();
+    // The destination root deleted and an overlay file touched: the build reruns from
+    // the destroot stage and finishes (it failed in the overlay stage on `cp` before).
+    fs::remove_dir_all(p.root.join("build/work/base/destroot")).unwrap();
+    set_mtime(&overlay_file, OVERLAY_MTIME + 60);
+    let (ran, _) = build(&p);
+    assert_eq!(ran, from("destroot", "base"));
+    set_mtime(&overlay_file, OVERLAY_MTIME);
+    let (ran, _) = build(&p);
+    assert_eq!(ran, from("overlay", "base"));
+    assert_eq!(sha256(&image), clean);
+    // A stage tree deleted: that stage and the later ones.
+    fs::remove_dir_all(p.root.join("build/work/base/stage/tmpfiles")).unwrap();
+    let (ran, _) = build(&p);
+    assert_eq!(ran, from("tmpfiles", "base"));
+    assert_eq!(sha256(&image), clean);
+
     // Touching only an overlay file reruns overlay and later stages only.
     set_mtime(&overlay_file, OVERLAY_MTIME + 60);
     let (ran, _) = build(&p);

@@ -198,32 +198,55 @@ impl Runner<'_> {
         }
     }
 
+    /// Run stage `name` unless it is up to date: its inputs' fingerprint is the one its
+    /// stamp records, and each of its `outputs` is there with the identity recorded when
+    /// it last finished (a missing, moved or replaced output reruns it, and every later
+    /// stage).
     fn stage(
         &mut self,
         name: &'static str,
         fp: &Fingerprint,
         what: &str,
+        outputs: &[&Path],
         run: impl FnOnce() -> Result<(), Error>,
     ) -> Result<(), Error> {
         let stamps = self.paths.stamps();
         let stamp = stamps.join(name);
+        let recorded = stamps.join(format!("{name}.outputs"));
         let hex = fp.hex();
+        let mut why = String::new();
         if !self.forced && fs::read_to_string(&stamp).is_ok_and(|s| s.trim() == hex) {
-            self.say(&format!("[   up to date] {name}"));
-            self.outcome.timings.push((name, 0.0, false));
-            return Ok(());
+            let was = fs::read_to_string(&recorded).unwrap_or_default();
+            match outputs_changed(outputs, &was) {
+                None => {
+                    self.say(&format!("[   up to date] {name}"));
+                    self.outcome.timings.push((name, 0.0, false));
+                    return Ok(());
+                }
+                Some(p) => {
+                    why = format!(" (its output {} is missing or was replaced)", p.display())
+                }
+            }
         }
         self.forced = true;
-        let pos = STAGES.iter().position(|s| *s == name).unwrap_or(0);
+        let Some(pos) = STAGES.iter().position(|s| *s == name) else {
+            return Err(Error::Tree(format!(
+                "internal: stage `{name}` is not in STAGES"
+            )));
+        };
         for later in &STAGES[pos..] {
-            for f in [stamps.join(later), stamps.join(format!("{later}.inputs"))] {
+            for f in [
+                stamps.join(later),
+                stamps.join(format!("{later}.inputs")),
+                stamps.join(format!("{later}.outputs")),
+            ] {
                 match fs::remove_file(&f) {
                     Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(io(&f)(e)),
                     _ => {}
                 }
             }
         }
-        self.say(&format!("[      running] {name}: {what}"));
+        self.say(&format!("[      running] {name}: {what}{why}"));
         // A stage's log holds its last run only.
         let log = self.paths.stage_log(name);
         match fs::remove_file(&log) {
@@ -242,10 +265,18 @@ impl Runner<'_> {
             });
         }
         let secs = t.elapsed().as_secs_f64();
+        let made = identities(outputs).map_err(|missing| Error::Stage {
+            stage: name,
+            source: Box::new(Error::Tree(format!(
+                "it finished without making its output {}",
+                missing.display()
+            ))),
+        })?;
         write_atomic(
             &stamps.join(format!("{name}.inputs")),
             fp.inputs.join("\n").as_bytes(),
         )?;
+        write_atomic(&recorded, made.as_bytes())?;
         write_atomic(&stamp, hex.as_bytes())?;
         let log = self.paths.stage_log(name);
         let log = if log.exists() {
@@ -258,6 +289,38 @@ impl Runner<'_> {
         self.outcome.timings.push((name, secs, true));
         Ok(())
     }
+}
+
+/// What identifies the file at `p`: device and inode, and for a file also size and mtime
+/// (`None`: nothing there).
+fn identity(p: &Path) -> Option<String> {
+    use std::os::unix::fs::MetadataExt;
+    let m = fs::symlink_metadata(p).ok()?;
+    let mut id = format!("{} {}:{}", p.display(), m.dev(), m.ino());
+    if !m.is_dir() {
+        id += &format!(" {} {}.{}", m.len(), m.mtime(), m.mtime_nsec());
+    }
+    Some(id)
+}
+
+/// One line per output, [`identity`]; `Err` names the first output that is not there.
+fn identities(outputs: &[&Path]) -> Result<String, PathBuf> {
+    let mut text = String::new();
+    for p in outputs {
+        text += &identity(p).ok_or_else(|| p.to_path_buf())?;
+        text.push('\n');
+    }
+    Ok(text)
+}
+
+/// The first output whose identity is not the one recorded (`was`), if any.
+fn outputs_changed<'a>(outputs: &[&'a Path], was: &str) -> Option<&'a Path> {
+    let was: Vec<&str> = was.lines().collect();
+    outputs
+        .iter()
+        .enumerate()
+        .find(|(i, p)| identity(p).as_deref() != was.get(*i).copied())
+        .map(|(_, p)| *p)
 }
 
 /// Build a variant: every stage whose inputs changed, and all later ones.
@@ -316,6 +379,7 @@ pub fn build(
         "overlay",
         &fp,
         &format!("{} overlay layers", resolved.layers_of("overlay").count()),
+        &[&overlay_tree],
         || {
             tree::fresh_copy(&dest, &overlay_tree, &log, |t| {
                 tree::overlay(&resolved, t, build_time, &log)
@@ -335,6 +399,7 @@ pub fn build(
         "tmpfiles",
         &fp,
         "tmpfiles.d edits, build-time creation",
+        &[&tmpfiles_tree],
         || {
             tree::fresh_copy(&overlay_tree, &tmpfiles_tree, &log, |t| {
                 tree::tmpfiles(&resolved, t, &prefixes, &log)
@@ -354,6 +419,7 @@ pub fn build(
         "fixups",
         &fp,
         "ld.so.cache, .updated stamps, customize hook",
+        &[&fixups_tree],
         || {
             tree::fresh_copy(&tmpfiles_tree, &fixups_tree, &log, |t| {
                 tree::fixups(&resolved, &paths, t, &log)?;
@@ -386,6 +452,7 @@ pub fn build(
             "policy",
             &fp,
             &format!("{} policy: modules, config, labels", s.selinux_type),
+            &[&policy_tree],
             || {
                 tree::fresh_copy(&fixups_tree, &policy_tree, &log, |t| {
                     let installed = policy::install_modules(t, &s.selinux_type, &layers, &log)?;
@@ -430,6 +497,7 @@ pub fn build(
         "image",
         &fp,
         &format!("{} of {}", format.extension(), final_tree.display()),
+        &[&img, &manifest],
         || {
             let _ = fs::remove_file(&manifest);
             let spec = image::make::Spec {
@@ -526,7 +594,7 @@ fn portage_stages(
             "host-tools.packages",
             &set_text(resolved, SetKind::HostTools),
         );
-    runner.stage("host-tools", &fp, "host tools", || {
+    runner.stage("host-tools", &fp, "host tools", &[], || {
         Ok(portage.host_tools(resolved, &paths.stage_log("host-tools"))?)
     })?;
 
@@ -538,13 +606,12 @@ fn portage_stages(
         .tree("repo", &opts.repo, Some(&mut cache))?;
     cache.save(&paths.stamps().join("repo.statcache"))?;
     let n = resolved.set(SetKind::Build).entries.len();
+    let sysroot = portage.layout.sysroot();
     runner.stage(
         "sysroot",
         &fp,
-        &format!(
-            "emerge @keel-build ({n} atoms) into {}",
-            portage.layout.sysroot().display()
-        ),
+        &format!("emerge @keel-build ({n} atoms) into {}", sysroot.display()),
+        &[&sysroot],
         || {
             // User patches: what the sysroot's packages were installed with (this work
             // directory's record) and what the newest binary packages were built with (the
@@ -597,6 +664,7 @@ fn portage_stages(
             "emerge @keel-install @keel-installonly into {}",
             dest.display()
         ),
+        &[&dest],
         || {
             fresh_root(
                 resolved,
@@ -627,7 +695,7 @@ fn debian_stages(
         "host-tools.packages",
         &set_text(resolved, SetKind::HostTools),
     );
-    runner.stage("host-tools", fp, "host tools (apt)", || {
+    runner.stage("host-tools", fp, "host tools (apt)", &[], || {
         Ok(deb.host_tools(resolved, &paths.stage_log("host-tools"))?)
     })?;
     // The initramfs configuration of the overlay layers is read while packages install.
@@ -646,6 +714,7 @@ fn debian_stages(
         "destroot",
         fp,
         &format!("mmdebstrap {} into {}", deb.suite, dest.display()),
+        &[&dest],
         || {
             let log = paths.stage_log("destroot");
             Ok(deb.destroot(resolved, &initramfs, &dest, &log, opts.source_date_epoch)?)
