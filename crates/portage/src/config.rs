@@ -109,12 +109,13 @@ fn accumulates(name: &str) -> bool {
 pub fn compose_layers(layers: &[LayerDir], sub: &str) -> Result<Tree, Error> {
     let mut tree = Tree::default();
     for (i, layer) in layers.iter().enumerate() {
+        let files = LayerFiles::open(layer)?;
         let base = if sub.is_empty() {
-            layer.path.clone()
+            PathBuf::from(&layer.rel)
         } else {
-            layer.path.join(sub)
+            Path::new(&layer.rel).join(sub)
         };
-        if !base.is_dir() {
+        if !files.is_dir(&base) {
             continue;
         }
         let slug = match layer.slug() {
@@ -122,67 +123,102 @@ pub fn compose_layers(layers: &[LayerDir], sub: &str) -> Result<Tree, Error> {
             s => s,
         };
         let prefix = format!("{:02}-{slug}", 10 + i);
-        let mut entries: Vec<_> = fs::read_dir(&base)
-            .map_err(Error::io(&base))?
-            .collect::<Result<_, _>>()
-            .map_err(Error::io(&base))?;
-        entries.sort_by_key(|e| e.file_name());
-        for e in entries {
-            let name = e.file_name().to_string_lossy().into_owned();
+        for name in files.names(&base)? {
             if sub.is_empty() && name == "host" {
                 continue;
             }
-            let path = e.path();
+            let path = base.join(&name);
             if accumulates(&name) {
-                if path.is_dir() {
-                    for (rel, content) in walk_files(&path)? {
+                if files.is_dir(&path) {
+                    for (rel, content) in files.walk(&path)? {
                         tree.file(
                             format!("{name}/{prefix}-{}", rel.replace('/', "-")),
                             content,
                         );
                     }
                 } else {
-                    tree.file(format!("{name}/{prefix}"), read(&path)?);
+                    tree.file(format!("{name}/{prefix}"), files.read(&path)?);
                 }
-            } else if path.is_dir() {
-                for (rel, content) in walk_files(&path)? {
+            } else if files.is_dir(&path) {
+                for (rel, content) in files.walk(&path)? {
                     tree.file(format!("{name}/{rel}"), content);
                 }
             } else {
-                tree.file(name, read(&path)?);
+                tree.file(name, files.read(&path)?);
             }
         }
     }
     Ok(tree)
 }
 
-fn read(path: &Path) -> Result<Vec<u8>, Error> {
-    fs::read(path).map_err(Error::io(path))
+/// The most a file of a configuration layer may hold (16 MiB).
+pub const MAX_LAYER_FILE: u64 = 16 << 20;
+
+/// The files of a layer, read beneath the project's root (crate `rootdir`): links are
+/// followed only while they stay inside the project; one out of it, a FIFO or a device is
+/// an error naming it, never read.
+pub struct LayerFiles {
+    tree: rootdir::Root,
 }
 
-/// Regular files under `dir`, relative paths, sorted. Symlinks are read through (layers are
-/// the project's own files).
-fn walk_files(dir: &Path) -> Result<Vec<(String, Vec<u8>)>, Error> {
-    let mut out = Vec::new();
-    let mut stack = vec![(dir.to_owned(), String::new())];
-    while let Some((d, rel)) = stack.pop() {
-        for e in fs::read_dir(&d).map_err(Error::io(&d))? {
-            let e = e.map_err(Error::io(&d))?;
-            let name = e.file_name().to_string_lossy().into_owned();
-            let r = if rel.is_empty() {
-                name
-            } else {
-                format!("{rel}/{name}")
-            };
-            if e.path().is_dir() {
-                stack.push((e.path(), r));
-            } else {
-                out.push((r, read(&e.path())?));
+impl LayerFiles {
+    /// The project a layer belongs to: its path with its project-relative part taken off.
+    pub fn open(layer: &LayerDir) -> Result<LayerFiles, Error> {
+        let depth = Path::new(&layer.rel).components().count();
+        let root = layer.path.ancestors().nth(depth).unwrap_or(Path::new("/"));
+        Ok(LayerFiles {
+            tree: rootdir::Root::open(root)?,
+        })
+    }
+
+    pub fn is_dir(&self, rel: &Path) -> bool {
+        self.tree.open_dir(rel).is_ok()
+    }
+
+    /// The names in the directory `rel`, sorted.
+    pub fn names(&self, rel: &Path) -> Result<Vec<String>, Error> {
+        let d = self.tree.open_dir(rel)?;
+        let mut names: Vec<String> = rootdir::read_names(std::os::fd::AsFd::as_fd(&d))
+            .map_err(|e| Error::io(&self.tree.display(rel))(e.into()))?
+            .into_iter()
+            .map(|n| String::from_utf8_lossy(&n).into_owned())
+            .collect();
+        names.sort();
+        Ok(names)
+    }
+
+    pub fn read(&self, rel: &Path) -> Result<Vec<u8>, Error> {
+        let f = self.tree.open_file(rel)?;
+        Ok(rootdir::read_capped(
+            f,
+            &self.tree.display(rel),
+            MAX_LAYER_FILE,
+            "a configuration layer's file",
+        )?)
+    }
+
+    /// Regular files under `dir`, relative paths, sorted.
+    pub fn walk(&self, dir: &Path) -> Result<Vec<(String, Vec<u8>)>, Error> {
+        let mut out = Vec::new();
+        let mut stack = vec![(dir.to_owned(), String::new())];
+        while let Some((d, rel)) = stack.pop() {
+            for name in self.names(&d)? {
+                let r = if rel.is_empty() {
+                    name.clone()
+                } else {
+                    format!("{rel}/{name}")
+                };
+                let p = d.join(&name);
+                if self.is_dir(&p) {
+                    stack.push((p, r));
+                } else {
+                    out.push((r, self.read(&p)?));
+                }
             }
         }
+        out.sort();
+        Ok(out)
     }
-    out.sort();
-    Ok(out)
 }
 
 /// Render a Portage set file.
@@ -253,6 +289,40 @@ mod tests {
         );
         let h = compose_layers(&layers, "host").unwrap();
         assert_eq!(h.render(), "=== make.conf/10-shared\nH=1\n");
+    }
+
+    /// Issue 17: a layer file linked out of the project is refused naming the link (its
+    /// content is never read); a FIFO does not block; a link inside the project is read.
+    #[test]
+    fn layer_files_are_read_only_inside_the_project() {
+        let d = tempfile::tempdir().unwrap();
+        let project = d.path().join("p");
+        let outside = d.path().join("shadow");
+        fs::write(&outside, "root:$6$SECRETHASH:1::\n").unwrap();
+        fs::create_dir_all(project.join("portage/package.use")).unwrap();
+        fs::write(project.join("portage/package.use/in"), "x/y a\n").unwrap();
+        std::os::unix::fs::symlink("in", project.join("portage/package.use/alias")).unwrap();
+        let layers = vec![LayerDir {
+            rel: "portage".into(),
+            path: project.join("portage"),
+        }];
+        let t = compose_layers(&layers, "").unwrap();
+        assert!(t.render().contains("package.use/10-shared-alias\nx/y a\n"), "{}", t.render());
+        std::os::unix::fs::symlink(&outside, project.join("portage/make.conf")).unwrap();
+        let e = compose_layers(&layers, "").unwrap_err().to_string();
+        assert!(e.contains("/portage/make.conf is a symlink to"), "{e}");
+        assert!(!e.contains("SECRETHASH"), "{e}");
+        fs::remove_file(project.join("portage/make.conf")).unwrap();
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            &project.join("portage/make.conf"),
+            rustix::fs::FileType::Fifo,
+            rustix::fs::Mode::from_raw_mode(0o644),
+            0,
+        )
+        .unwrap();
+        let e = compose_layers(&layers, "").unwrap_err().to_string();
+        assert!(e.contains("make.conf: a FIFO, not a regular file"), "{e}");
     }
 
     #[test]

@@ -33,6 +33,8 @@ pub enum Error {
     Venv(#[from] venv::Error),
     #[error("{0}")]
     Config(String),
+    #[error(transparent)]
+    Tree(#[from] rootdir::Error),
     #[error("{message}\n{source}")]
     Emerge {
         message: String,
@@ -290,19 +292,19 @@ impl Portage {
         // merge ${BROOT}/etc/kernel/config.d/*.config; a later layer's file of the same name wins.
         let mut kernel = Tree::default();
         for l in resolved.layers_of("kernel") {
-            let dir = l.path.join("config.d");
-            let Ok(rd) = fs::read_dir(&dir) else { continue };
-            let mut names: Vec<PathBuf> = rd.filter_map(|e| e.ok().map(|e| e.path())).collect();
-            names.sort();
-            for f in names
-                .into_iter()
-                .filter(|f| f.extension().is_some_and(|x| x == "config"))
-            {
-                let name = f
-                    .file_name()
-                    .map(|n| n.to_string_lossy().into_owned())
-                    .unwrap_or_default();
-                kernel.file(name, fs::read(&f).map_err(Error::io(&f))?);
+            let files = config::LayerFiles::open(&config::LayerDir {
+                rel: l.rel.clone(),
+                path: l.path.clone(),
+            })?;
+            let dir = Path::new(&l.rel).join("config.d");
+            if !files.is_dir(&dir) {
+                continue;
+            }
+            for name in files.names(&dir)? {
+                if name.ends_with(".config") {
+                    let content = files.read(&dir.join(&name))?;
+                    kernel.file(name, content);
+                }
             }
         }
         if let Install::Venv(_) = self.install {
