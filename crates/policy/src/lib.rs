@@ -43,6 +43,8 @@ pub enum Error {
     Fc(#[from] fc::FcError),
     #[error("{}: {message}", path.display())]
     Invalid { path: PathBuf, message: String },
+    #[error(transparent)]
+    Tree(#[from] rootdir::Error),
     #[error("{}: the file contexts hold contexts the target policy {} does not define:\n{detail}", fc.display(), policy.display())]
     InvalidContexts {
         fc: PathBuf,

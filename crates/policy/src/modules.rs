@@ -39,6 +39,14 @@ pub struct Installed {
 /// Parse a layer's `booleans` file: (name, value, line).
 pub fn read_booleans(path: &Path) -> Result<Vec<(String, bool, usize)>, Error> {
     let text = fs::read_to_string(path).map_err(io(path))?;
+    parse_booleans(path, &text)
+}
+
+/// The most a layer's `booleans` file may hold (1 MiB).
+const MAX_BOOLEANS: u64 = 1 << 20;
+
+/// Parse the text of a `booleans` file (`path` for messages).
+fn parse_booleans(path: &Path, text: &str) -> Result<Vec<(String, bool, usize)>, Error> {
     let mut out = Vec::new();
     for (i, raw) in text.lines().enumerate() {
         let line = raw.split('#').next().unwrap_or("").trim();
@@ -67,35 +75,39 @@ pub fn read_booleans(path: &Path) -> Result<Vec<(String, bool, usize)>, Error> {
     Ok(out)
 }
 
-/// Compile and install the modules of `layers` (in order) into the policy store of `root`,
-/// and set the layers' booleans there.
+/// Compile and install the modules of `layers` (in order; directories inside `project`)
+/// into the policy store of `root`, and set the layers' booleans there. The layers are
+/// read beneath `project` (crate `rootdir`): a file linked out of the project is an error
+/// naming the link, never read.
 pub fn install_modules(
     root: &Path,
     policy_type: &str,
+    project: &Path,
     layers: &[PathBuf],
     log: &Path,
 ) -> Result<Installed, Error> {
     check_policy_type(policy_type)?;
+    let tree = rootdir::Root::open(project)?;
     let mut modules: BTreeMap<String, (Kind, PathBuf)> = BTreeMap::new();
     let mut booleans: BTreeMap<String, (bool, String)> = BTreeMap::new();
     for layer in layers {
-        if !layer.is_dir() {
+        let rel = layer.strip_prefix(project).map_err(|_| Error::Invalid {
+            path: layer.clone(),
+            message: format!("a policy layer outside the project {}", project.display()),
+        })?;
+        if !tree.is_dir(rel) {
             continue;
         }
-        let mut entries: Vec<PathBuf> = fs::read_dir(layer)
-            .map_err(io(layer))?
-            .map(|e| e.map(|e| e.path()))
-            .collect::<Result<_, _>>()
-            .map_err(io(layer))?;
-        entries.sort();
         let mut here: BTreeMap<String, PathBuf> = BTreeMap::new();
-        for p in entries {
-            let name = p
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default();
+        for name in tree.names(rel)? {
+            let p = layer.join(&name);
             if name == "booleans" {
-                for (b, v, line) in read_booleans(&p)? {
+                let text = tree.read(&rel.join(&name), MAX_BOOLEANS, "a booleans file")?;
+                let text = String::from_utf8(text).map_err(|_| Error::Invalid {
+                    path: p.clone(),
+                    message: "not UTF-8 text".into(),
+                })?;
+                for (b, v, line) in parse_booleans(&p, &text)? {
                     booleans.insert(b, (v, format!("{}:{line}", p.display())));
                 }
                 continue;
@@ -123,6 +135,8 @@ pub fn install_modules(
                     ),
                 });
             }
+            // The tools read it by path: a regular file inside the project, checked here.
+            drop(tree.open_file(&rel.join(&name))?);
             modules.insert(stem.to_owned(), (kind, p));
         }
     }
@@ -293,5 +307,40 @@ mod tests {
             e.ends_with("booleans:1: invalid value `maybe` for `a` (on or off)"),
             "{e}"
         );
+    }
+
+    /// Issue 17: a module or booleans file linked out of the project is refused naming the
+    /// link (before any tool reads it); a FIFO does not block.
+    #[test]
+    fn layer_files_linked_out_of_the_project_are_refused() {
+        let d = tempfile::tempdir().unwrap();
+        let project = d.path().join("p");
+        let layer = project.join("policy");
+        fs::create_dir_all(&layer).unwrap();
+        fs::write(d.path().join("secret"), "SECRET\n").unwrap();
+        std::os::unix::fs::symlink(d.path().join("secret"), layer.join("x.te")).unwrap();
+        let root = d.path().join("root");
+        fs::create_dir_all(&root).unwrap();
+        let log = d.path().join("log");
+        let run = || install_modules(&root, "mcs", &project, &[layer.clone()], &log);
+        let e = run().unwrap_err().to_string();
+        assert!(e.contains("/policy/x.te is a symlink to"), "{e}");
+        assert!(!e.contains("SECRET"), "{e}");
+        fs::remove_file(layer.join("x.te")).unwrap();
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            &layer.join("booleans"),
+            rustix::fs::FileType::Fifo,
+            rustix::fs::Mode::from_raw_mode(0o644),
+            0,
+        )
+        .unwrap();
+        let e = run().unwrap_err().to_string();
+        assert!(e.contains("booleans: a FIFO, not a regular file"), "{e}");
+        // A layer outside the project is a clear error too.
+        let e = install_modules(&root, "mcs", &project, &[d.path().join("elsewhere")], &log)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("a policy layer outside the project"), "{e}");
     }
 }

@@ -172,29 +172,18 @@ impl LayerFiles {
     }
 
     pub fn is_dir(&self, rel: &Path) -> bool {
-        self.tree.open_dir(rel).is_ok()
+        self.tree.is_dir(rel)
     }
 
     /// The names in the directory `rel`, sorted.
     pub fn names(&self, rel: &Path) -> Result<Vec<String>, Error> {
-        let d = self.tree.open_dir(rel)?;
-        let mut names: Vec<String> = rootdir::read_names(std::os::fd::AsFd::as_fd(&d))
-            .map_err(|e| Error::io(&self.tree.display(rel))(e.into()))?
-            .into_iter()
-            .map(|n| String::from_utf8_lossy(&n).into_owned())
-            .collect();
-        names.sort();
-        Ok(names)
+        Ok(self.tree.names(rel)?)
     }
 
     pub fn read(&self, rel: &Path) -> Result<Vec<u8>, Error> {
-        let f = self.tree.open_file(rel)?;
-        Ok(rootdir::read_capped(
-            f,
-            &self.tree.display(rel),
-            MAX_LAYER_FILE,
-            "a configuration layer's file",
-        )?)
+        Ok(self
+            .tree
+            .read(rel, MAX_LAYER_FILE, "a configuration layer's file")?)
     }
 
     /// Regular files under `dir`, relative paths, sorted.

@@ -227,6 +227,30 @@ impl Root {
         Ok(std::fs::File::from(fd))
     }
 
+    /// Whether `rel` is a directory (a link to one inside the tree counts).
+    pub fn is_dir(&self, rel: &Path) -> bool {
+        self.open_dir(rel).is_ok()
+    }
+
+    /// The names in the directory `rel`, sorted (lossy UTF-8).
+    pub fn names(&self, rel: &Path) -> Result<Vec<String>, Error> {
+        let d = self.open_dir(rel)?;
+        let mut names: Vec<String> = read_names(d.as_fd())
+            .map_err(Error::io(self.display(rel)))?
+            .into_iter()
+            .map(|n| String::from_utf8_lossy(&n).into_owned())
+            .collect();
+        names.sort();
+        Ok(names)
+    }
+
+    /// The content of the regular file `rel` ([`Root::open_file`]), at most `limit` bytes
+    /// (`what` names the input in the error).
+    pub fn read(&self, rel: &Path, limit: u64, what: &str) -> Result<Vec<u8>, Error> {
+        let f = self.open_file(rel)?;
+        read_capped(f, &self.display(rel), limit, what)
+    }
+
     fn dotdot(&self, rel: &Path) -> Error {
         Error::Kind {
             path: self.path.join(rel),

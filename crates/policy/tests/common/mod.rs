@@ -208,7 +208,13 @@ pub fn policy_root() -> Option<&'static PathBuf> {
             root_dir().join("policy"),
             root_dir().join("variants/selinux/policy"),
         ];
-        let installed = policy::install_modules(&root, "mcs", &layers, &dir.join("modules.log"))
+        let installed = policy::install_modules(
+            &root,
+            "mcs",
+            &root_dir(),
+            &layers,
+            &dir.join("modules.log"),
+        )
             .unwrap_or_else(|e| panic!("{e}"));
         eprintln!(
             "policy fixture built in {:.1}s: {} local modules, booleans {:?}",
