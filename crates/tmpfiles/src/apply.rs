@@ -64,7 +64,8 @@ pub struct Report {
     pub diagnostics: Vec<Diagnostic>,
     /// Operations that failed (systemd would exit 73).
     pub failures: Vec<Failure>,
-    /// Failures of lines with the `-` modifier; reported, not errors.
+    /// Reported, not errors: failures of lines with the `-` modifier, and what systemd
+    /// only warns about (an existing entry of another type for `d p c b e`).
     pub notes: Vec<Failure>,
     /// How many operations ran.
     pub applied: usize,
@@ -89,16 +90,20 @@ fn errno_msg(e: Errno) -> String {
     std::io::Error::from(e).to_string()
 }
 
+/// Read a regular file. Opened non-blocking, so a FIFO in its place (a hostile root's
+/// `/etc/passwd`) is refused at once instead of blocking; devices are refused too.
 fn read_at(dir: impl AsFd, name: &str) -> Result<Vec<u8>, Errno> {
     let fd = rfs::openat(
         dir,
         name,
-        OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC | OFlags::NONBLOCK | OFlags::NOCTTY,
         Mode::empty(),
     )?;
     let st = rfs::fstat(&fd)?;
-    if FileType::from_raw_mode(st.st_mode) == FileType::Directory {
-        return Err(Errno::ISDIR);
+    match FileType::from_raw_mode(st.st_mode) {
+        FileType::RegularFile => {}
+        FileType::Directory => return Err(Errno::ISDIR),
+        _ => return Err(Errno::INVAL),
     }
     let mut out = Vec::new();
     let mut buf = vec![0u8; 65536];
@@ -126,9 +131,9 @@ fn list_dir(dir: &DirRef) -> Result<Vec<(String, FileType)>, Errno> {
         OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
         Mode::empty(),
     )?;
-    let mut d = rfs::Dir::read_from(&fd)?;
+    let d = rfs::Dir::read_from(&fd)?;
     let mut out = Vec::new();
-    while let Some(e) = d.next() {
+    for e in d {
         let e = e?;
         let name = e.file_name().to_string_lossy().into_owned();
         if name != "." && name != ".." {
@@ -199,19 +204,30 @@ impl Root {
 
     /// Names in a directory inside the root (empty when it does not exist).
     pub fn list(&self, path: &str) -> Result<Vec<String>, WalkError> {
-        let (dir, name) = match self.resolve_follow(path) {
+        self.list_at(path, true)
+    }
+
+    /// Names in a directory inside the root, sorted; with `follow`, a symlink naming the
+    /// directory is followed. Empty when there is no such directory.
+    fn list_at(&self, path: &str, follow: bool) -> Result<Vec<String>, WalkError> {
+        let found = if follow {
+            self.lookup_follow(path, Walk::default())
+        } else {
+            self.lookup(path, Walk::default())
+        };
+        let found = match found {
             Ok(x) => x,
             Err(WalkError::Errno(Errno::NOENT | Errno::NOTDIR)) => return Ok(Vec::new()),
             Err(e) => return Err(e),
         };
         let fd = match rfs::openat(
-            &dir.fd,
-            name.as_str(),
+            &found.dir.fd,
+            found.name.as_str(),
             OFlags::PATH | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
             Mode::empty(),
         ) {
             Ok(fd) => fd,
-            Err(Errno::NOENT | Errno::NOTDIR) => return Ok(Vec::new()),
+            Err(Errno::NOENT | Errno::NOTDIR | Errno::LOOP) => return Ok(Vec::new()),
             Err(e) => return Err(e.into()),
         };
         let d = DirRef {
@@ -318,23 +334,45 @@ pub fn apply_plan(root: &Root, plan: &Plan) -> Report {
         ..Report::default()
     };
     for item in &plan.items {
-        let r = apply_item(root, item);
+        let mut warnings = Vec::new();
+        let r = if is_normalized(&item.path) || "xXrR".contains(item.kind) {
+            apply_item(root, item, &mut warnings)
+        } else {
+            // systemd refuses such a path ("not normalized") for every line that creates or
+            // changes something (252 still follows `..` for `e Z T A H`; Keel never does).
+            Err(fail(
+                &item.path,
+                "path is not normalized (it has a \"..\" component)",
+            ))
+        };
         report.applied += 1;
-        if let Err((path, message)) = r {
-            let f = Failure {
-                source: item.source.clone(),
-                path,
-                message,
-            };
+        let failure = |(path, message)| Failure {
+            source: item.source.clone(),
+            path,
+            message,
+        };
+        report.notes.extend(warnings.into_iter().map(failure));
+        if let Err(e) = r {
             if item.entry.modifiers.allow_failure {
-                report.notes.push(f);
+                report.notes.push(failure(e));
             } else {
-                report.failures.push(f);
+                report.failures.push(failure(e));
             }
         }
     }
     rustix::process::umask(old);
     report
+}
+
+/// `parent/name` for paths inside the root (`name` empty: `parent/`).
+fn join_path(parent: &str, name: &str) -> String {
+    format!("{}/{name}", parent.trim_end_matches('/'))
+}
+
+/// Whether a path has no `..` component (systemd's `path_is_normalized()`, for the
+/// simplified paths of a plan).
+fn is_normalized(path: &str) -> bool {
+    !path.split('/').any(|c| c == "..")
 }
 
 type R = Result<(), (String, String)>;
@@ -402,14 +440,12 @@ fn masked_mode(m: &EMode, st: &rfs::Stat) -> u32 {
     bits
 }
 
-/// systemd's `fd_set_perms()` on `dir/name` (never on a symlink).
+/// systemd's `fd_set_perms()` on `dir/name`, never following a symlink there (a link
+/// gets its owner changed, never a mode).
 fn set_perms(dir: &DirRef, name: &str, item: &Item, created: bool, path: &str) -> R {
     let Some(st) = ftype_at(dir, name).map_err(|e| fail(path, errno_msg(e)))? else {
         return Ok(());
     };
-    if kind_of(&st) == FileType::Symlink {
-        return Ok(());
-    }
     set_perms_stat(dir, name, item, created, path, &st)
 }
 
@@ -421,28 +457,38 @@ fn set_perms_stat(
     path: &str,
     st: &rfs::Stat,
 ) -> R {
-    // Ownership first, mode second: chown() clears the set-id bits, which the mode then
-    // restores (as systemd does).
-    let uid = item.uid.filter(|(_, oc)| created || !oc).map(|u| u.0);
-    let gid = item.gid.filter(|(_, oc)| created || !oc).map(|g| g.0);
-    if uid.is_some_and(|u| u != st.st_uid) || gid.is_some_and(|g| g != st.st_gid) {
-        chown_at(dir, name, uid, gid)
-            .map_err(|e| fail(path, format!("cannot change ownership: {}", errno_msg(e))))?;
+    // systemd's fd_set_perms(): the owner and mode wanted (a `:` field only for what was
+    // created), the mode first narrowed to the bits old and new share, then the owner,
+    // then the mode again whenever the owner changed, since chown() clears the set-id
+    // bits (a setuid file keeps its bits when only its owner changes).
+    let new_uid = (item.uid.filter(|(_, oc)| created || !oc)).map_or(st.st_uid, |u| u.0);
+    let new_gid = (item.gid.filter(|(_, oc)| created || !oc)).map_or(st.st_gid, |g| g.0);
+    let do_chown = new_uid != st.st_uid || new_gid != st.st_gid;
+    let old_mode = st.st_mode & 0o7777;
+    let new_mode = match &item.mode {
+        Some(m) if created || !m.only_create => masked_mode(m, st),
+        _ => old_mode,
+    };
+    let do_chmod = new_mode != old_mode;
+    let is_link = kind_of(st) == FileType::Symlink;
+    let chmod = |bits: u32| {
+        rfs::chmodat(&dir.fd, name, Mode::from_raw_mode(bits), AtFlags::empty())
+            .map_err(|e| fail(path, format!("cannot change mode: {}", errno_msg(e))))
+    };
+    if do_chmod && do_chown && !is_link && new_mode & old_mode != old_mode {
+        chmod(new_mode & old_mode)?;
     }
-    if kind_of(st) == FileType::Symlink {
-        return Ok(());
+    if do_chown {
+        chown_at(
+            dir,
+            name,
+            (new_uid != st.st_uid).then_some(new_uid),
+            (new_gid != st.st_gid).then_some(new_gid),
+        )
+        .map_err(|e| fail(path, format!("cannot change ownership: {}", errno_msg(e))))?;
     }
-    if let Some(m) = &item.mode {
-        if created || !m.only_create {
-            let bits = masked_mode(m, st);
-            let now = ftype_at(dir, name)
-                .map_err(|e| fail(path, errno_msg(e)))?
-                .map_or(st.st_mode, |s| s.st_mode);
-            if bits != now & 0o7777 {
-                rfs::chmodat(&dir.fd, name, Mode::from_raw_mode(bits), AtFlags::empty())
-                    .map_err(|e| fail(path, format!("cannot change mode: {}", errno_msg(e))))?;
-            }
-        }
+    if (do_chmod || do_chown) && !is_link {
+        chmod(new_mode)?;
     }
     Ok(())
 }
@@ -470,32 +516,27 @@ fn parent_of(root: &Root, item: &Item) -> Result<(DirRef, String), (String, Stri
         .map_err(|e| fail(&item.path, e))
 }
 
-fn apply_item(root: &Root, item: &Item) -> R {
+/// What systemd only warns about: (path, message), reported as notes.
+type Warnings = Vec<(String, String)>;
+
+fn apply_item(root: &Root, item: &Item, warn: &mut Warnings) -> R {
     let path = item.path.as_str();
     match item.kind {
         'f' => create_file(root, item),
-        'd' | 'D' | 'v' | 'q' | 'Q' => create_dir(root, item),
-        'p' | 'c' | 'b' => create_node(root, item),
+        'd' | 'D' | 'v' | 'q' | 'Q' => create_dir(root, item, warn),
+        'p' | 'c' | 'b' => create_node(root, item, warn),
         'L' => create_symlink(root, item),
         'C' => copy(root, item),
-        'w' => {
-            for p in glob(root, path) {
-                write_file(root, item, &p)?;
-            }
-            Ok(())
-        }
-        'e' | 'z' | 'Z' | 't' | 'T' | 'h' | 'H' => {
-            for p in glob(root, path) {
-                adjust(root, item, &p, "ZTH".contains(item.kind))?;
-            }
-            Ok(())
-        }
-        'a' | 'A' => {
-            for p in glob(root, path) {
-                adjust(root, item, &p, item.kind == 'A')?;
-            }
-            Ok(())
-        }
+        // As systemd, a match that fails does not stop the others; the first error is
+        // the line's.
+        'w' => glob(root, path)
+            .iter()
+            .map(|p| write_file(root, item, p))
+            .fold(Ok(()), R::and),
+        'e' | 'z' | 'Z' | 't' | 'T' | 'h' | 'H' | 'a' | 'A' => glob(root, path)
+            .iter()
+            .map(|p| adjust(root, item, p, "ZTHA".contains(item.kind), warn))
+            .fold(Ok(()), R::and),
         // x X r R: nothing to create.
         _ => Ok(()),
     }
@@ -556,7 +597,7 @@ fn create_file(root: &Root, item: &Item) -> R {
     set_perms(&dir, &name, item, created, path)
 }
 
-fn create_dir(root: &Root, item: &Item) -> R {
+fn create_dir(root: &Root, item: &Item, warn: &mut Warnings) -> R {
     let path = item.path.as_str();
     let (dir, name) = parent_of(root, item)?;
     let mode = Mode::from_raw_mode(item.mode.map(|m| m.bits).unwrap_or(item.default_mode));
@@ -572,7 +613,11 @@ fn create_dir(root: &Root, item: &Item) -> R {
                         .map_err(|e| fail(path, errno_msg(e)))?;
                     true
                 }
-                _ => return Err(fail(path, "exists and is not a directory")),
+                _ => {
+                    // systemd 252 logs this as an error but the line does not fail.
+                    warn.push(fail(path, "already exists and is not a directory"));
+                    return Ok(());
+                }
             }
         }
         Err(e) => {
@@ -585,7 +630,7 @@ fn create_dir(root: &Root, item: &Item) -> R {
     set_perms(&dir, &name, item, created, path)
 }
 
-fn create_node(root: &Root, item: &Item) -> R {
+fn create_node(root: &Root, item: &Item, warn: &mut Warnings) -> R {
     let path = item.path.as_str();
     let (dir, name) = parent_of(root, item)?;
     let (ft, dev) = match (item.kind, &item.arg) {
@@ -599,20 +644,22 @@ fn create_node(root: &Root, item: &Item) -> R {
         Ok(()) => true,
         Err(Errno::EXIST) => {
             let st = ftype_at(&dir, &name).map_err(|e| fail(path, errno_msg(e)))?;
-            let same = st
-                .as_ref()
-                .is_some_and(|s| kind_of(s) == ft && (ft == FileType::Fifo || s.st_rdev == dev));
-            if same {
+            // As systemd: a node of the right type is kept whatever its device numbers.
+            if st.as_ref().is_some_and(|s| kind_of(s) == ft) {
                 false
             } else if item.plus {
                 remove_any(&dir, &name).map_err(|e| fail(path, errno_msg(e)))?;
                 rfs::mknodat(&dir.fd, name.as_str(), ft, mode, dev)
                     .map_err(|e| fail(path, errno_msg(e)))?;
                 true
-            } else if ft == FileType::Fifo {
-                return Err(fail(path, "file exists and is not a fifo"));
             } else {
-                // systemd only logs this at debug level and leaves the node alone.
+                // systemd warns and leaves the entry alone; the line does not fail.
+                let what = if ft == FileType::Fifo {
+                    "a FIFO"
+                } else {
+                    "a device node"
+                };
+                warn.push(fail(path, format!("already exists and is not {what}")));
                 return Ok(());
             }
         }
@@ -632,44 +679,98 @@ fn create_symlink(root: &Root, item: &Item) -> R {
         return Ok(());
     };
     let (dir, name) = parent_of(root, item)?;
-    match rfs::symlinkat(target.as_str(), &dir.fd, name.as_str()) {
-        Ok(()) => Ok(()),
+    if item.entry.modifiers.optional && !link_target_exists(root, &dir, target, path)? {
+        // `L?` (current systemd): no link to a target that does not exist.
+        return Ok(());
+    }
+    let created = match rfs::symlinkat(target.as_str(), &dir.fd, name.as_str()) {
+        Ok(()) => true,
         Err(Errno::EXIST) => {
             let cur = rfs::readlinkat(&dir.fd, name.as_str(), Vec::new()).ok();
             let same = cur
                 .as_ref()
                 .is_some_and(|c| c.to_bytes() == target.as_bytes());
             // `+` replaces anything; `=` replaces an object of the wrong type.
-            if same || !(item.plus || (item.entry.modifiers.replace && cur.is_none())) {
+            let replace = item.plus || (item.entry.modifiers.replace && cur.is_none());
+            if !(same || replace) {
                 return Ok(());
             }
-            remove_any(&dir, &name).map_err(|e| fail(path, errno_msg(e)))?;
-            rfs::symlinkat(target.as_str(), &dir.fd, name.as_str())
-                .map_err(|e| fail(path, errno_msg(e)))
+            if !same {
+                remove_any(&dir, &name).map_err(|e| fail(path, errno_msg(e)))?;
+                rfs::symlinkat(target.as_str(), &dir.fd, name.as_str())
+                    .map_err(|e| fail(path, errno_msg(e)))?;
+            }
+            !same
         }
+        Err(e) => {
+            return Err(fail(
+                path,
+                format!("failed to create symlink: {}", errno_msg(e)),
+            ))
+        }
+    };
+    // The link's own owner (systemd chowns the link; there is no mode to set).
+    set_perms(&dir, &name, item, created, path)
+}
+
+/// Whether an `L?` line's target exists inside the root: an absolute target from the
+/// root, a relative one from the link's directory; its last component is not followed
+/// (a dangling link counts), and the walk is checked for unsafe transitions.
+fn link_target_exists(
+    root: &Root,
+    dir: &DirRef,
+    target: &str,
+    path: &str,
+) -> Result<bool, (String, String)> {
+    let full = if target.starts_with('/') {
+        target.to_owned()
+    } else {
+        format!("{}/{target}", dir.path.trim_end_matches('/'))
+    };
+    let walk = Walk {
+        safe: true,
+        ..Walk::default()
+    };
+    match root.lookup(&full, walk) {
+        Ok(found) => Ok(found.stat.is_some()),
+        Err(WalkError::Errno(Errno::NOENT | Errno::NOTDIR)) => Ok(false),
         Err(e) => Err(fail(
             path,
-            format!("failed to create symlink: {}", errno_msg(e)),
+            format!("cannot check symlink target {target}: {e}"),
         )),
     }
 }
 
 fn write_file(root: &Root, item: &Item, path: &str) -> R {
-    let (dir, name) = match root.resolve_follow(path) {
-        Ok(x) => x,
-        Err(WalkError::Errno(Errno::NOENT)) => return Ok(()),
+    // `w` follows a symlink in its last component: every step is checked, the link
+    // included (systemd 252 follows it on the host unchecked).
+    let walk = Walk {
+        safe: true,
+        ..Walk::default()
+    };
+    let found = match root.lookup_follow(path, walk) {
+        Ok(found) => found,
+        Err(WalkError::Errno(Errno::NOENT | Errno::NOTDIR)) => return Ok(()),
         Err(e) => return Err(fail(path, e)),
     };
+    if found.stat.is_none() {
+        return Ok(());
+    }
+    // As systemd: no O_TRUNC (the data overwrites the start of the file; a kernel file
+    // takes it whole), non-blocking (a FIFO without a reader fails with ENXIO at once
+    // instead of blocking).
     let flags = OFlags::WRONLY
         | OFlags::NOFOLLOW
         | OFlags::CLOEXEC
         | OFlags::NOCTTY
+        | OFlags::NONBLOCK
         | if item.plus {
             OFlags::APPEND
         } else {
-            OFlags::TRUNC
+            OFlags::empty()
         };
-    let fd = match rfs::openat(&dir.fd, name.as_str(), flags, Mode::empty()) {
+    let (dir, name) = (&found.dir, found.name.as_str());
+    let fd = match rfs::openat(&dir.fd, name, flags, Mode::empty()) {
         Ok(fd) => fd,
         Err(Errno::NOENT) => return Ok(()),
         Err(e) => {
@@ -680,29 +781,35 @@ fn write_file(root: &Root, item: &Item, path: &str) -> R {
         }
     };
     write_all(&fd, data(item)).map_err(|e| fail(path, errno_msg(e)))?;
-    set_perms(&dir, &name, item, false, path)
+    set_perms(dir, name, item, false, path)
 }
 
-fn adjust(root: &Root, item: &Item, path: &str, recursive: bool) -> R {
-    let (dir, name) = match root.parent(
-        path,
-        Walk {
-            safe: true,
-            ..Walk::default()
-        },
-    ) {
-        Ok(x) => x,
-        Err(WalkError::Errno(Errno::NOENT)) => return Ok(()),
+fn adjust(root: &Root, item: &Item, path: &str, recursive: bool, warn: &mut Warnings) -> R {
+    // systemd's path_open_safe(): the last component is looked at, not followed, and the
+    // step to it is checked too; `e` follows it (chase() without CHASE_NOFOLLOW).
+    let walk = Walk {
+        safe: true,
+        ..Walk::default()
+    };
+    let found = if item.kind == 'e' {
+        root.lookup_follow(path, walk)
+    } else {
+        root.lookup(path, walk)
+    };
+    let found = match found {
+        Ok(found) => found,
+        Err(WalkError::Errno(Errno::NOENT | Errno::NOTDIR)) => return Ok(()),
         Err(e) => return Err(fail(path, e)),
     };
-    let Some(st) = ftype_at(&dir, &name).map_err(|e| fail(path, errno_msg(e)))? else {
+    let Some(st) = found.stat else {
         return Ok(());
     };
-    adjust_one(&dir, &name, item, path, &st)?;
+    let (dir, name) = (&found.dir, found.name.as_str());
+    let first = adjust_one(dir, name, item, path, &st, warn);
     if recursive && kind_of(&st) == FileType::Directory {
         let fd = rfs::openat(
             &dir.fd,
-            name.as_str(),
+            name,
             OFlags::PATH | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
             Mode::empty(),
         )
@@ -712,19 +819,27 @@ fn adjust(root: &Root, item: &Item, path: &str, recursive: bool) -> R {
             uid: st.st_uid,
             path: path.to_owned(),
         };
-        adjust_tree(&sub, item)?;
+        let rest = adjust_tree(&sub, item, warn);
+        return first.and(rest);
     }
-    Ok(())
+    first
 }
 
-fn adjust_tree(dir: &DirRef, item: &Item) -> R {
+/// The children of `dir`, recursively, through directory handles (never following a
+/// symlink); as systemd, an entry that fails does not stop the others: the first error
+/// is returned.
+fn adjust_tree(dir: &DirRef, item: &Item, warn: &mut Warnings) -> R {
+    let mut first = Ok(());
     for (n, _) in list_dir(dir).map_err(|e| fail(&dir.path, errno_msg(e)))? {
         let p = format!("{}/{n}", dir.path.trim_end_matches('/'));
-        let Some(st) = ftype_at(dir, &n).map_err(|e| fail(&p, errno_msg(e)))? else {
-            continue;
-        };
-        adjust_one(dir, &n, item, &p, &st)?;
-        if kind_of(&st) == FileType::Directory {
+        let r = (|| {
+            let Some(st) = ftype_at(dir, &n).map_err(|e| fail(&p, errno_msg(e)))? else {
+                return Ok(());
+            };
+            let one = adjust_one(dir, &n, item, &p, &st, warn);
+            if kind_of(&st) != FileType::Directory {
+                return one;
+            }
             let fd = rfs::openat(
                 &dir.fd,
                 n.as_str(),
@@ -732,35 +847,58 @@ fn adjust_tree(dir: &DirRef, item: &Item) -> R {
                 Mode::empty(),
             )
             .map_err(|e| fail(&p, errno_msg(e)))?;
-            adjust_tree(
-                &DirRef {
-                    fd,
-                    uid: st.st_uid,
-                    path: p,
-                },
-                item,
-            )?;
+            let sub = DirRef {
+                fd,
+                uid: st.st_uid,
+                path: p.clone(),
+            };
+            let rest = adjust_tree(&sub, item, warn);
+            one.and(rest)
+        })();
+        if first.is_ok() {
+            first = r;
         }
     }
-    Ok(())
+    first
 }
 
-fn adjust_one(dir: &DirRef, name: &str, item: &Item, path: &str, st: &rfs::Stat) -> R {
+fn adjust_one(
+    dir: &DirRef,
+    name: &str,
+    item: &Item,
+    path: &str,
+    st: &rfs::Stat,
+    warn: &mut Warnings,
+) -> R {
     let ft = kind_of(st);
     match item.kind {
-        'e' if ft != FileType::Directory => Ok(()),
+        'e' if ft != FileType::Directory => {
+            warn.push(fail(path, "already exists and is not a directory"));
+            Ok(())
+        }
         'e' | 'z' | 'Z' => set_perms_stat(dir, name, item, false, path, st),
         't' | 'T' => {
             let Arg::Xattrs(pairs) = &item.arg else {
                 return Ok(());
             };
-            if ft == FileType::Symlink {
-                return Ok(());
-            }
-            let fd = open_for_attrs(dir, name, path)?;
+            // As systemd: through the O_PATH handle's /proc/self/fd link, so a device or
+            // FIFO is never opened; on a symlink the kernel refuses user.* attributes.
+            let fd = rfs::openat(
+                &dir.fd,
+                name,
+                OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                Mode::empty(),
+            )
+            .map_err(|e| fail(path, errno_msg(e)))?;
+            let proc = format!("/proc/self/fd/{}", fd.as_raw_fd());
             for (n, v) in pairs {
-                rfs::fsetxattr(&fd, n.as_str(), v.as_bytes(), rfs::XattrFlags::empty())
-                    .map_err(|e| fail(path, format!("cannot set xattr {n}: {}", errno_msg(e))))?;
+                rfs::setxattr(
+                    proc.as_str(),
+                    n.as_str(),
+                    v.as_bytes(),
+                    rfs::XattrFlags::empty(),
+                )
+                .map_err(|e| fail(path, format!("cannot set xattr {n}: {}", errno_msg(e))))?;
             }
             Ok(())
         }
@@ -769,32 +907,39 @@ fn adjust_one(dir: &DirRef, name: &str, item: &Item, path: &str, st: &rfs::Stat)
             let Arg::Attrs(op, letters) = &item.arg else {
                 return Ok(());
             };
+            // The ioctls would reach a device's driver: refused, as systemd does.
             if !matches!(ft, FileType::Directory | FileType::RegularFile) {
-                return Ok(());
+                return Err(fail(
+                    path,
+                    "setting file attributes is only supported on regular files and directories",
+                ));
             }
             let fd = open_for_attrs(dir, name, path)?;
             let want = attr_flags(letters);
             let all = attr_flags(crate::entry::ATTR_LETTERS);
-            let cur = rfs::ioctl_getflags(&fd)
-                .map_err(|e| {
-                    fail(
+            // systemd only warns when the attributes cannot be read or set.
+            let cur = match rfs::ioctl_getflags(&fd) {
+                Ok(f) => f.bits(),
+                Err(e) => {
+                    warn.push(fail(
                         path,
-                        format!("cannot read file attributes: {}", errno_msg(e)),
-                    )
-                })?
-                .bits();
+                        format!("cannot read file attributes, ignoring: {}", errno_msg(e)),
+                    ));
+                    return Ok(());
+                }
+            };
             let new = match op {
                 '-' => cur & !want.bits(),
                 '=' => (cur & !all.bits()) | want.bits(),
                 _ => cur | want.bits(),
             };
             if new != cur {
-                rfs::ioctl_setflags(&fd, rfs::IFlags::from_bits_retain(new)).map_err(|e| {
-                    fail(
+                if let Err(e) = rfs::ioctl_setflags(&fd, rfs::IFlags::from_bits_retain(new)) {
+                    warn.push(fail(
                         path,
-                        format!("cannot set file attributes: {}", errno_msg(e)),
-                    )
-                })?;
+                        format!("cannot set file attributes, ignoring: {}", errno_msg(e)),
+                    ));
+                }
             }
             Ok(())
         }
@@ -937,21 +1082,40 @@ fn copy(root: &Root, item: &Item) -> R {
     let Arg::CopyFrom(src) = &item.arg else {
         return Ok(());
     };
-    let (sdir, sname) = match root.parent(src, Walk::default()) {
-        Ok(x) => x,
+    // The source is resolved inside the root and checked like any path (systemd 252
+    // reads it on the host); its last component is not followed: a link is copied as a
+    // link, dangling or not (current systemd; 252 copies it, then fails on stat()).
+    let walk = Walk {
+        safe: true,
+        ..Walk::default()
+    };
+    let source = match root.lookup(src, walk) {
+        Ok(found) => found,
         Err(WalkError::Errno(Errno::NOENT | Errno::NOTDIR)) => return Ok(()),
         Err(e) => return Err(fail(src, e)),
     };
-    let Some(sst) = ftype_at(&sdir, &sname).map_err(|e| fail(src, errno_msg(e)))? else {
+    let Some(sst) = source.stat else {
         // systemd skips a C line whose source does not exist.
         return Ok(());
     };
+    let (sdir, sname) = (&source.dir, source.name.as_str());
     let (dir, name) = parent_of(root, item)?;
+    let dst_path = join_path(&dir.path, &name);
+    let src_path = source.path();
+    if kind_of(&sst) == FileType::Directory
+        && (dst_path == src_path || dst_path.starts_with(&join_path(&src_path, "")))
+    {
+        // systemd 252 copies the tree into itself until the path is too long.
+        return Err(fail(
+            path,
+            format!("cannot copy directory {src_path} into itself"),
+        ));
+    }
     let dst = ftype_at(&dir, &name).map_err(|e| fail(path, errno_msg(e)))?;
     let owner = (item.uid.map(|u| u.0), item.gid.map(|g| g.0));
     let created = match dst {
         None => {
-            copy_node(&sdir, &sname, &sst, &dir, &name, owner)
+            copy_node(sdir, sname, &sst, &dir, &name, owner)
                 .map_err(|e| fail(path, errno_msg(e)))?;
             true
         }
@@ -975,7 +1139,7 @@ fn copy(root: &Root, item: &Item) -> R {
             {
                 let sfd = rfs::openat(
                     &sdir.fd,
-                    sname.as_str(),
+                    sname,
                     OFlags::PATH | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
                     Mode::empty(),
                 )
@@ -1111,7 +1275,9 @@ pub fn glob(root: &Root, pattern: &str) -> Vec<String> {
                     base.clone()
                 };
                 if c.contains(['*', '?', '[']) {
-                    for n in root.list(&dir).unwrap_or_default() {
+                    // As systemd's glob (opendir_nomod()): a directory to list is not
+                    // reached through a symlink in its last component.
+                    for n in root.list_at(&dir, false).unwrap_or_default() {
                         if fnmatch(c, &n) {
                             next.push(format!("{base}/{n}"));
                         }
@@ -1251,5 +1417,77 @@ mod tests {
             expand_braces("/a/{b,c{d,e}}/f"),
             ["/a/b/f", "/a/cd/f", "/a/ce/f"]
         );
+    }
+
+    fn run(root: &Path, conf: &str) -> Report {
+        let root = open_root(root).unwrap();
+        let files = [("t.conf".to_owned(), conf.as_bytes().to_vec())];
+        apply_files(&root, &files, &Options::default(), &Host::default())
+    }
+
+    fn mkfifo(p: &Path) {
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        rfs::mknodat(rfs::CWD, p, FileType::Fifo, Mode::from_raw_mode(0o644), 0).unwrap();
+    }
+
+    /// In a thread, so that a regression fails the test instead of hanging it.
+    fn within_seconds<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(f());
+        });
+        rx.recv_timeout(std::time::Duration::from_secs(10))
+            .expect("blocked for 10 s")
+    }
+
+    /// A hostile root's `/etc/passwd` or configuration file that is a FIFO is refused at
+    /// once: opening it for reading would block forever.
+    #[test]
+    fn fifos_in_the_root_never_block() {
+        let t = tempfile::tempdir().unwrap();
+        let r = t.path().to_owned();
+        mkfifo(&r.join("etc/passwd"));
+        mkfifo(&r.join("etc/tmpfiles.d/x.conf"));
+        mkfifo(&r.join("w"));
+        let r2 = r.clone();
+        let (config, report) = within_seconds(move || {
+            let root = open_root(&r2).unwrap();
+            let config = load_config(&root).map(|_| ()).map_err(|e| e.to_string());
+            (config, run(&r2, "d /made 0755 4242\nw /w - - - - x\n"))
+        });
+        assert!(config.unwrap_err().contains("/etc/tmpfiles.d/x.conf"));
+        assert!(r.join("made").is_dir());
+        let f: Vec<String> = report.failures.iter().map(|f| f.to_string()).collect();
+        assert_eq!(
+            f,
+            ["t.conf:2: /w: failed to open for writing: No such device or address (os error 6)"]
+        );
+    }
+
+    /// `C` of a directory into itself fails the line (systemd 252 copies it into itself
+    /// until the path is too long; Keel's recursion overflowed its stack).
+    #[test]
+    fn a_directory_is_not_copied_into_itself() {
+        let t = tempfile::tempdir().unwrap();
+        let r = t.path().to_owned();
+        std::fs::create_dir_all(r.join("a/b")).unwrap();
+        std::fs::write(r.join("a/f"), "f").unwrap();
+        let r2 = r.clone();
+        let report = within_seconds(move || {
+            run(
+                &r2,
+                "C /a/c - - - - /a\nC+ /a/b - - - - /a\nC /x/y - - - - /\nC /ok - - - - /a\n",
+            )
+        });
+        let f: Vec<String> = report.failures.iter().map(|f| f.to_string()).collect();
+        assert_eq!(
+            f,
+            [
+                "t.conf:1: /a/c: cannot copy directory /a into itself",
+                "t.conf:2: /a/b: cannot copy directory /a into itself",
+                "t.conf:3: /x/y: cannot copy directory / into itself",
+            ]
+        );
+        assert!(!r.join("a/c").exists() && r.join("ok/b").is_dir() && r.join("ok/f").is_file());
     }
 }

@@ -27,7 +27,8 @@ pub struct Modifiers {
     pub credential: bool,
     /// `$`: subject to `--purge` (systemd >= 256).
     pub purge: bool,
-    /// `?`: skip silently when the source (C) or target (L) is missing (systemd >= 258).
+    /// `?`: on `L`, no link when its target is missing (systemd >= 257); `C` skips a
+    /// missing source anyway.
     pub optional: bool,
 }
 

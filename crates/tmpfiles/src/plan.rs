@@ -247,7 +247,7 @@ pub fn plan(
                     let dup = arrays[a]
                         .items
                         .iter()
-                        .any(|e| !e.compatible(&item) && !(e.is_append() && item.is_append()));
+                        .any(|e| !(e.compatible(&item) || e.is_append() && item.is_append()));
                     if dup {
                         diagnostics.push(Diagnostic {
                             source,
@@ -326,8 +326,8 @@ pub fn plan(
         }
     }
     for glob in [false, true] {
-        for i in 0..arrays.len() {
-            if arrays[i].glob == glob {
+        for (i, a) in arrays.iter().enumerate() {
+            if a.glob == glob {
                 visit(i, &parent, &mut done, &mut order, 0);
             }
         }
@@ -438,10 +438,11 @@ pub fn resolve_line(
     let text_string = |s: &str| text(s).map(|b| String::from_utf8_lossy(&b).into_owned());
     let arg = match (kind, raw.as_deref()) {
         ('f' | 'w', Some(a)) if entry.modifiers.base64 => {
+            // Invalid configuration (65); systemd 252 stops the whole run there (exit 1).
             Arg::Data(base64_decode(a).ok_or_else(|| {
                 (
                     format!("failed to base64 decode specified argument '{a}'"),
-                    false,
+                    true,
                 )
             })?)
         }

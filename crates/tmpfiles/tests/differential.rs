@@ -5,8 +5,12 @@
 use std::collections::BTreeMap;
 use std::os::unix::fs::{symlink, FileTypeExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 use tmpfiles::apply;
 use tmpfiles::plan::Options;
+
+#[path = "differential/scenarios.rs"]
+mod scenarios;
 
 const PASSWD: &str = "root:x:0:0:root:/root:/bin/sh\ndaemon:x:1:1:daemon:/usr/sbin:/usr/sbin/nologin\nkeelsvc:x:4242:4343::/nonexistent:/usr/sbin/nologin\nkeeldev:x:4444:4444::/:/usr/sbin/nologin\n";
 const GROUP: &str = "root:x:0:\ndaemon:x:1:\nadm:x:4:\nkeelgrp:x:4343:\nkeeldev:x:4444:\n";
@@ -563,4 +567,190 @@ fn acl_syntax_agrees_with_systemd_tmpfiles() {
         .filter(|n| n.xattrs.contains_key(ACCESS) || n.xattrs.contains_key(DEFAULT))
         .count();
     assert!(set >= 20, "systemd set ACLs on only {set} paths");
+}
+
+/// The scenarios' roots start with the users and groups only.
+fn base(r: &Path) {
+    file(r, "etc/passwd", PASSWD, 0o644);
+    file(r, "etc/group", GROUP, 0o644);
+}
+
+/// How long Keel may take on one scenario: a line that blocks (`w` on a FIFO) fails the
+/// test instead of hanging the suite.
+const KEEL_LIMIT: Duration = Duration::from_secs(10);
+
+/// Run one scenario on two fresh roots; Err describes the disagreement.
+fn run_scenario(c: &scenarios::Case) -> Result<(), String> {
+    let t = tempfile::tempdir().unwrap();
+    let conf = t.path().join("case.conf");
+    std::fs::write(&conf, c.conf).unwrap();
+    let (sd, kl) = (t.path().join("systemd"), t.path().join("keel"));
+    for r in [&sd, &kl] {
+        base(r);
+        (c.setup)(r);
+    }
+    let before = tree(&kl);
+    let out = exec::Cmd::new("systemd-tmpfiles")
+        .arg(format!("--root={}", sd.display()))
+        .arg("--create")
+        .args(c.boot.then_some("--boot"))
+        .arg(&conf)
+        .env_remove("TMPDIR")
+        .env_remove("CREDENTIALS_DIRECTORY")
+        .ok_codes(&[0, 1, 65, 73])
+        .output()
+        .expect("systemd-tmpfiles runs");
+    let sd_code = out.status.code().unwrap_or(-1);
+    let (tx, rx) = std::sync::mpsc::channel();
+    let (root_path, text, boot) = (kl.clone(), c.conf.to_owned(), c.boot);
+    std::thread::spawn(move || {
+        let root = apply::open_root(&root_path).unwrap();
+        let opts = Options {
+            boot,
+            ..Options::default()
+        };
+        let files = [("case.conf".to_owned(), text.into_bytes())];
+        let _ = tx.send(apply::apply_files(
+            &root,
+            &files,
+            &opts,
+            &apply::host_facts(),
+        ));
+    });
+    let report = rx
+        .recv_timeout(KEEL_LIMIT)
+        .map_err(|_| format!("Keel did not finish within {KEEL_LIMIT:?} (blocked?)"))?;
+    let keel_code = report.exit_code();
+    let (sd_tree, kl_tree) = (tree(&sd), tree(&kl));
+    let diffs = differences(&sd_tree, &kl_tree);
+    let messages = || {
+        let keel: Vec<String> = (report.diagnostics.iter().map(|d| d.to_string()))
+            .chain(report.failures.iter().map(|f| f.to_string()))
+            .chain(report.notes.iter().map(|f| format!("note: {f}")))
+            .collect();
+        format!(
+            "\n  systemd said: {}\n  keel said: {}",
+            out.stderr.trim(),
+            keel.join("; ")
+        )
+    };
+    if let Some(text) = c.says {
+        let all = messages();
+        if !all.contains(text) {
+            return Err(format!("Keel's report does not say {text:?}:{all}"));
+        }
+    }
+    match &c.expect {
+        scenarios::Expect::Agree => {
+            if !diffs.is_empty() || sd_code != keel_code {
+                return Err(format!(
+                    "exit statuses: systemd {sd_code}, keel {keel_code}; {} differences:\n{}{}",
+                    diffs.len(),
+                    diffs.join("\n"),
+                    messages()
+                ));
+            }
+        }
+        scenarios::Expect::Differ { codes, keel, .. } => {
+            if (sd_code, keel_code) != *codes {
+                return Err(format!(
+                    "deliberate difference: exit statuses should be {codes:?}, are ({sd_code}, {keel_code}){}",
+                    messages()
+                ));
+            }
+            let ok = match keel {
+                scenarios::KeelTree::Same => diffs.is_empty(),
+                scenarios::KeelTree::Untouched => differences(&before, &kl_tree).is_empty(),
+                scenarios::KeelTree::Check(f) => f(&kl_tree),
+            };
+            if !ok {
+                return Err(format!(
+                    "deliberate difference: Keel's tree is not as expected; against systemd's:\n{}{}",
+                    diffs.join("\n"),
+                    messages()
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// tmpfiles.d(5) line type by line type and modifier by modifier, and issue 16's eight
+/// reproducers, each on its own small root: the same tree and exit status as systemd,
+/// or exactly the deliberate difference docs/tmpfiles.md names.
+#[test]
+fn scenarios_agree_with_systemd_tmpfiles() {
+    if !testutil::require("systemd-tmpfiles") {
+        return;
+    }
+    // Keel's apply sets the umask for its run and puts the old one back; the same value
+    // for every thread of this process keeps parallel runs from seeing another's.
+    rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o022));
+    let cases = scenarios::cases();
+    let only = std::env::var("KEEL_SCENARIO").ok();
+    let chosen: Vec<&scenarios::Case> = cases
+        .iter()
+        .filter(|c| only.as_deref().is_none_or(|o| c.name.contains(o)))
+        .collect();
+    // Two workers: each scenario is a few small processes and syscalls.
+    let failures: Vec<String> = std::thread::scope(|s| {
+        let workers: Vec<_> = [0, 1]
+            .into_iter()
+            .map(|k| {
+                let chosen = &chosen;
+                s.spawn(move || {
+                    (chosen.iter().skip(k).step_by(2))
+                        .filter_map(|c| run_scenario(c).err().map(|e| format!("{}: {e}", c.name)))
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .flat_map(|w| w.join().expect("worker"))
+            .collect()
+    });
+    assert!(
+        failures.is_empty(),
+        "{} of {} scenarios disagree:\n{}",
+        failures.len(),
+        cases.len(),
+        failures.join("\n\n")
+    );
+}
+
+/// Every deliberate difference a scenario shows is in docs/tmpfiles.md's list; names are
+/// unique.
+#[test]
+fn scenario_differences_are_documented() {
+    let docs = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/tmpfiles.md"),
+    )
+    .unwrap();
+    // The list says how many differences it has.
+    let list = docs
+        .split("Differences from systemd-tmpfiles 252")
+        .nth(1)
+        .and_then(|l| l.split("## ").next())
+        .expect("the list of differences");
+    let bullets = list.lines().filter(|l| l.starts_with("- ")).count();
+    assert!(
+        list.contains(&format!("all deliberate ({bullets})")),
+        "docs/tmpfiles.md lists {bullets} differences and says otherwise"
+    );
+    // Lines are wrapped: compare with single spaces.
+    let docs = docs.split_whitespace().collect::<Vec<_>>().join(" ");
+    let cases = scenarios::cases();
+    let mut names = std::collections::HashSet::new();
+    for c in &cases {
+        assert!(names.insert(c.name), "two scenarios are named {}", c.name);
+        if let scenarios::Expect::Differ { doc, .. } = &c.expect {
+            assert!(
+                docs.contains(doc),
+                "{}: docs/tmpfiles.md does not say {doc:?}",
+                c.name
+            );
+        }
+    }
+    assert!(cases.len() >= 150, "{} scenarios", cases.len());
 }

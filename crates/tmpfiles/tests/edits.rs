@@ -140,7 +140,7 @@ fn edit_matching_nothing_names_file_and_line() {
         ],
     );
     let root = apply::open_root(&r).unwrap();
-    let e = build::write_layers(&root, &[l.clone()])
+    let e = build::write_layers(&root, std::slice::from_ref(&l))
         .unwrap_err()
         .to_string();
     assert_eq!(
@@ -159,7 +159,7 @@ fn edit_matching_nothing_names_file_and_line() {
             ("gone.conf.edit", "drop\n"),
         ],
     );
-    let e = build::write_layers(&root, &[l.clone()])
+    let e = build::write_layers(&root, std::slice::from_ref(&l))
         .unwrap_err()
         .to_string();
     assert!(
