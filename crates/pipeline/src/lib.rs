@@ -402,7 +402,7 @@ pub fn build(
         &[&tmpfiles_tree],
         || {
             tree::fresh_copy(&overlay_tree, &tmpfiles_tree, &log, |t| {
-                tree::tmpfiles(&resolved, t, &prefixes, &log)
+                tree::tmpfiles(&project.root, &resolved, t, &prefixes, &log)
             })
         },
     )?;

@@ -137,6 +137,7 @@ pub fn append_log(log: &Path, text: &str) -> Result<(), Error> {
 /// create a subvolume at boot (systemd-tmpfiles ignores such a path when it exists). An
 /// empty directory there is removed; anything else is an error.
 pub fn tmpfiles(
+    project: &Path,
     resolved: &Resolved,
     tree: &Path,
     prefixes: &[String],
@@ -148,7 +149,8 @@ pub fn tmpfiles(
         .layers_of("tmpfiles.d")
         .map(|l| l.path.clone())
         .collect();
-    let written = tmpfiles::build::write_layers(&root, &layers).map_err(|e| terr(&e))?;
+    let written =
+        tmpfiles::build::write_layers(&root, project, &layers).map_err(|e| terr(&e))?;
     let mut text = String::new();
     for w in &written {
         text.push_str(&format!("{w:?}\n"));

@@ -11,6 +11,9 @@ use crate::spec::Host;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+/// The most a file of a tmpfiles.d layer may hold (4 MiB).
+pub const MAX_LAYER_FILE: u64 = 4 << 20;
+
 /// Errors of [`write_layers`].
 #[derive(Debug, thiserror::Error)]
 pub enum LayerError {
@@ -25,6 +28,8 @@ pub enum LayerError {
     NoBase { at: Source, name: String },
     #[error(transparent)]
     Root(#[from] Error),
+    #[error(transparent)]
+    Layer(#[from] rootdir::Error),
 }
 
 /// What [`write_layers`] wrote, for logs and manifests.
@@ -51,43 +56,43 @@ fn rerr(root: &Root, path: &str, e: WalkError) -> Error {
 /// of the same name replaces an earlier one) and `NAME.conf.edit` edits the packaged
 /// `NAME.conf` (edits of all layers apply in layer order). Every file is written
 /// atomically; nothing is written when any edit fails.
-pub fn write_layers(root: &Root, layers: &[PathBuf]) -> Result<Vec<Written>, LayerError> {
+///
+/// The layers are directories inside `project` and are read beneath it (crate `rootdir`):
+/// a file linked out of the project is an error naming the link, never read; a FIFO is
+/// refused unopened; a file is at most [`MAX_LAYER_FILE`] bytes.
+pub fn write_layers(
+    root: &Root,
+    project: &Path,
+    layers: &[PathBuf],
+) -> Result<Vec<Written>, LayerError> {
+    let tree = rootdir::Root::open(project)?;
     let mut added: BTreeMap<String, (PathBuf, Vec<u8>)> = BTreeMap::new();
     let mut edits: BTreeMap<String, Vec<Edit>> = BTreeMap::new();
     for layer in layers {
-        let rd = match std::fs::read_dir(layer) {
-            Ok(rd) => rd,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-            Err(source) => {
-                return Err(LayerError::Read {
-                    path: layer.clone(),
-                    source,
-                })
-            }
-        };
-        let mut names: Vec<PathBuf> = rd.filter_map(|e| e.ok().map(|e| e.path())).collect();
-        names.sort();
-        for p in names {
-            let name = p
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default();
-            let read = |p: &Path| {
-                std::fs::read(p).map_err(|source| LayerError::Read {
-                    path: p.to_owned(),
-                    source,
-                })
-            };
+        let rel = layer.strip_prefix(project).map_err(|_| LayerError::Read {
+            path: layer.clone(),
+            source: std::io::Error::other(format!(
+                "a tmpfiles.d layer outside the project {}",
+                project.display()
+            )),
+        })?;
+        if !tree.is_dir(rel) {
+            continue;
+        }
+        for name in tree.names(rel)? {
+            let p = layer.join(&name);
+            let file = rel.join(&name);
+            let read = || tree.read(&file, MAX_LAYER_FILE, "a tmpfiles.d layer's file");
             if let Some(target) = name.strip_suffix(".edit") {
                 if crate::config::is_config_name(target) {
-                    let text = String::from_utf8_lossy(&read(&p)?).into_owned();
+                    let text = String::from_utf8_lossy(&read()?).into_owned();
                     edits
                         .entry(target.to_owned())
                         .or_default()
                         .extend(edit::parse_edits(&p.display().to_string(), &text)?);
                 }
             } else if crate::config::is_config_name(&name) {
-                added.insert(name, (p.clone(), read(&p)?));
+                added.insert(name, (p.clone(), read()?));
             }
         }
     }

@@ -84,7 +84,7 @@ fn var_conf_edit_and_provision_drop() {
         &[("keel.conf", "d /var/lib/keel 0700 root root -\n")],
     );
     let root = apply::open_root(&r).unwrap();
-    let written = build::write_layers(&root, &[shared, variant]).unwrap();
+    let written = build::write_layers(&root, t.path(), &[shared, variant]).unwrap();
     assert_eq!(written.len(), 3, "{written:?}");
     assert!(written.contains(&Written::Masked {
         name: "provision.conf".into()
@@ -140,7 +140,7 @@ fn edit_matching_nothing_names_file_and_line() {
         ],
     );
     let root = apply::open_root(&r).unwrap();
-    let e = build::write_layers(&root, std::slice::from_ref(&l))
+    let e = build::write_layers(&root, t.path(), std::slice::from_ref(&l))
         .unwrap_err()
         .to_string();
     assert_eq!(
@@ -159,7 +159,7 @@ fn edit_matching_nothing_names_file_and_line() {
             ("gone.conf.edit", "drop\n"),
         ],
     );
-    let e = build::write_layers(&root, std::slice::from_ref(&l))
+    let e = build::write_layers(&root, t.path(), std::slice::from_ref(&l))
         .unwrap_err()
         .to_string();
     assert!(
@@ -246,4 +246,25 @@ fn build_time_creation_and_runtime_report() {
             "/opt/cache ages out contents, which cannot be deleted on the read-only root",
         ]
     );
+}
+
+/// Issue 17: a layer file linked out of the project is refused naming the link, and
+/// nothing of it is read or written into the root.
+#[test]
+fn a_layer_file_linked_out_of_the_project_is_refused() {
+    let t = tempfile::tempdir().unwrap();
+    let project = t.path().join("p");
+    let l = project.join("tmpfiles.d");
+    std::fs::create_dir_all(&l).unwrap();
+    std::fs::write(t.path().join("secret"), "d /SECRET\n").unwrap();
+    std::os::unix::fs::symlink(t.path().join("secret"), l.join("x.conf")).unwrap();
+    let r = t.path().join("root");
+    std::fs::create_dir_all(&r).unwrap();
+    let root = apply::open_root(&r).unwrap();
+    let e = build::write_layers(&root, &project, std::slice::from_ref(&l))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("/tmpfiles.d/x.conf is a symlink to"), "{e}");
+    assert!(!e.contains("SECRET"), "{e}");
+    assert!(!r.join("etc/tmpfiles.d").exists());
 }
