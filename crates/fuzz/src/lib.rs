@@ -421,13 +421,7 @@ pub fn table(reports: &[Report]) -> String {
 }
 
 /// The project's root directory (seeds are read from it).
-pub fn project_root() -> PathBuf {
-    let here = Path::new(env!("CARGO_MANIFEST_DIR"));
-    here.ancestors()
-        .nth(2)
-        .map(Path::to_owned)
-        .unwrap_or_else(|| here.to_owned())
-}
+pub use testutil::project_root;
 
 /// The seed of a run: `KEEL_FUZZ_SEED` (decimal or `0x` hex), else a fixed one.
 pub fn seed_from_env() -> Result<u64, String> {

@@ -662,17 +662,6 @@ const MT_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
 const MT_LAYER: &str = "application/vnd.oci.image.layer.v1.tar";
 const TAG: &str = "fuzz";
 
-fn host_arch() -> &'static str {
-    match std::env::consts::ARCH {
-        "x86_64" => "amd64",
-        "aarch64" => "arm64",
-        "x86" => "386",
-        "powerpc64" => "ppc64le",
-        "loongarch64" => "loong64",
-        other => other,
-    }
-}
-
 fn sha256(b: &[u8]) -> String {
     format!("sha256:{:x}", Sha256::digest(b))
 }
@@ -691,7 +680,7 @@ fn descriptor(media_type: &str, blob: &[u8], tag: bool) -> serde_json::Value {
 
 fn config_doc(layers: &[&[u8]]) -> Vec<u8> {
     serde_json::to_vec(&serde_json::json!({
-        "architecture": host_arch(),
+        "architecture": oci::host_arch(),
         "os": "linux",
         "config": { "Env": ["PATH=/usr/bin"], "WorkingDir": "/", "User": "0:0" },
         "rootfs": { "type": "layers", "diff_ids": layers.iter().map(|l| sha256(l)).collect::<Vec<_>>() },
@@ -720,7 +709,7 @@ fn index_doc(media_type: &str, target: &[u8]) -> Vec<u8> {
 /// A nested index with the manifest for this platform and one for another.
 fn nested_index_doc(manifest: &[u8]) -> Vec<u8> {
     let mut mine = descriptor(MT_MANIFEST, manifest, false);
-    mine["platform"] = serde_json::json!({ "architecture": host_arch(), "os": "linux" });
+    mine["platform"] = serde_json::json!({ "architecture": oci::host_arch(), "os": "linux" });
     let mut other = descriptor(MT_MANIFEST, b"{}", false);
     other["platform"] =
         serde_json::json!({ "architecture": "s390x", "os": "linux", "variant": "v1" });

@@ -28,7 +28,7 @@ use std::path::{Path, PathBuf};
 pub use layout::{resolve, Image};
 pub use names::Unsafe;
 pub use reference::ImageRef;
-pub use spec::{Descriptor, ImageConfig, Index, Manifest, Platform, RootFs, RunConfig};
+pub use spec::{host_arch, Descriptor, ImageConfig, Index, Manifest, Platform, RootFs, RunConfig};
 pub use unpack::{unpack, UnpackStats};
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
