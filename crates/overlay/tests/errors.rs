@@ -249,13 +249,20 @@ impl Drop for Scratch {
 }
 
 /// `sync(sources, dest)` must be refused, within the time limit, with nothing written.
-fn refused_nested(sources: &[PathBuf], dest: &Path, top: &Path) -> Error {
+/// The sync of `sources` into `dest` is refused within 20 s, as `Error::Nested` of kind
+/// `nesting` whose message contains `says`, and nothing under `top` changed.
+fn refused_nested(sources: &[PathBuf], dest: &Path, top: &Path, nesting: Nesting, says: &str) {
     let before = snapshot(top);
     let (s, d) = (sources.to_vec(), dest.to_owned());
     let e = within_20s(move || overlay::sync(&s, &d)).unwrap_err();
     eprintln!("error: {e}");
     assert_eq!(before, snapshot(top), "{e}");
-    e
+    let msg = e.to_string();
+    assert!(
+        matches!(e, Error::Nested { nesting: n, .. } if n == nesting),
+        "{msg}"
+    );
+    assert!(msg.contains(says), "{msg}");
 }
 
 /// `b/f`, `b/in/` (empty): the tree of `keel overlay sync b b/in`.
@@ -271,25 +278,16 @@ fn dest_inside_a_source_is_refused() {
     // rsync copies one level and stops; Keel recursed into its own output without end.
     let tmp = Scratch::new();
     let (b, inner) = nest(&tmp.0);
-    let e = refused_nested(std::slice::from_ref(&b), &inner, &tmp.0);
-    let msg = e.to_string();
-    assert!(
-        matches!(
-            e,
-            Error::Nested {
-                nesting: Nesting::Inside,
-                ..
-            }
-        ),
-        "{msg}"
-    );
-    assert!(
-        msg.contains(&format!(
+    refused_nested(
+        std::slice::from_ref(&b),
+        &inner,
+        &tmp.0,
+        Nesting::Inside,
+        &format!(
             "destination `{}` is inside source `{}`; the copy would contain itself",
             inner.display(),
             b.display()
-        )),
-        "{msg}"
+        ),
     );
 }
 
@@ -302,25 +300,16 @@ fn dest_inside_a_later_source_through_a_symlink_is_refused() {
     std::fs::create_dir(&other).unwrap();
     let link = tmp.0.join("link");
     std::os::unix::fs::symlink(&inner, &link).unwrap();
-    let e = refused_nested(&[other, b.clone()], &link, &tmp.0);
-    let msg = e.to_string();
-    assert!(
-        matches!(
-            e,
-            Error::Nested {
-                nesting: Nesting::Inside,
-                ..
-            }
-        ),
-        "{msg}"
-    );
-    assert!(
-        msg.contains(&format!(
+    refused_nested(
+        &[other, b.clone()],
+        &link,
+        &tmp.0,
+        Nesting::Inside,
+        &format!(
             "destination `{}` is inside source `{}`",
             link.display(),
             b.display()
-        )),
-        "{msg}"
+        ),
     );
 }
 
@@ -330,25 +319,16 @@ fn a_missing_dest_inside_a_source_is_refused() {
     let tmp = Scratch::new();
     let (b, inner) = nest(&tmp.0);
     let dest = inner.join("not/yet");
-    let e = refused_nested(std::slice::from_ref(&b), &dest, &tmp.0);
-    let msg = e.to_string();
-    assert!(
-        matches!(
-            e,
-            Error::Nested {
-                nesting: Nesting::Inside,
-                ..
-            }
-        ),
-        "{msg}"
-    );
-    assert!(
-        msg.contains(&format!(
+    refused_nested(
+        std::slice::from_ref(&b),
+        &dest,
+        &tmp.0,
+        Nesting::Inside,
+        &format!(
             "destination `{}` is inside source `{}`",
             dest.display(),
             b.display()
-        )),
-        "{msg}"
+        ),
     );
 }
 
@@ -357,25 +337,16 @@ fn dest_that_is_a_source_is_refused() {
     let tmp = Scratch::new();
     let (b, _) = nest(&tmp.0);
     let dot = b.join(".");
-    let e = refused_nested(std::slice::from_ref(&b), &dot, &tmp.0);
-    let msg = e.to_string();
-    assert!(
-        matches!(
-            e,
-            Error::Nested {
-                nesting: Nesting::Same,
-                ..
-            }
-        ),
-        "{msg}"
-    );
-    assert!(
-        msg.contains(&format!(
+    refused_nested(
+        std::slice::from_ref(&b),
+        &dot,
+        &tmp.0,
+        Nesting::Same,
+        &format!(
             "destination `{}` is the same directory as source `{}`",
             dot.display(),
             b.display()
-        )),
-        "{msg}"
+        ),
     );
 }
 
@@ -385,25 +356,16 @@ fn dest_that_contains_a_source_is_refused() {
     let (b, inner) = nest(&tmp.0);
     std::fs::create_dir(inner.join("in")).unwrap();
     std::fs::write(inner.join("in/g"), b"2").unwrap();
-    let e = refused_nested(std::slice::from_ref(&inner), &b, &tmp.0);
-    let msg = e.to_string();
-    assert!(
-        matches!(
-            e,
-            Error::Nested {
-                nesting: Nesting::Contains,
-                ..
-            }
-        ),
-        "{msg}"
-    );
-    assert!(
-        msg.contains(&format!(
+    refused_nested(
+        std::slice::from_ref(&inner),
+        &b,
+        &tmp.0,
+        Nesting::Contains,
+        &format!(
             "destination `{}` contains source `{}`",
             b.display(),
             inner.display()
-        )),
-        "{msg}"
+        ),
     );
 }
 
