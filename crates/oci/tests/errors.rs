@@ -4,13 +4,23 @@
 mod common;
 
 use common::*;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 const TAR: &str = "application/vnd.oci.image.layer.v1.tar";
 const GZ: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
 
 fn one_layer() -> Vec<u8> {
     layer(&[E::Dir("etc/"), E::File("etc/hostname", b"keel\n")])
+}
+
+/// `TOP/img`: a layout of [`one_layer`], uncompressed; (layout, layer digest, layer blob).
+fn one_layer_layout(top: &Path) -> (PathBuf, String, PathBuf) {
+    let l = top.join("img");
+    let data = one_layer();
+    write_layout(&l, std::slice::from_ref(&data), TAR);
+    let ld = sha256(&data);
+    let p = l.join("blobs/sha256").join(&ld[7..]);
+    (l, ld, p)
 }
 
 fn resolve(s: &str) -> Result<oci::Image, oci::Error> {
@@ -136,11 +146,7 @@ fn a_corrupt_config_blob_is_named() {
 #[test]
 fn a_corrupt_layer_fails_the_unpack_and_leaves_nothing() {
     let d = tmp();
-    let l = d.path().join("img");
-    let data = one_layer();
-    write_layout(&l, std::slice::from_ref(&data), TAR);
-    let ld = sha256(&data);
-    let p = l.join("blobs/sha256").join(&ld[7..]);
+    let (l, ld, p) = one_layer_layout(d.path());
     let mut c = std::fs::read(&p).unwrap();
     let at = c.windows(5).position(|w| w == b"keel\n").unwrap();
     c[at] = b'K';
@@ -278,11 +284,7 @@ fn hostile_layer_blob(
     make: impl FnOnce(&Path),
 ) -> (tempfile::TempDir, oci::Error, String) {
     let d = tmp();
-    let l = d.path().join("img");
-    let data = one_layer();
-    write_layout(&l, std::slice::from_ref(&data), TAR);
-    let ld = sha256(&data);
-    let p = l.join("blobs/sha256").join(&ld[7..]);
+    let (l, ld, p) = one_layer_layout(d.path());
     std::fs::remove_file(&p).unwrap();
     make(&p);
     let reference = format!("{}:t", l.display());
@@ -364,11 +366,7 @@ fn a_layer_blob_linked_to_a_regular_file_is_read() {
     // A symlink to a regular file is followed (LXC's shared blob cache, layouts whose blobs
     // link into a build tool's store): the content is verified by its digest anyway.
     let d = tmp();
-    let l = d.path().join("img");
-    let data = one_layer();
-    write_layout(&l, std::slice::from_ref(&data), TAR);
-    let ld = sha256(&data);
-    let p = l.join("blobs/sha256").join(&ld[7..]);
+    let (l, _, p) = one_layer_layout(d.path());
     let store = d.path().join("store");
     std::fs::rename(&p, &store).unwrap();
     std::os::unix::fs::symlink(&store, &p).unwrap();
