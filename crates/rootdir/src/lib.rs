@@ -31,7 +31,9 @@ const BENEATH: ResolveFlags = ResolveFlags::BENEATH.union(ResolveFlags::NO_MAGIC
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// A link on the way leads out of the tree.
-    #[error("{tree}: refused {path}: {link} is a symlink to {target}, which leads out of the tree")]
+    #[error(
+        "{tree}: refused {path}: {link} is a symlink to {target}, which leads out of the tree"
+    )]
     Escapes {
         tree: PathBuf,
         /// The path asked for, as seen from the tree's top (`/lib/modules`).
@@ -70,6 +72,14 @@ impl Error {
     /// True when the file asked for is not there.
     pub fn is_not_found(&self) -> bool {
         matches!(self, Error::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound)
+    }
+    /// True when the file asked for is not there, or a component on the way is not a
+    /// directory (`variants/README/variant.toml`).
+    pub fn is_absent(&self) -> bool {
+        matches!(self, Error::Io { source, .. } if matches!(
+            source.kind(),
+            std::io::ErrorKind::NotFound | std::io::ErrorKind::NotADirectory
+        ))
     }
 }
 
@@ -128,7 +138,8 @@ impl Root {
 
     /// The host path of `rel` in the tree, for messages only.
     pub fn display(&self, rel: &Path) -> PathBuf {
-        self.path.join(relative(rel).unwrap_or_else(|| rel.to_owned()))
+        self.path
+            .join(relative(rel).unwrap_or_else(|| rel.to_owned()))
     }
 
     /// Open `rel` (relative to the top; a leading `/` is the top) with `flags`, following
@@ -308,10 +319,7 @@ impl Root {
             let target = fs::readlinkat(&dir, c.as_os_str(), Vec::new()).ok()?;
             let target = PathBuf::from(std::ffi::OsStr::from_bytes(target.as_bytes()));
             if target.is_absolute() {
-                return Some((
-                    shown(&shown_so_far),
-                    target.to_string_lossy().into_owned(),
-                ));
+                return Some((shown(&shown_so_far), target.to_string_lossy().into_owned()));
             }
             // A relative target: resolved from the link's directory; count `..` above the top.
             let mut depth = stack.len() as isize;
@@ -322,10 +330,7 @@ impl Root {
                     _ => {}
                 }
                 if depth < 0 {
-                    return Some((
-                        shown(&shown_so_far),
-                        target.to_string_lossy().into_owned(),
-                    ));
+                    return Some((shown(&shown_so_far), target.to_string_lossy().into_owned()));
                 }
             }
             for t in target.components().rev() {
@@ -485,7 +490,10 @@ pub fn write_atomic(path: &Path, data: &[u8], mode: u32) -> std::io::Result<()> 
         _ => Path::new("."),
     };
     std::fs::create_dir_all(dir)?;
-    let name = path.file_name().map(|n| n.to_string_lossy()).unwrap_or_default();
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy())
+        .unwrap_or_default();
     let tmp = dir.join(format!(".{name}.tmp.{}", std::process::id()));
     let written = (|| {
         let mut f = std::fs::OpenOptions::new()

@@ -154,18 +154,14 @@ pub const MAX_PROJECT_FILE: u64 = 1 << 20;
 fn read_optional(tree: &rootdir::Root, rel: &str, what: &str) -> Result<Option<String>, Error> {
     let f = match tree.open_file(Path::new(rel)) {
         Ok(f) => f,
-        Err(e) if e.is_not_found() || is_not_dir(&e) => return Ok(None),
+        Err(e) if e.is_absent() => return Ok(None),
         Err(e) => return Err(e.into()),
     };
     let path = tree.path().join(rel);
     let bytes = rootdir::read_capped(f, &path, MAX_PROJECT_FILE, what)?;
-    String::from_utf8(bytes).map(Some).map_err(|_| {
-        Error::Invalid(format!("{}: not UTF-8 text", path.display()))
-    })
-}
-
-fn is_not_dir(e: &rootdir::Error) -> bool {
-    matches!(e, rootdir::Error::Io { source, .. } if source.raw_os_error() == Some(20))
+    String::from_utf8(bytes)
+        .map(Some)
+        .map_err(|_| Error::Invalid(format!("{}: not UTF-8 text", path.display())))
 }
 
 impl Project {
@@ -185,8 +181,8 @@ impl Project {
         let vdir = root.join("variants");
         let tree = rootdir::Root::open(root)?;
         let dir = tree.open_dir(Path::new("variants"))?;
-        let names = rootdir::read_names(std::os::fd::AsFd::as_fd(&dir))
-            .map_err(|e| io(&vdir)(e.into()))?;
+        let names =
+            rootdir::read_names(std::os::fd::AsFd::as_fd(&dir)).map_err(|e| io(&vdir)(e.into()))?;
         let mut variants = BTreeMap::new();
         for name in names {
             let Ok(name) = String::from_utf8(name) else {
@@ -308,7 +304,7 @@ impl Project {
                         let path = self.root.join(&rel);
                         layers.push(Layer { kind, rel, path });
                     }
-                    Err(e) if e.is_not_found() || is_not_dir(&e) => {}
+                    Err(e) if e.is_absent() => {}
                     Err(e) => return Err(e.into()),
                 }
             }

@@ -37,6 +37,8 @@ fn discovery_chain_settings_and_sets() {
             "-sys-fs/btrfs-progs\nnet-misc/openssh\n",
         ),
         ("variants/notavariant/readme", "x"),
+        // A stray file in variants/ is not a variant, and no error.
+        ("variants/README", "x"),
         ("overlay/etc/x", "x"),
         ("variants/b/overlay/etc/y", "y"),
         ("variants/a/tmpfiles.d/x.conf", ""),
@@ -183,10 +185,17 @@ fn a_project_file_linked_out_of_the_project_is_refused_without_its_content() {
     fs::remove_file(&toml).unwrap();
     std::os::unix::fs::symlink("../../../../../../../../../../dev/zero", &toml).unwrap();
     let e = Project::load(d.path()).unwrap_err().to_string();
-    assert!(e.contains("/variants/base/variant.toml is a symlink to"), "{e}");
+    assert!(
+        e.contains("/variants/base/variant.toml is a symlink to"),
+        "{e}"
+    );
     // A link inside the project is fine.
     fs::remove_file(&toml).unwrap();
-    fs::write(d.path().join("variants/shared.toml"), "description = \"s\"\n").unwrap();
+    fs::write(
+        d.path().join("variants/shared.toml"),
+        "description = \"s\"\n",
+    )
+    .unwrap();
     std::os::unix::fs::symlink("../shared.toml", &toml).unwrap();
     let p = Project::load(d.path()).unwrap();
     assert_eq!(p.resolve("base").unwrap().settings.description, "s");
@@ -202,7 +211,11 @@ fn project_files_have_a_size_limit_and_fifos_do_not_block() {
     let d = project(&[("variants/base/variant.toml", "description = \"b\"\n")]);
     let big = d.path().join("variants/base/install.packages");
     let line = "sys-apps/baselayout\n";
-    fs::write(&big, line.repeat((MAX_PROJECT_FILE as usize) / line.len() + 1)).unwrap();
+    fs::write(
+        &big,
+        line.repeat((MAX_PROJECT_FILE as usize) / line.len() + 1),
+    )
+    .unwrap();
     let e = Project::load(d.path()).unwrap_err().to_string();
     assert!(
         e.contains("install.packages")
@@ -229,5 +242,8 @@ fn project_files_have_a_size_limit_and_fifos_do_not_block() {
         .recv_timeout(std::time::Duration::from_secs(20))
         .expect("loading a project with a FIFO for variant.toml must not block")
         .unwrap_err();
-    assert!(e.contains("variant.toml: a FIFO, not a regular file"), "{e}");
+    assert!(
+        e.contains("variant.toml: a FIFO, not a regular file"),
+        "{e}"
+    );
 }
