@@ -107,9 +107,8 @@ pub fn kernel_of(root: &rootdir::Root) -> Result<(PathBuf, PathBuf), Error> {
     let dir = root.open_dir(boot)?;
     let names = rootdir::read_names(rustix::fd::AsFd::as_fd(&dir))
         .map_err(|e| io(&root.display(boot))(e.into()))?;
-    let exists = |name: &str| {
-        rustix::fs::statat(&dir, name, rustix::fs::AtFlags::SYMLINK_NOFOLLOW).is_ok()
-    };
+    let exists =
+        |name: &str| rustix::fs::statat(&dir, name, rustix::fs::AtFlags::SYMLINK_NOFOLLOW).is_ok();
     let mut versions: Vec<String> = names
         .iter()
         .filter_map(|n| {

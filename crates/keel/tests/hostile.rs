@@ -21,7 +21,15 @@ fn sentinel(dir: &Path) -> BTreeMap<PathBuf, (u64, u32, u32, u32, u64, i64, i64)
         let m = fs::symlink_metadata(&d).unwrap();
         out.insert(
             d.clone(),
-            (m.ino(), m.mode(), m.uid(), m.gid(), m.size(), m.mtime(), m.ctime()),
+            (
+                m.ino(),
+                m.mode(),
+                m.uid(),
+                m.gid(),
+                m.size(),
+                m.mtime(),
+                m.ctime(),
+            ),
         );
         if m.is_dir() {
             for e in fs::read_dir(&d).unwrap() {
@@ -94,11 +102,16 @@ impl Scene {
         let o = match rx.recv_timeout(Duration::from_secs(120)) {
             Ok(o) => o.unwrap(),
             Err(_) => {
-                let _ = Command::new("kill").args(["-KILL", &pid.to_string()]).status();
+                let _ = Command::new("kill")
+                    .args(["-KILL", &pid.to_string()])
+                    .status();
                 panic!("keel vm on image `{name}` did not finish within 120 s");
             }
         };
-        (o.status.code(), String::from_utf8_lossy(&o.stderr).into_owned())
+        (
+            o.status.code(),
+            String::from_utf8_lossy(&o.stderr).into_owned(),
+        )
     }
 
     fn files_kernel(&self) -> Vec<String> {
@@ -120,7 +133,11 @@ impl Scene {
             return;
         };
         let left: Vec<_> = entries.map(|e| e.unwrap().file_name()).collect();
-        assert!(left.is_empty(), "{what}: left in {}: {left:?}", images.display());
+        assert!(
+            left.is_empty(),
+            "{what}: left in {}: {left:?}",
+            images.display()
+        );
     }
 }
 
@@ -200,11 +217,7 @@ fn a_failed_root_disk_leaves_no_tree_behind() {
     let s = Scene::new();
     let kernel = s.files_kernel();
     let kernel: Vec<&str> = kernel.iter().map(String::as_str).collect();
-    let l = layer(&[
-        E::Dir("keel"),
-        E::Dir("bin"),
-        E::File("bin/sh", b"#!"),
-    ]);
+    let l = layer(&[E::Dir("keel"), E::Dir("bin"), E::File("bin/sh", b"#!")]);
     let (code, err) = s.vm("ownkeel", &[l], &kernel);
     assert_eq!(code, Some(1), "{err}");
     assert!(err.contains("has a /keel of its own"), "{err}");

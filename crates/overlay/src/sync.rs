@@ -795,7 +795,8 @@ impl<'a> Worker<'a> {
                 .map_err(|e| self.write_err("chown", rel, e))?;
         }
         if perm(have) != perm(want) || (!is_root_owned(have) && perm(want) & 0o6000 != 0) {
-            rootdir::chmod_nofollow(dst, name.to_bytes(), perm(want)).map_err(|e| self.write_err("chmod", rel, e))?;
+            rootdir::chmod_nofollow(dst, name.to_bytes(), perm(want))
+                .map_err(|e| self.write_err("chmod", rel, e))?;
         }
         Ok(())
     }
@@ -886,7 +887,8 @@ impl<'a> Worker<'a> {
                 .map_err(|e| self.write_err("chown", rel, e))?;
         }
         if let Some(mode) = mode {
-            rootdir::chmod_nofollow(dst, tmp.to_bytes(), mode).map_err(|e| self.write_err("chmod", rel, e))?;
+            rootdir::chmod_nofollow(dst, tmp.to_bytes(), mode)
+                .map_err(|e| self.write_err("chmod", rel, e))?;
         }
         fs::utimensat(dst, tmp, &only_mtime(st), AtFlags::SYMLINK_NOFOLLOW)
             .map_err(|e| self.write_err("set the mtime of", rel, e))

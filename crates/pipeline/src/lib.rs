@@ -455,13 +455,8 @@ pub fn build(
             &[&policy_tree],
             || {
                 tree::fresh_copy(&fixups_tree, &policy_tree, &log, |t| {
-                    let installed = policy::install_modules(
-                        t,
-                        &s.selinux_type,
-                        &project.root,
-                        &layers,
-                        &log,
-                    )?;
+                    let installed =
+                        policy::install_modules(t, &s.selinux_type, &project.root, &layers, &log)?;
                     tree::append_log(&log, &format!("{installed:?}\n"))?;
                     policy::write_config(t, &s.selinux_type, mode)?;
                     // Labels change no mtime: finalize first, so the labels are the last change.

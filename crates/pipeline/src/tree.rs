@@ -149,8 +149,7 @@ pub fn tmpfiles(
         .layers_of("tmpfiles.d")
         .map(|l| l.path.clone())
         .collect();
-    let written =
-        tmpfiles::build::write_layers(&root, project, &layers).map_err(|e| terr(&e))?;
+    let written = tmpfiles::build::write_layers(&root, project, &layers).map_err(|e| terr(&e))?;
     let mut text = String::new();
     for w in &written {
         text.push_str(&format!("{w:?}\n"));

@@ -296,7 +296,11 @@ mod tests {
             path: project.join("portage"),
         }];
         let t = compose_layers(&layers, "").unwrap();
-        assert!(t.render().contains("package.use/10-shared-alias\nx/y a\n"), "{}", t.render());
+        assert!(
+            t.render().contains("package.use/10-shared-alias\nx/y a\n"),
+            "{}",
+            t.render()
+        );
         std::os::unix::fs::symlink(&outside, project.join("portage/make.conf")).unwrap();
         let e = compose_layers(&layers, "").unwrap_err().to_string();
         assert!(e.contains("/portage/make.conf is a symlink to"), "{e}");

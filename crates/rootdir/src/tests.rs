@@ -107,7 +107,10 @@ fn reads_are_capped() {
         "{e}"
     );
     let f = r.open_file(Path::new("big")).unwrap();
-    assert_eq!(read_capped(f, &root.join("big"), 100, "x").unwrap().len(), 100);
+    assert_eq!(
+        read_capped(f, &root.join("big"), 100, "x").unwrap().len(),
+        100
+    );
     // An endless source stops at the cap.
     let zero = stdfs::File::open("/dev/zero").unwrap();
     assert!(read_capped(zero, Path::new("/dev/zero"), 1 << 20, "x").is_err());
@@ -160,6 +163,9 @@ fn atomic_writes_replace_whole_files_with_the_mode_given() {
     write_atomic(&p, b"one", 0o600).unwrap();
     write_atomic(&p, b"two", 0o644).unwrap();
     assert_eq!(stdfs::read(&p).unwrap(), b"two");
-    assert_eq!(stdfs::metadata(&p).unwrap().permissions().mode() & 0o777, 0o644);
+    assert_eq!(
+        stdfs::metadata(&p).unwrap().permissions().mode() & 0o777,
+        0o644
+    );
     assert_eq!(stdfs::read_dir(d.path().join("sub")).unwrap().count(), 1);
 }

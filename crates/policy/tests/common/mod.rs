@@ -208,14 +208,9 @@ pub fn policy_root() -> Option<&'static PathBuf> {
             root_dir().join("policy"),
             root_dir().join("variants/selinux/policy"),
         ];
-        let installed = policy::install_modules(
-            &root,
-            "mcs",
-            &root_dir(),
-            &layers,
-            &dir.join("modules.log"),
-        )
-            .unwrap_or_else(|e| panic!("{e}"));
+        let installed =
+            policy::install_modules(&root, "mcs", &root_dir(), &layers, &dir.join("modules.log"))
+                .unwrap_or_else(|e| panic!("{e}"));
         eprintln!(
             "policy fixture built in {:.1}s: {} local modules, booleans {:?}",
             t.elapsed().as_secs_f64(),
