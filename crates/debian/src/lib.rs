@@ -20,6 +20,8 @@
 //! `etc/initramfs-tools/`, copied in before the packages are installed; the overlay stage
 //! later copies the same files again.
 
+pub mod stages;
+
 use exec::Cmd;
 use pkgsets::sets::{Loc, SetKind};
 use std::fs;

@@ -93,7 +93,7 @@ fn main() {
     }
 
     // Labelling: Keel's labeller and setfiles, each on its own copy of the finished tree.
-    let tree = root.join("build/work").join(VARIANT).join("stage/policy");
+    let tree = root.join("build/work").join(VARIANT).join("tree");
     let ptype = "default";
     let a = dir.path().join("label-keel");
     let b = dir.path().join("label-setfiles");

@@ -7,7 +7,7 @@
 //! Run with `cargo xtask bench build`.
 
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::Instant;
 
@@ -148,12 +148,7 @@ fn emerge_count(root: &Path, variant: &str) -> usize {
 
 /// mksquashfs alone on the variant's final tree, as the image stage runs it.
 fn time_mksquashfs(root: &Path, variant: &str) -> f64 {
-    let work = root.join("build/work").join(variant).join("stage");
-    let tree: PathBuf = ["policy", "fixups"]
-        .iter()
-        .map(|s| work.join(s))
-        .find(|p| p.is_dir())
-        .expect("final tree");
+    let tree = root.join("build/work").join(variant).join("tree");
     let out = root.join("bench.squashfs");
     let t = Instant::now();
     let ok = Command::new("mksquashfs")

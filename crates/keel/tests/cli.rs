@@ -105,8 +105,27 @@ fn a_new_variant_directory_is_a_new_variant() {
         "{plan}"
     );
     assert!(plan.contains("chain: base -> selinux -> edge"), "{plan}");
-    assert!(
-        plan.contains("stages: host-tools -> sysroot -> destroot"),
+    // The plan's stages, in order: the Portage backend's, then the SELinux tree stages.
+    let stages: Vec<&str> = plan
+        .split("\nstages:\n")
+        .nth(1)
+        .unwrap_or("")
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .collect();
+    assert_eq!(
+        stages,
+        [
+            "host-tools",
+            "sysroot",
+            "destroot",
+            "policy-store",
+            "overlay",
+            "tmpfiles",
+            "fixups",
+            "label",
+            "image"
+        ],
         "{plan}"
     );
     // openssh is still in the build set: only install.packages dropped it.

@@ -13,6 +13,7 @@
 mod common;
 
 use common::{build_env, from, keel, keel_cmd, project, sha256, text, Project};
+use pipeline::StageId;
 use std::fs;
 use std::io::{BufRead, BufReader};
 use std::os::unix::process::CommandExt;
@@ -180,7 +181,7 @@ fn image_end_to_end() {
 
     // A clean build.
     let (ran, image) = build(&p);
-    assert_eq!(ran, from("host-tools", "base"));
+    assert_eq!(ran, from(&p, StageId::HostTools, "base"));
     let clean = sha256(&image);
     let l = listing(&image);
 
@@ -275,7 +276,7 @@ fn image_end_to_end() {
     );
     insta::assert_snapshot!(
         "base-tmpfiles-edits",
-        common::render_dir(&p, &work.join("stage/fixups/etc/tmpfiles.d"))
+        common::render_dir(&p, &work.join("tree/etc/tmpfiles.d"))
     );
 
     // No-op rebuild: no stage runs; same image.
@@ -288,7 +289,7 @@ fn image_end_to_end() {
     let moved = image.with_extension("moved");
     fs::rename(&image, &moved).unwrap();
     let (ran, _) = build(&p);
-    assert_eq!(ran, from("image", "base"));
+    assert_eq!(ran, from(&p, StageId::Image, "base"));
     assert_eq!(sha256(&image), clean);
     fs::remove_file(&moved).unwrap();
     // The destination root deleted and an overlay file touched: the build reruns from
@@ -296,33 +297,35 @@ fn image_end_to_end() {
     fs::remove_dir_all(p.root.join("build/work/base/destroot")).unwrap();
     set_mtime(&overlay_file, OVERLAY_MTIME + 60);
     let (ran, _) = build(&p);
-    assert_eq!(ran, from("destroot", "base"));
+    assert_eq!(ran, from(&p, StageId::Destroot, "base"));
     set_mtime(&overlay_file, OVERLAY_MTIME);
     let (ran, _) = build(&p);
-    assert_eq!(ran, from("overlay", "base"));
+    assert_eq!(ran, from(&p, StageId::Overlay, "base"));
     assert_eq!(sha256(&image), clean);
-    // A stage tree deleted: that stage and the later ones.
-    fs::remove_dir_all(p.root.join("build/work/base/stage/tmpfiles")).unwrap();
+    // The tree deleted: the stage that makes it and the later ones.
+    fs::remove_dir_all(p.root.join("build/work/base/tree")).unwrap();
     let (ran, _) = build(&p);
-    assert_eq!(ran, from("tmpfiles", "base"));
+    assert_eq!(ran, from(&p, StageId::Overlay, "base"));
     assert_eq!(sha256(&image), clean);
 
     // Touching only an overlay file reruns overlay and later stages only.
     set_mtime(&overlay_file, OVERLAY_MTIME + 60);
     let (ran, _) = build(&p);
-    assert_eq!(ran, from("overlay", "base"));
+    assert_eq!(ran, from(&p, StageId::Overlay, "base"));
     assert_ne!(sha256(&image), clean, "the new mtime must reach the image");
     set_mtime(&overlay_file, OVERLAY_MTIME);
     let (ran, _) = build(&p);
-    assert_eq!(ran, from("overlay", "base"));
+    assert_eq!(ran, from(&p, StageId::Overlay, "base"));
     assert_eq!(sha256(&image), clean);
 
-    // Editing a tmpfiles edit reruns tmpfiles and later stages.
+    // Editing a tmpfiles edit reruns tmpfiles and later stages; tmpfiles works in place on
+    // the tree overlay made, so the tree is made again from overlay (the destination root
+    // is not).
     let edit = p.root.join("tmpfiles.d/var.conf.edit");
     let orig = fs::read_to_string(&edit).unwrap();
     fs::write(&edit, format!("{orig}set /var/cache mode=0750\n")).unwrap();
     let (ran, _) = build(&p);
-    assert_eq!(ran, from("tmpfiles", "base"));
+    assert_eq!(ran, from(&p, StageId::Overlay, "base"));
     let var = String::from_utf8(extract(&image, "/etc/tmpfiles.d/var.conf")).unwrap();
     assert!(
         var.lines().any(
@@ -339,22 +342,37 @@ fn image_end_to_end() {
     let (ok, _, err) = text(&o);
     assert!(!ok);
     assert!(err.contains("var.conf.edit:5"), "{err}");
-    assert!(
-        !p.root.join("build/work/base/stage/tmpfiles").exists(),
-        "a failed stage leaves no finished-looking tree"
-    );
+    // A failed in-place stage leaves no stage that says the tree is its output.
+    for stage in ["overlay", "tmpfiles"] {
+        assert!(
+            !p.root.join("build/work/base/stamps").join(stage).exists(),
+            "a failed stage leaves no finished-looking tree ({stage})"
+        );
+    }
     fs::write(&edit, &orig).unwrap();
     let (ran, _) = build(&p);
-    assert_eq!(ran, from("tmpfiles", "base"));
+    assert_eq!(ran, from(&p, StageId::Overlay, "base"));
     assert_eq!(sha256(&image), clean);
 
     // A kill (SIGKILL of the whole process group) at each stage, then a rebuild: the
-    // clean build's image. The stage's stamp is removed first so that it runs.
-    for stage in ["destroot", "overlay", "tmpfiles", "fixups", "image"] {
+    // clean build's image. The stage's stamp is removed first so that it runs. A stage
+    // that works in place on the tree reruns from overlay, which made it.
+    for (stage, reruns_from) in [
+        (StageId::Destroot, StageId::Destroot),
+        (StageId::Overlay, StageId::Overlay),
+        (StageId::Tmpfiles, StageId::Overlay),
+        (StageId::Fixups, StageId::Overlay),
+        (StageId::Image, StageId::Image),
+    ] {
+        let stage = stage.name();
         fs::remove_file(p.root.join("build/work/base/stamps").join(stage)).unwrap();
         build_killed_at(&p, stage);
         let (ran, img) = build(&p);
-        assert_eq!(ran, from(stage, "base"), "after a kill at {stage}");
+        assert_eq!(
+            ran,
+            from(&p, reruns_from, "base"),
+            "after a kill at {stage}"
+        );
         assert_eq!(sha256(&img), clean, "after a kill at {stage}");
     }
 
@@ -365,7 +383,11 @@ fn image_end_to_end() {
     let merged = build_killed_merging(&p);
     assert!(!merged.is_empty(), "nothing was merged before the kill");
     let (ran, img) = build(&p);
-    assert_eq!(ran, from("sysroot", "base"), "after a kill in the sysroot");
+    assert_eq!(
+        ran,
+        from(&p, StageId::Sysroot, "base"),
+        "after a kill in the sysroot"
+    );
     assert_eq!(sha256(&img), clean, "after a kill in the sysroot");
     let log = fs::read_to_string(p.root.join("build/work/base/logs/sysroot.log")).unwrap();
     for pf in &merged {
@@ -385,7 +407,7 @@ fn image_end_to_end() {
     fs::remove_dir_all(p.root.join("build/work/base")).unwrap();
     fs::remove_dir_all(p.root.join("build/base")).unwrap();
     let (ran, image2) = build(&p);
-    assert_eq!(ran, from("host-tools", "base"));
+    assert_eq!(ran, from(&p, StageId::HostTools, "base"));
     assert_eq!(sha256(&image2), clean, "two clean builds differ");
 }
 

@@ -14,6 +14,7 @@
 mod common;
 
 use common::{build, from, keel, project, Project};
+use pipeline::StageId;
 use std::fs;
 use std::path::Path;
 use std::process::Command;
@@ -82,7 +83,7 @@ fn portage_backend_end_to_end() {
 
     // 1. Both variants build; the destroot holds exactly the install sets (plus deps).
     let (ran, dest) = build(&p, "base");
-    assert_eq!(ran, from("host-tools", "base"));
+    assert_eq!(ran, from(&p, StageId::HostTools, "base"));
     let base_pkgs = installed(Path::new(&dest));
     for key in [
         "sys-apps/systemd",
@@ -102,7 +103,7 @@ fn portage_backend_end_to_end() {
         .exists());
 
     let (ran, sdest) = build(&p, "selinux");
-    assert_eq!(ran, from("host-tools", "selinux"));
+    assert_eq!(ran, from(&p, StageId::HostTools, "selinux"));
     let se_pkgs = installed(Path::new(&sdest));
     for key in [
         "sys-libs/libselinux",
@@ -198,14 +199,14 @@ fn portage_backend_end_to_end() {
     let text = fs::read_to_string(&install).unwrap();
     fs::write(&install, text.replace("net-misc/openssh\n", "")).unwrap();
     let (ran, dest) = build(&p, "base");
-    assert_eq!(ran, from("destroot", "base"));
+    assert_eq!(ran, from(&p, StageId::Destroot, "base"));
     assert!(!has_pkg(&installed(Path::new(&dest)), "net-misc/openssh"));
     fs::write(&install, &text).unwrap();
     let build_set = p.root.join("variants/base/build.packages");
     let btext = fs::read_to_string(&build_set).unwrap();
     fs::write(&build_set, format!("{btext}sys-libs/libsepol\n")).unwrap();
     let (ran, _) = build(&p, "base");
-    assert_eq!(ran, from("sysroot", "base"));
+    assert_eq!(ran, from(&p, StageId::Sysroot, "base"));
     assert!(has_pkg(
         &installed(&p.root.join("build/work/base/sysroot")),
         "sys-libs/libsepol"
@@ -216,14 +217,14 @@ fn portage_backend_end_to_end() {
     fs::create_dir_all(use_file.parent().unwrap()).unwrap();
     fs::write(&use_file, "net-misc/openssh selinux\n").unwrap();
     let (ran, dest) = build(&p, "base");
-    assert_eq!(ran, from("sysroot", "base"));
+    assert_eq!(ran, from(&p, StageId::Sysroot, "base"));
     assert!(
         has_pkg(&installed(Path::new(&dest)), "sys-libs/libselinux"),
         "openssh[selinux] should pull libselinux"
     );
     fs::remove_file(&use_file).unwrap();
     let (ran, dest) = build(&p, "base");
-    assert_eq!(ran, from("sysroot", "base"));
+    assert_eq!(ran, from(&p, StageId::Sysroot, "base"));
     assert!(
         !has_pkg(&installed(Path::new(&dest)), "sys-libs/libselinux"),
         "the deleted package.use must not linger"

@@ -1,18 +1,21 @@
-//! One build of one variant: a straight list of stages, each a function of declared inputs.
+//! One build of one variant: the plan (a list of stage values) and the runner.
 //!
-//! Every stage computes the fingerprint of its inputs (file contents, tool identities, the
-//! variant settings it reads) and compares it with the stamp the last successful run
-//! wrote. Equal: the stage is skipped. Different or missing: the stage runs, and so does
-//! every later stage; before it runs, its own stamp and every later stage's are removed,
-//! so a build killed at any moment reruns from the interrupted stage.
+//! [`plan`] is the only list of stages: the build, `keel plan`, the tests and the docs
+//! check read it. Every stage adds the fingerprint of its inputs (file contents, tool
+//! identities, the variant settings it reads) to a running fingerprint, and the runner
+//! compares it with the stamp the stage's last successful run wrote, and the stage's
+//! outputs with the identity they had then. Equal: the stage is skipped. Different or
+//! missing: the stage runs, and so does every later stage; before it runs, its own stamp
+//! and every later stage's are removed, so a build killed at any moment reruns from the
+//! interrupted stage. A stage that works in place on the tree ([`Stage::in_place`]) reruns
+//! from the stage that made the tree, and while it runs the stamps of that chain are
+//! away too.
 
-pub mod fingerprint;
 pub mod tree;
 
-use fingerprint::{write_atomic, Fingerprint, StatCache};
-use pkgsets::sets::SetKind;
-use portage::{Install, Layout, Portage};
-use std::collections::BTreeMap;
+use stage::fingerprint::write_atomic;
+pub use stage::{fingerprint, Build, Layout, Plan, Stage, StageId};
+use stage::{Backend, Fingerprint};
 use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -22,13 +25,11 @@ use variant::{Project, Resolved};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("{0}")]
+    #[error(transparent)]
     Variant(#[from] variant::Error),
-    #[error("{0}")]
+    #[error(transparent)]
     Portage(#[from] portage::Error),
-    #[error("{0}")]
-    Debian(#[from] debian::Error),
-    #[error("{0}")]
+    #[error(transparent)]
     Fingerprint(#[from] fingerprint::Error),
     #[error("{}: {source}", path.display())]
     Io {
@@ -37,14 +38,14 @@ pub enum Error {
     },
     #[error("stage {stage} failed: {source}")]
     Stage {
-        stage: &'static str,
-        source: Box<Error>,
+        stage: StageId,
+        source: stage::BoxError,
     },
-    #[error("{0}")]
+    #[error(transparent)]
     Image(#[from] image::Error),
-    #[error("{0}")]
+    #[error(transparent)]
     Policy(#[from] policy::Error),
-    #[error("{0}")]
+    #[error(transparent)]
     Exec(#[from] exec::Error),
     #[error("{0}")]
     Tree(String),
@@ -58,18 +59,6 @@ pub(crate) fn io(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
         source,
     }
 }
-
-/// The stages, in order. `policy` runs for SELinux variants only.
-pub const STAGES: &[&str] = &[
-    "host-tools",
-    "sysroot",
-    "destroot",
-    "overlay",
-    "tmpfiles",
-    "fixups",
-    "policy",
-    "image",
-];
 
 /// Paths that stay writable at run time (plus the variant's `etc-writable`): tmpfiles
 /// entries under them are left to boot; everything else is created at build time.
@@ -88,106 +77,59 @@ pub struct Options {
     pub selinux_probe: Box<dyn policy::Probe>,
 }
 
-/// The project's build directories. Each defaults to a place under the project's `build/`
-/// and can be moved by an environment variable (how `keel vm` puts the work on the VM's
-/// local disk and the artifacts on the host; docs/vm.md):
-///
-/// | field | default | variable |
-/// |---|---|---|
-/// | `build` | `build/` | `KEEL_BUILD_DIR` |
-/// | `cache` | `<build>/cache` | `KEEL_CACHE_DIR` |
-/// | `outputs` | `<build>` | `KEEL_OUTPUT_DIR` |
-#[derive(Debug, Clone)]
-pub struct Dirs {
-    /// Tools, work directories, logs.
-    pub build: PathBuf,
-    /// What outlives a `keel clean --variant`: distfiles, binary packages, `.deb`s.
-    pub cache: PathBuf,
-    /// Where `<variant>/` (image, manifest, log) goes when `--output` is not given.
-    pub outputs: PathBuf,
+/// The stages of a build of `b.resolved`, in order: the package backend's (they make the
+/// destination root), then Keel's tree stages and the image. Making the plan does no work.
+pub fn plan<'a>(b: &'a Build<'a>) -> Plan<'a> {
+    let mut plan = match b.resolved.settings.distribution {
+        Distribution::Gentoo => portage::stages::Gentoo::new(b).stages(),
+        Distribution::Debian => debian::stages::Apt::new(b).stages(),
+    };
+    plan.extend(tree::stages(b));
+    plan
 }
 
-impl Dirs {
-    pub fn of(project: &Project) -> Dirs {
-        let var = |k: &str| {
-            std::env::var_os(k)
-                .filter(|v| !v.is_empty())
-                .map(PathBuf::from)
-        };
-        let build = var("KEEL_BUILD_DIR").unwrap_or_else(|| project.root.join("build"));
-        Dirs {
-            cache: var("KEEL_CACHE_DIR").unwrap_or_else(|| build.join("cache")),
-            outputs: var("KEEL_OUTPUT_DIR").unwrap_or_else(|| build.clone()),
-            build,
-        }
-    }
-}
-
-/// Where a variant's build lives.
-#[derive(Debug, Clone)]
-pub struct Paths {
-    /// `build/` of the project: tools, work directories.
-    pub build_dir: PathBuf,
-    /// `build/cache`: distfiles, binary packages (`binpkgs/<variant>`), `.deb`s.
-    pub cache: PathBuf,
-    /// `build/work/<variant>`: sysroot, config roots, stamps, logs.
-    pub work: PathBuf,
-    /// `build/<variant>` or `--output`.
-    pub output: PathBuf,
-}
-
-impl Paths {
-    pub fn new(project: &Project, variant: &str, output: Option<&Path>) -> Paths {
-        let dirs = Dirs::of(project);
-        Paths {
-            work: dirs.build.join("work").join(variant),
-            output: output
-                .map(Path::to_owned)
-                .unwrap_or_else(|| dirs.outputs.join(variant)),
-            build_dir: dirs.build,
-            cache: dirs.cache,
-        }
-    }
-    pub fn stamps(&self) -> PathBuf {
-        self.work.join("stamps")
-    }
-    pub fn logs(&self) -> PathBuf {
-        self.work.join("logs")
-    }
-    pub fn destroot(&self) -> PathBuf {
-        self.work.join("destroot")
-    }
-    pub fn stage_log(&self, stage: &str) -> PathBuf {
-        self.logs().join(format!("{stage}.log"))
-    }
-    /// The tree a tree stage leaves behind (`build/work/<v>/stage/<stage>`).
-    pub fn stage_tree(&self, stage: &str) -> PathBuf {
-        self.work.join("stage").join(stage)
-    }
+/// The plan's stage ids, in order.
+pub fn stage_ids(plan: &Plan) -> Vec<StageId> {
+    plan.iter().map(|s| s.id()).collect()
 }
 
 /// What a build did.
 #[derive(Debug, Clone, Default)]
 pub struct Outcome {
     /// Stages that ran (the others were up to date).
-    pub ran: Vec<&'static str>,
+    pub ran: Vec<StageId>,
     pub destroot: PathBuf,
     /// The finished tree (what the image holds).
     pub tree: PathBuf,
     pub image: PathBuf,
     pub manifest: PathBuf,
-    /// Per stage: name, seconds, ran?
-    pub timings: Vec<(&'static str, f64, bool)>,
+    /// Per stage: id, seconds, ran?
+    pub timings: Vec<(StageId, f64, bool)>,
 }
 
-/// Runs stages against their stamps.
+/// Runs a plan's stages against their stamps.
 struct Runner<'a> {
-    paths: &'a Paths,
-    forced: bool,
-    outcome: Outcome,
+    layout: &'a Layout,
     out: &'a mut dyn Write,
     /// `build.log` in the output directory: the same lines.
     log: Option<fs::File>,
+}
+
+/// A stage's stamp files: the fingerprint, the inputs that made it (for "why did it
+/// rerun"), and its outputs' identities.
+fn stamp_files(stamps: &Path, id: StageId) -> [PathBuf; 3] {
+    [
+        stamps.join(id.name()),
+        stamps.join(format!("{id}.inputs")),
+        stamps.join(format!("{id}.outputs")),
+    ]
+}
+
+fn remove_if_there(f: &Path) -> Result<(), Error> {
+    match fs::remove_file(f) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(io(f)(e)),
+        _ => Ok(()),
+    }
 }
 
 impl Runner<'_> {
@@ -198,97 +140,151 @@ impl Runner<'_> {
         }
     }
 
-    /// Run stage `name` unless it is up to date: its inputs' fingerprint is the one its
-    /// stamp records, and each of its `outputs` is there with the identity recorded when
-    /// it last finished (a missing, moved or replaced output reruns it, and every later
-    /// stage).
-    fn stage(
+    /// Why stage `s` must run (`None`: it is up to date): its fingerprint is not the one
+    /// its stamp records, or one of its outputs is not there with the identity recorded
+    /// when it last finished.
+    fn stale(&self, s: &dyn Stage, hex: &str) -> Option<String> {
+        let [stamp, _, recorded] = stamp_files(&self.layout.stamps(), s.id());
+        if !fs::read_to_string(&stamp).is_ok_and(|t| t.trim() == hex) {
+            return Some(String::new());
+        }
+        let was = fs::read_to_string(&recorded).unwrap_or_default();
+        let outputs = s.outputs();
+        let refs: Vec<&Path> = outputs.iter().map(PathBuf::as_path).collect();
+        outputs_changed(&refs, &was)
+            .map(|p| format!(" (its output {} is missing or was replaced)", p.display()))
+    }
+
+    /// Run every stage of `plan` that is not up to date, and every stage after the first
+    /// that ran.
+    fn run(&mut self, plan: &Plan) -> Result<Outcome, Error> {
+        let mut outcome = Outcome::default();
+        let mut fp = Fingerprint::new();
+        // Per stage, once computed: its fingerprint and the inputs that made it.
+        let mut prints: Vec<(String, Vec<String>)> = Vec::new();
+        let mut forced = false;
+        let mut i = 0;
+        while i < plan.len() {
+            let s = plan[i].as_ref();
+            let id = s.id();
+            if i == prints.len() {
+                s.inputs(&mut fp)
+                    .map_err(|source| Error::Stage { stage: id, source })?;
+                prints.push((fp.hex(), fp.inputs.clone()));
+            }
+            let mut why = String::new();
+            if !forced {
+                match self.stale(s, &prints[i].0) {
+                    None => {
+                        self.say(&format!("[   up to date] {id}"));
+                        outcome.timings.push((id, 0.0, false));
+                        i += 1;
+                        continue;
+                    }
+                    Some(w) => why = w,
+                }
+                let start = chain_start(plan, i);
+                if start < i {
+                    why = format!(
+                        "{why} (it works in place on the tree {} made: from there)",
+                        plan[start].id()
+                    );
+                    self.say(&format!("[      changed] {id}{why}"));
+                    outcome.timings.truncate(start);
+                    i = start;
+                    forced = true;
+                    continue;
+                }
+            }
+            forced = true;
+            self.run_one(plan, i, &prints[i], &why, &mut outcome)?;
+            i += 1;
+        }
+        Ok(outcome)
+    }
+
+    /// Run stage `i`: its stamps and every later stage's are removed first (and, for a
+    /// stage that works in place, those of the stages whose tree it changes, put back when
+    /// it finishes).
+    fn run_one(
         &mut self,
-        name: &'static str,
-        fp: &Fingerprint,
-        what: &str,
-        outputs: &[&Path],
-        run: impl FnOnce() -> Result<(), Error>,
+        plan: &Plan,
+        i: usize,
+        (hex, inputs): &(String, Vec<String>),
+        why: &str,
+        outcome: &mut Outcome,
     ) -> Result<(), Error> {
-        let stamps = self.paths.stamps();
-        let stamp = stamps.join(name);
-        let recorded = stamps.join(format!("{name}.outputs"));
-        let hex = fp.hex();
-        let mut why = String::new();
-        if !self.forced && fs::read_to_string(&stamp).is_ok_and(|s| s.trim() == hex) {
-            let was = fs::read_to_string(&recorded).unwrap_or_default();
-            match outputs_changed(outputs, &was) {
-                None => {
-                    self.say(&format!("[   up to date] {name}"));
-                    self.outcome.timings.push((name, 0.0, false));
-                    return Ok(());
+        let s = plan[i].as_ref();
+        let id = s.id();
+        let stamps = self.layout.stamps();
+        fs::create_dir_all(&stamps).map_err(io(&stamps))?;
+        let mut put_back = Vec::new();
+        for earlier in &plan[chain_start(plan, i)..i] {
+            for f in stamp_files(&stamps, earlier.id()) {
+                if let Ok(text) = fs::read(&f) {
+                    put_back.push((f.clone(), text));
                 }
-                Some(p) => {
-                    why = format!(" (its output {} is missing or was replaced)", p.display())
-                }
+                remove_if_there(&f)?;
             }
         }
-        self.forced = true;
-        let Some(pos) = STAGES.iter().position(|s| *s == name) else {
-            return Err(Error::Tree(format!(
-                "internal: stage `{name}` is not in STAGES"
-            )));
-        };
-        for later in &STAGES[pos..] {
-            for f in [
-                stamps.join(later),
-                stamps.join(format!("{later}.inputs")),
-                stamps.join(format!("{later}.outputs")),
-            ] {
-                match fs::remove_file(&f) {
-                    Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(io(&f)(e)),
-                    _ => {}
-                }
+        for later in &plan[i..] {
+            for f in stamp_files(&stamps, later.id()) {
+                remove_if_there(&f)?;
             }
         }
-        self.say(&format!("[      running] {name}: {what}{why}"));
+        self.say(&format!("[      running] {id}: {}{why}", s.what()));
         // A stage's log holds its last run only.
-        let log = self.paths.stage_log(name);
-        match fs::remove_file(&log) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(io(&log)(e)),
-            _ => {}
+        let log = self.layout.stage_log(id);
+        remove_if_there(&log)?;
+        if let Some(parent) = log.parent() {
+            fs::create_dir_all(parent).map_err(io(parent))?;
         }
         let t = Instant::now();
-        if let Err(e) = run() {
+        if let Err(source) = s.run(&log) {
             // The caller prints the error; the build log gets it too.
             if let Some(f) = &mut self.log {
-                let _ = writeln!(f, "[       failed] {name}: {e}");
+                let _ = writeln!(f, "[       failed] {id}: {source}");
             }
-            return Err(Error::Stage {
-                stage: name,
-                source: Box::new(e),
-            });
+            return Err(Error::Stage { stage: id, source });
         }
         let secs = t.elapsed().as_secs_f64();
-        let made = identities(outputs).map_err(|missing| Error::Stage {
-            stage: name,
-            source: Box::new(Error::Tree(format!(
+        let outputs = s.outputs();
+        let refs: Vec<&Path> = outputs.iter().map(PathBuf::as_path).collect();
+        let made = identities(&refs).map_err(|missing| Error::Stage {
+            stage: id,
+            source: format!(
                 "it finished without making its output {}",
                 missing.display()
-            ))),
+            )
+            .into(),
         })?;
-        write_atomic(
-            &stamps.join(format!("{name}.inputs")),
-            fp.inputs.join("\n").as_bytes(),
-        )?;
+        let [stamp, inputs_file, recorded] = stamp_files(&stamps, id);
+        write_atomic(&inputs_file, inputs.join("\n").as_bytes())?;
         write_atomic(&recorded, made.as_bytes())?;
+        for (f, text) in &put_back {
+            write_atomic(f, text)?;
+        }
         write_atomic(&stamp, hex.as_bytes())?;
-        let log = self.paths.stage_log(name);
         let log = if log.exists() {
             format!(" (log: {})", log.display())
         } else {
             String::new()
         };
-        self.say(&format!("[{secs:>11.1}s] {name}: done{log}"));
-        self.outcome.ran.push(name);
-        self.outcome.timings.push((name, secs, true));
+        self.say(&format!("[{secs:>11.1}s] {id}: done{log}"));
+        outcome.ran.push(id);
+        outcome.timings.push((id, secs, true));
         Ok(())
     }
+}
+
+/// The first stage of the chain stage `i` belongs to: the stage that made the tree that
+/// `i` and the in-place stages before it change (`i` itself when it is not in place).
+fn chain_start(plan: &Plan, i: usize) -> usize {
+    let mut start = i;
+    while start > 0 && plan[start].in_place() {
+        start -= 1;
+    }
+    start
 }
 
 /// What identifies the file at `p`: device and inode, and for a file also size and mtime
@@ -341,205 +337,56 @@ pub fn build(
         // against its own loaded policy.
         policy::host_check(opts.selinux_probe.as_ref(), variant)?;
     }
-    let paths = Paths::new(project, variant, opts.output.as_deref());
-    fs::create_dir_all(&paths.work).map_err(io(&paths.work))?;
-    let _lock = lock(&paths.work.join("lock"), variant)?;
+    let b = Build {
+        resolved: &resolved,
+        project: &project.root,
+        layout: Layout::new(&project.root, variant, opts.output.as_deref()),
+        repo: opts.repo.clone(),
+        source_date_epoch: opts.source_date_epoch,
+    };
+    let layout = &b.layout;
+    fs::create_dir_all(&layout.work).map_err(io(&layout.work))?;
+    let _lock = lock(&layout.work.join("lock"), variant)?;
+    if resolved.settings.selinux
+        && resolved.settings.distribution == Distribution::Gentoo
+        && Path::new(policy::POLICY_SRC).exists()
+    {
+        // The refpolicy sources the sec-policy packages build from (fetch-restricted).
+        policy::seed_distfiles(&layout.distdir())?;
+    }
 
-    fs::create_dir_all(&paths.output).map_err(io(&paths.output))?;
-    let build_log = paths.output.join("build.log");
+    fs::create_dir_all(&layout.output).map_err(io(&layout.output))?;
+    let build_log = layout.output.join("build.log");
     let mut runner = Runner {
-        paths: &paths,
-        forced: false,
-        outcome: Outcome::default(),
+        layout,
         out,
         log: Some(fs::File::create(&build_log).map_err(io(&build_log))?),
     };
-
-    // The package stages: they leave the destination root in `paths.destroot()`.
-    let mut fp = Fingerprint::new();
-    match resolved.settings.distribution {
-        Distribution::Gentoo => {
-            portage_stages(project, &resolved, opts, &paths, &mut runner, &mut fp)?
-        }
-        Distribution::Debian => debian_stages(&resolved, opts, &paths, &mut runner, &mut fp)?,
-    }
-    let dest = paths.destroot();
-
-    // The tree stages: Keel's own code and the variant's layers and hooks.
-    let build_time = opts.source_date_epoch.unwrap_or_else(now);
-    fp.str("keel", &keel_identity()?);
-
-    // overlay: every overlay layer, file mtimes included (they are copied).
-    for l in resolved.layers_of("overlay") {
-        fp.tree_with_mtimes(&l.rel, &l.path)?;
-    }
-    let overlay_tree = paths.stage_tree("overlay");
-    let log = paths.stage_log("overlay");
-    runner.stage(
-        "overlay",
-        &fp,
-        &format!("{} overlay layers", resolved.layers_of("overlay").count()),
-        &[&overlay_tree],
-        || {
-            tree::fresh_copy(&dest, &overlay_tree, &log, |t| {
-                tree::overlay(&resolved, t, build_time, &log)
-            })
-        },
-    )?;
-
-    // tmpfiles: every tmpfiles.d layer, the mutable prefixes.
-    for l in resolved.layers_of("tmpfiles.d") {
-        fp.tree(&l.rel, &l.path, None)?;
-    }
-    let prefixes = tree::mutable_prefixes(&resolved);
-    fp.str("mutable-prefixes", &prefixes.join("\n"));
-    let tmpfiles_tree = paths.stage_tree("tmpfiles");
-    let log = paths.stage_log("tmpfiles");
-    runner.stage(
-        "tmpfiles",
-        &fp,
-        "tmpfiles.d edits, build-time creation",
-        &[&tmpfiles_tree],
-        || {
-            tree::fresh_copy(&overlay_tree, &tmpfiles_tree, &log, |t| {
-                tree::tmpfiles(&project.root, &resolved, t, &prefixes, &log)
-            })
-        },
-    )?;
-
-    // fixups: the customize hook, the ldconfig that runs.
-    if let Some(h) = &resolved.settings.customize_hook {
-        fp.file("customize-hook", h)?;
-    }
-    let selinux = resolved.settings.selinux;
-    let fixups_tree = paths.stage_tree("fixups");
-    let log = paths.stage_log("fixups");
-    let clamp = opts.source_date_epoch;
-    runner.stage(
-        "fixups",
-        &fp,
-        "ld.so.cache, .updated stamps, customize hook",
-        &[&fixups_tree],
-        || {
-            tree::fresh_copy(&tmpfiles_tree, &fixups_tree, &log, |t| {
-                tree::fixups(&resolved, &paths, t, &log)?;
-                if !selinux {
-                    tree::finalize(t, build_time, clamp, &log)?;
-                }
-                Ok(())
-            })
-        },
-    )?;
-    let mut final_tree = fixups_tree.clone();
-
-    // policy (SELinux variants): the local modules and booleans of every policy layer, the
-    // SELinux settings; labels last, on the finished tree.
-    if selinux {
-        for l in resolved.layers_of("policy") {
-            fp.tree(&l.rel, &l.path, None)?;
-        }
-        let s = &resolved.settings;
-        fp.str("selinux", &format!("{} {}", s.selinux_type, s.selinux_mode));
-        let policy_tree = paths.stage_tree("policy");
-        let log = paths.stage_log("policy");
-        let layers: Vec<PathBuf> = resolved
-            .layers_of("policy")
-            .map(|l| l.path.clone())
-            .collect();
-        let mode = policy::Mode::parse(&s.selinux_mode.to_string())
-            .ok_or_else(|| Error::Tree(format!("unknown SELinux mode `{}`", s.selinux_mode)))?;
-        runner.stage(
-            "policy",
-            &fp,
-            &format!("{} policy: modules, config, labels", s.selinux_type),
-            &[&policy_tree],
-            || {
-                tree::fresh_copy(&fixups_tree, &policy_tree, &log, |t| {
-                    let installed =
-                        policy::install_modules(t, &s.selinux_type, &project.root, &layers, &log)?;
-                    tree::append_log(&log, &format!("{installed:?}\n"))?;
-                    policy::write_config(t, &s.selinux_type, mode)?;
-                    // Labels change no mtime: finalize first, so the labels are the last change.
-                    tree::finalize(t, build_time, clamp, &log)?;
-                    let report = policy::label(t, &s.selinux_type, &log)?;
-                    tree::append_log(
-                        &log,
-                        &format!(
-                            "labelled {} paths ({} unchanged); no spec for {:?}\n",
-                            report.set, report.unchanged, report.unlabelled
-                        ),
-                    )?;
-                    Ok(())
-                })
-            },
-        )?;
-        final_tree = policy_tree;
-    }
-
-    // image: format, pseudo files, the tools' versions, the post-build hook.
-    let format = match resolved.settings.image_format {
-        variant::schema::ImageFormat::Squashfs => image::make::Format::Squashfs,
-        variant::schema::ImageFormat::Erofs => image::make::Format::Erofs,
-    };
-    fp.str("format", format.extension())
-        .str("mkfs", &mkfs_version(format));
-    if let Some(pf) = &resolved.settings.pseudo_files {
-        fp.file("pseudo-files", pf)?;
-    }
-    if let Some(h) = &resolved.settings.post_build_hook {
-        fp.file("post-build-hook", h)?;
-    }
-    let img = paths
-        .output
-        .join(format!("{variant}.{}", format.extension()));
-    let manifest = paths.output.join("manifest.txt");
-    let log = paths.stage_log("image");
-    runner.stage(
-        "image",
-        &fp,
-        &format!("{} of {}", format.extension(), final_tree.display()),
-        &[&img, &manifest],
-        || {
-            let _ = fs::remove_file(&manifest);
-            let spec = image::make::Spec {
-                tree: final_tree.clone(),
-                out: img.clone(),
-                format,
-                epoch: build_time,
-                pseudo_files: resolved.settings.pseudo_files.clone(),
-                log: log.clone(),
-            };
-            image::make::make(&spec)?;
-            if !resolved.settings.python {
-                // Checked on the image itself, read back with the real tools.
-                policy::find_python_in_image(&img, &log)?;
-            }
-            write_atomic(&manifest, image::manifest::of_tree(&final_tree)?.as_bytes())?;
-            if let Some(hook) = &resolved.settings.post_build_hook {
-                image::fixups::run_hook(
-                    hook,
-                    &[
-                        ("KEEL_IMAGE", &img),
-                        ("KEEL_ROOT", &final_tree),
-                        ("KEEL_OUTPUT", &paths.output),
-                    ],
-                    hook.parent().unwrap_or(&paths.output),
-                    &log,
-                )?;
-            }
-            Ok(())
-        },
-    )?;
-
-    let mut outcome = runner.outcome;
-    outcome.destroot = dest;
-    outcome.tree = final_tree;
-    outcome.image = img;
-    outcome.manifest = manifest;
+    let plan = plan(&b);
+    let mut outcome = runner.run(&plan)?;
+    outcome.destroot = layout.destroot();
+    outcome.tree = layout.tree();
+    outcome.image = tree::image_path(&b);
+    outcome.manifest = layout.output.join("manifest.txt");
     Ok(outcome)
 }
 
-fn now() -> i64 {
+/// The plan of `variant` for `keel plan` and the docs check: [`plan`] with the default
+/// directories.
+pub fn stages_of(project: &Project, resolved: &Resolved) -> Vec<(StageId, String)> {
+    let b = Build {
+        resolved,
+        project: &project.root,
+        layout: Layout::new(&project.root, &resolved.name, None),
+        repo: PathBuf::from(portage::DEFAULT_REPO),
+        source_date_epoch: None,
+    };
+    let stages = plan(&b);
+    let list = stages.iter().map(|s| (s.id(), s.what())).collect();
+    list
+}
+
+pub(crate) fn now() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)
@@ -566,215 +413,6 @@ fn mkfs_version(format: image::make::Format) -> String {
         .unwrap_or_else(|e| format!("unavailable: {e}"))
 }
 
-/// The Portage backend's stages: host-tools, sysroot, destroot.
-fn portage_stages(
-    project: &Project,
-    resolved: &Resolved,
-    opts: &Options,
-    paths: &Paths,
-    runner: &mut Runner,
-    fp: &mut Fingerprint,
-) -> Result<(), Error> {
-    let install = Install::detect(&paths.build_dir)?;
-    let layout = Layout {
-        work: paths.work.clone(),
-        distdir: paths.cache.join("distfiles"),
-        binpkgs: paths.cache.join("binpkgs").join(&resolved.name),
-    };
-    let portage = Portage::new(install, opts.repo.clone(), layout)?;
-    let composed = portage.compose(&project.root, &resolved)?;
-    if resolved.settings.selinux && Path::new(policy::POLICY_SRC).exists() {
-        // The refpolicy sources the sec-policy packages build from (fetch-restricted).
-        policy::seed_distfiles(&portage.layout.distdir)?;
-    }
-
-    // host-tools: the host set, the host configuration, which Portage.
-    fp.str("portage", &portage.install.identity())
-        .str("host-config", &composed.host.render())
-        .str(
-            "host-tools.packages",
-            &set_text(resolved, SetKind::HostTools),
-        );
-    runner.stage("host-tools", &fp, "host tools", &[], || {
-        Ok(portage.host_tools(resolved, &paths.stage_log("host-tools"))?)
-    })?;
-
-    // sysroot: the repository, the composed target configuration, the build set.
-    let mut cache = StatCache::load(&paths.stamps().join("repo.statcache"));
-    fp.str("sysroot-config", &composed.sysroot.render())
-        .str("kernel-config", &composed.kernel.render())
-        .str("build.packages", &set_text(resolved, SetKind::Build))
-        .tree("repo", &opts.repo, Some(&mut cache))?;
-    cache.save(&paths.stamps().join("repo.statcache"))?;
-    let n = resolved.set(SetKind::Build).entries.len();
-    let sysroot = portage.layout.sysroot();
-    runner.stage(
-        "sysroot",
-        &fp,
-        &format!("emerge @keel-build ({n} atoms) into {}", sysroot.display()),
-        &[&sysroot],
-        || {
-            // User patches: what the sysroot's packages were installed with (this work
-            // directory's record) and what the newest binary packages were built with (the
-            // cache's record, shared by every build that shares the cache).
-            let installed = paths.stamps().join("sysroot.patches");
-            let packaged = portage.layout.pkgdir_patches();
-            let now = portage::user_patches(&composed.sysroot);
-            let mut changes = portage::PatchChanges::new(
-                &read_patch_record(&installed),
-                &read_patch_record(&packaged),
-                &now,
-            );
-            // A run that did not finish (killed) may have left a package that Portage
-            // counts as installed but whose pkg_postinst was cut short: the packages merged
-            // since the first unfinished run began are installed again.
-            let sysroot = portage.layout.sysroot();
-            let running = paths.stamps().join("sysroot.running");
-            match fs::metadata(&running).and_then(|m| m.modified()) {
-                Ok(since) => changes.reinstall_too(portage::merged_since(&sysroot, since)?),
-                Err(_) => write_atomic(&running, b"")?,
-            }
-            portage.sysroot(resolved, &changes, &paths.stage_log("sysroot"))?;
-            // Only packages now in the sysroot: a patched package outside the build set
-            // has no package built with these patches.
-            let have = portage::installed(&sysroot)?;
-            let text: String = now
-                .iter()
-                .filter(|(k, _)| have.contains(*k))
-                .map(|(k, v)| format!("{k} {v}\n"))
-                .collect();
-            write_atomic(&packaged, text.as_bytes())?;
-            write_atomic(&installed, text.as_bytes())?;
-            fs::remove_file(&running).map_err(|source| Error::Io {
-                path: running.clone(),
-                source,
-            })?;
-            Ok(())
-        },
-    )?;
-
-    // destroot: the install sets and the destroot configuration (python setting included).
-    let dcfg = portage.destroot_config(resolved, &composed.sysroot)?;
-    fp.str("destroot-config", &dcfg.render());
-    destroot_inputs(fp, resolved, opts);
-    let dest = paths.destroot();
-    runner.stage(
-        "destroot",
-        &fp,
-        &format!(
-            "emerge @keel-install @keel-installonly into {}",
-            dest.display()
-        ),
-        &[&dest],
-        || {
-            fresh_root(
-                resolved,
-                &portage,
-                &dcfg,
-                &dest,
-                &paths.stage_log("destroot"),
-                opts.source_date_epoch,
-            )
-        },
-    )?;
-
-    Ok(())
-}
-
-/// The Debian backend's stages (docs/debian.md): host-tools (apt), destroot (mmdebstrap).
-/// There is no sysroot: nothing is built from source.
-fn debian_stages(
-    resolved: &Resolved,
-    opts: &Options,
-    paths: &Paths,
-    runner: &mut Runner,
-    fp: &mut Fingerprint,
-) -> Result<(), Error> {
-    debian::check_sets(resolved)?;
-    let deb = debian::Debian::new(&paths.cache, resolved)?;
-    fp.str("debian", &deb.identity()).str(
-        "host-tools.packages",
-        &set_text(resolved, SetKind::HostTools),
-    );
-    runner.stage("host-tools", fp, "host tools (apt)", &[], || {
-        Ok(deb.host_tools(resolved, &paths.stage_log("host-tools"))?)
-    })?;
-    // The initramfs configuration of the overlay layers is read while packages install.
-    let mut initramfs = Vec::new();
-    for l in resolved.layers_of("overlay") {
-        let d = l.path.join("etc/initramfs-tools");
-        if d.is_dir() {
-            fp.tree(&format!("{}/etc/initramfs-tools", l.rel), &d, None)?;
-            initramfs.push(d);
-        }
-    }
-    fp.str("debian-destroot", &deb.destroot_inputs(resolved));
-    destroot_inputs(fp, resolved, opts);
-    let dest = paths.destroot();
-    runner.stage(
-        "destroot",
-        fp,
-        &format!("mmdebstrap {} into {}", deb.suite, dest.display()),
-        &[&dest],
-        || {
-            let log = paths.stage_log("destroot");
-            Ok(deb.destroot(resolved, &initramfs, &dest, &log, opts.source_date_epoch)?)
-        },
-    )
-}
-
-/// Build the destination root in `<dest>.new` and move it into place only when complete,
-/// so no root that looks complete is ever left by a failed or killed build.
-fn fresh_root(
-    resolved: &Resolved,
-    portage: &Portage,
-    cfg: &portage::config::Tree,
-    dest: &Path,
-    log: &Path,
-    source_date_epoch: Option<i64>,
-) -> Result<(), Error> {
-    let partial = dest.with_extension("new");
-    for d in [dest, partial.as_path()] {
-        if d.symlink_metadata().is_ok() {
-            fs::remove_dir_all(d).map_err(io(d))?;
-        }
-    }
-    portage.destroot(resolved, cfg, &partial, log)?;
-    portage::vdb::normalize(&partial, source_date_epoch)?;
-    fs::rename(&partial, dest).map_err(io(dest))
-}
-
-/// The destroot inputs every backend shares, after its own: the install sets and
-/// SOURCE_DATE_EPOCH (the root's recorded times are normalized with it).
-fn destroot_inputs(fp: &mut Fingerprint, resolved: &Resolved, opts: &Options) {
-    fp.str("install.packages", &set_text(resolved, SetKind::Install))
-        .str(
-            "installonly.packages",
-            &set_text(resolved, SetKind::InstallOnly),
-        )
-        .str(
-            "source-date-epoch",
-            &format!("{:?}", opts.source_date_epoch),
-        );
-}
-
-/// A record of user patches (`cat/pkg digest` lines); missing means empty.
-fn read_patch_record(path: &Path) -> BTreeMap<String, String> {
-    fs::read_to_string(path)
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| l.split_once(' ').map(|(k, v)| (k.to_owned(), v.to_owned())))
-        .collect()
-}
-
-fn set_text(resolved: &Resolved, kind: SetKind) -> String {
-    resolved
-        .set(kind)
-        .atoms()
-        .map(|a| format!("{a}\n"))
-        .collect()
-}
-
 /// An exclusive lock on the variant's work directory, released when dropped.
 fn lock(path: &Path, variant: &str) -> Result<fs::File, Error> {
     rootdir::try_lock(path)
@@ -783,4 +421,166 @@ fn lock(path: &Path, variant: &str) -> Result<fs::File, Error> {
             variant: variant.to_owned(),
             lock: path.to_owned(),
         })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::cell::RefCell;
+    use std::rc::Rc;
+
+    /// A stage that writes `<dir>/<name>` (or, in place, appends to `<dir>/tree`), and
+    /// fails when told to.
+    struct Fake {
+        id: StageId,
+        input: Rc<RefCell<String>>,
+        dir: PathBuf,
+        in_place: bool,
+        fail: Rc<RefCell<bool>>,
+        runs: Rc<RefCell<Vec<StageId>>>,
+    }
+
+    impl Stage for Fake {
+        fn id(&self) -> StageId {
+            self.id
+        }
+        fn what(&self) -> String {
+            "fake".into()
+        }
+        fn inputs(&self, fp: &mut Fingerprint) -> Result<(), stage::BoxError> {
+            fp.str(self.id.name(), &self.input.borrow());
+            Ok(())
+        }
+        fn outputs(&self) -> Vec<PathBuf> {
+            vec![self.dir.join("tree")]
+        }
+        fn in_place(&self) -> bool {
+            self.in_place
+        }
+        fn run(&self, _: &Path) -> Result<(), stage::BoxError> {
+            self.runs.borrow_mut().push(self.id);
+            let tree = self.dir.join("tree");
+            if !self.in_place {
+                let _ = fs::remove_dir_all(&tree);
+                fs::create_dir_all(&tree)?;
+            }
+            if *self.fail.borrow() {
+                return Err("told to fail".into());
+            }
+            fs::write(tree.join(self.id.name()), self.input.borrow().as_bytes())?;
+            Ok(())
+        }
+    }
+
+    struct World {
+        _d: tempfile::TempDir,
+        layout: Layout,
+        inputs: Vec<Rc<RefCell<String>>>,
+        fail: Vec<Rc<RefCell<bool>>>,
+        runs: Rc<RefCell<Vec<StageId>>>,
+    }
+
+    const IDS: [StageId; 4] = [
+        StageId::Overlay,
+        StageId::Tmpfiles,
+        StageId::Fixups,
+        StageId::Image,
+    ];
+
+    impl World {
+        fn new() -> World {
+            let d = tempfile::tempdir().unwrap();
+            let work = d.path().join("work");
+            let layout = Layout {
+                build: d.path().to_owned(),
+                cache: d.path().join("cache"),
+                outputs: d.path().to_owned(),
+                variant: "v".into(),
+                output: d.path().join("out"),
+                work,
+            };
+            World {
+                _d: d,
+                layout,
+                inputs: IDS.iter().map(|_| Rc::default()).collect(),
+                fail: IDS.iter().map(|_| Rc::default()).collect(),
+                runs: Rc::default(),
+            }
+        }
+
+        /// overlay makes the tree; tmpfiles and fixups change it in place; image reads it
+        /// (its output, for the test, is the tree too).
+        fn build(&self) -> Result<Vec<StageId>, Error> {
+            let plan: Plan = IDS
+                .iter()
+                .enumerate()
+                .map(|(i, id)| {
+                    Box::new(Fake {
+                        id: *id,
+                        input: self.inputs[i].clone(),
+                        dir: self.layout.work.clone(),
+                        in_place: matches!(id, StageId::Tmpfiles | StageId::Fixups),
+                        fail: self.fail[i].clone(),
+                        runs: self.runs.clone(),
+                    }) as Box<dyn Stage>
+                })
+                .collect();
+            self.runs.borrow_mut().clear();
+            let mut out = Vec::new();
+            let mut r = Runner {
+                layout: &self.layout,
+                out: &mut out,
+                log: None,
+            };
+            r.run(&plan)?;
+            Ok(self.runs.borrow().clone())
+        }
+    }
+
+    #[test]
+    fn up_to_date_stages_are_skipped_and_a_changed_one_reruns_with_the_later_ones() {
+        let w = World::new();
+        assert_eq!(w.build().unwrap(), IDS);
+        assert_eq!(w.build().unwrap(), []);
+        *w.inputs[3].borrow_mut() = "new".into();
+        assert_eq!(w.build().unwrap(), [StageId::Image]);
+        *w.inputs[0].borrow_mut() = "new".into();
+        assert_eq!(w.build().unwrap(), IDS);
+    }
+
+    #[test]
+    fn an_in_place_stage_reruns_from_the_stage_that_made_its_tree() {
+        let w = World::new();
+        w.build().unwrap();
+        *w.inputs[2].borrow_mut() = "new".into();
+        assert_eq!(w.build().unwrap(), IDS);
+        assert_eq!(w.build().unwrap(), []);
+    }
+
+    #[test]
+    fn a_missing_output_reruns_its_stage() {
+        let w = World::new();
+        w.build().unwrap();
+        fs::remove_dir_all(w.layout.work.join("tree")).unwrap();
+        assert_eq!(w.build().unwrap(), IDS);
+    }
+
+    #[test]
+    fn a_failed_in_place_stage_leaves_the_chain_to_rerun() {
+        let w = World::new();
+        w.build().unwrap();
+        *w.inputs[1].borrow_mut() = "new".into();
+        *w.fail[1].borrow_mut() = true;
+        let e = w.build().unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("stage tmpfiles failed: told to fail"),
+            "{e}"
+        );
+        // The tree is no stage's finished output: not overlay's, whose tree it changed.
+        assert!(!w.layout.stamps().join("overlay").exists());
+        *w.fail[1].borrow_mut() = false;
+        assert_eq!(w.build().unwrap(), IDS);
+        assert_eq!(w.build().unwrap(), []);
+    }
 }

@@ -1,16 +1,438 @@
-//! The stages that work on the finished root tree: overlay, tmpfiles, fixups, image.
+//! Keel's own stages, after the package backend's: policy-store (SELinux), then the tree
+//! stages overlay, tmpfiles, fixups, label (SELinux), then image.
 //!
-//! Each tree stage starts from a fresh copy of the previous stage's tree (`cp -a
-//! --reflink=auto`, which keeps owners, modes, times, xattrs and hard links), works on it
-//! under `<stage>.new`, and renames it into place only when done; so a stage never runs on
-//! a tree that a previous run already changed, and a killed stage leaves nothing that
-//! looks finished.
+//! One tree is kept, not one per stage: overlay makes it from a fresh copy of the
+//! destination root (`cp -a --reflink=auto`, which keeps owners, modes, times, xattrs and
+//! hard links) under `tree.new`, renamed into place when done; tmpfiles, fixups and label
+//! then change it in place ([`Stage::in_place`]: the runner reruns them from overlay, and
+//! takes overlay's stamp away while they run, so a killed stage leaves nothing that looks
+//! finished). The policy store has other inputs (the policy packages and policy layers),
+//! so it is built apart, in its own small root, and an overlay edit does not rebuild it.
 
-use crate::{io, Error, Paths, MUTABLE_PREFIXES};
+use crate::{io, keel_identity, mkfs_version, Error, MUTABLE_PREFIXES};
 use exec::Cmd;
+use stage::{BoxError, Build, Fingerprint, Layout, Plan, Stage, StageId};
+use std::cell::OnceCell;
 use std::fs;
 use std::path::{Path, PathBuf};
+use std::rc::Rc;
+use variant::schema::ImageFormat;
 use variant::Resolved;
+
+/// What Keel's stages share in one build.
+struct Cx<'a> {
+    b: &'a Build<'a>,
+    /// The build time: SOURCE_DATE_EPOCH, or now.
+    build_time: i64,
+    keel: OnceCell<String>,
+}
+
+impl Cx<'_> {
+    /// Keel's own code: its stages rerun when it changes.
+    fn keel(&self, fp: &mut Fingerprint) -> Result<(), BoxError> {
+        let id = match self.keel.get() {
+            Some(k) => k,
+            None => {
+                let k = keel_identity()?;
+                self.keel.get_or_init(|| k)
+            }
+        };
+        fp.str("keel", id);
+        Ok(())
+    }
+    fn layers(&self, kind: &str) -> Vec<PathBuf> {
+        self.b
+            .resolved
+            .layers_of(kind)
+            .map(|l| l.path.clone())
+            .collect()
+    }
+    fn selinux_type(&self) -> &str {
+        &self.b.resolved.settings.selinux_type
+    }
+}
+
+/// Keel's stages for `b`, after the package backend's.
+pub(crate) fn stages<'a>(b: &'a Build<'a>) -> Plan<'a> {
+    let cx = Rc::new(Cx {
+        b,
+        build_time: b.source_date_epoch.unwrap_or_else(crate::now),
+        keel: OnceCell::new(),
+    });
+    let selinux = b.resolved.settings.selinux;
+    let mut plan: Plan<'a> = Vec::new();
+    if selinux {
+        plan.push(Box::new(PolicyStore(cx.clone())));
+    }
+    plan.push(Box::new(Overlay(cx.clone())));
+    plan.push(Box::new(Tmpfiles(cx.clone())));
+    plan.push(Box::new(Fixups(cx.clone())));
+    if selinux {
+        plan.push(Box::new(Label(cx.clone())));
+    }
+    plan.push(Box::new(Image(cx)));
+    plan
+}
+
+/// Where the image goes: `<output>/<variant>.<format>`.
+pub(crate) fn image_path(b: &Build) -> PathBuf {
+    b.layout.output.join(format!(
+        "{}.{}",
+        b.layout.variant,
+        format_of(b.resolved).extension()
+    ))
+}
+
+fn format_of(r: &Resolved) -> image::make::Format {
+    match r.settings.image_format {
+        ImageFormat::Squashfs => image::make::Format::Squashfs,
+        ImageFormat::Erofs => image::make::Format::Erofs,
+    }
+}
+
+/// What the policy store is made of in a root: what `semodule -p` reads and writes, and
+/// the headers local modules compile against.
+const POLICY_DIRS: &[&str] = &["etc/selinux", "var/lib/selinux", "usr/share/selinux"];
+
+/// policy-store: the local modules and booleans of every policy layer, built into a copy of
+/// the destination root's policy (`<work>/policy-store`).
+struct PolicyStore<'a>(Rc<Cx<'a>>);
+
+impl Stage for PolicyStore<'_> {
+    fn id(&self) -> StageId {
+        StageId::PolicyStore
+    }
+    fn what(&self) -> String {
+        format!(
+            "{} policy store: local modules, booleans",
+            self.0.selinux_type()
+        )
+    }
+    fn inputs(&self, fp: &mut Fingerprint) -> Result<(), BoxError> {
+        self.0.keel(fp)?;
+        for l in self.0.b.resolved.layers_of("policy") {
+            fp.tree(&l.rel, &l.path, None)?;
+        }
+        fp.str("selinux-type", self.0.selinux_type());
+        Ok(())
+    }
+    fn outputs(&self) -> Vec<PathBuf> {
+        vec![self.0.b.layout.policy_store()]
+    }
+    fn run(&self, log: &Path) -> Result<(), BoxError> {
+        let layout = &self.0.b.layout;
+        let store = layout.policy_store();
+        let partial = store.with_extension("new");
+        for d in [store.as_path(), partial.as_path()] {
+            if d.symlink_metadata().is_ok() {
+                fs::remove_dir_all(d).map_err(io(d))?;
+            }
+        }
+        // Copied through a handle on the destination root: a symlink there is copied as
+        // a symlink, never followed out of the root.
+        let dest = rootdir::Root::open(&layout.destroot())?;
+        for rel in POLICY_DIRS {
+            let rel = Path::new(rel);
+            let dir = match dest.open_dir(rel) {
+                Ok(d) => d,
+                Err(e) if e.is_absent() => continue,
+                Err(e) => return Err(e.into()),
+            };
+            let to = partial.join(rel);
+            if let Some(parent) = to.parent() {
+                fs::create_dir_all(parent).map_err(io(parent))?;
+            }
+            Cmd::new("cp")
+                .args(["-a", "--reflink=auto", "--no-target-directory"])
+                .arg(rootdir::fd_path(std::os::fd::AsFd::as_fd(&dir), b"."))
+                .arg(&to)
+                .log(log)
+                .run()?;
+        }
+        let installed = policy::install_modules(
+            &partial,
+            self.0.selinux_type(),
+            self.0.b.project,
+            &self.0.layers("policy"),
+            log,
+        )?;
+        append_log(log, &format!("{installed:?}\n"))?;
+        fs::rename(&partial, &store).map_err(io(&store))?;
+        Ok(())
+    }
+}
+
+/// overlay: a fresh copy of the destination root, with every overlay layer on it (file
+/// mtimes are inputs: they are copied).
+struct Overlay<'a>(Rc<Cx<'a>>);
+
+impl Stage for Overlay<'_> {
+    fn id(&self) -> StageId {
+        StageId::Overlay
+    }
+    fn what(&self) -> String {
+        format!(
+            "{} overlay layers on a copy of the destination root",
+            self.0.b.resolved.layers_of("overlay").count()
+        )
+    }
+    fn inputs(&self, fp: &mut Fingerprint) -> Result<(), BoxError> {
+        self.0.keel(fp)?;
+        for l in self.0.b.resolved.layers_of("overlay") {
+            fp.tree_with_mtimes(&l.rel, &l.path)?;
+        }
+        Ok(())
+    }
+    fn outputs(&self) -> Vec<PathBuf> {
+        vec![self.0.b.layout.tree()]
+    }
+    fn run(&self, log: &Path) -> Result<(), BoxError> {
+        let l = &self.0.b.layout;
+        fresh_copy(&l.destroot(), &l.tree(), log, |t| {
+            overlay(self.0.b.resolved, t, self.0.build_time, log)
+        })?;
+        Ok(())
+    }
+}
+
+/// tmpfiles: every tmpfiles.d layer, the mutable prefixes.
+struct Tmpfiles<'a>(Rc<Cx<'a>>);
+
+impl Stage for Tmpfiles<'_> {
+    fn id(&self) -> StageId {
+        StageId::Tmpfiles
+    }
+    fn what(&self) -> String {
+        "tmpfiles.d edits, build-time creation".into()
+    }
+    fn inputs(&self, fp: &mut Fingerprint) -> Result<(), BoxError> {
+        for l in self.0.b.resolved.layers_of("tmpfiles.d") {
+            fp.tree(&l.rel, &l.path, None)?;
+        }
+        fp.str(
+            "mutable-prefixes",
+            &mutable_prefixes(self.0.b.resolved).join("\n"),
+        );
+        Ok(())
+    }
+    fn outputs(&self) -> Vec<PathBuf> {
+        vec![self.0.b.layout.tree()]
+    }
+    fn in_place(&self) -> bool {
+        true
+    }
+    fn run(&self, log: &Path) -> Result<(), BoxError> {
+        let b = self.0.b;
+        tmpfiles(
+            b.project,
+            b.resolved,
+            &b.layout.tree(),
+            &mutable_prefixes(b.resolved),
+            log,
+        )?;
+        Ok(())
+    }
+}
+
+/// fixups: the customize hook, the ldconfig that runs; for a variant without SELinux, the
+/// final times too.
+struct Fixups<'a>(Rc<Cx<'a>>);
+
+impl Stage for Fixups<'_> {
+    fn id(&self) -> StageId {
+        StageId::Fixups
+    }
+    fn what(&self) -> String {
+        "ld.so.cache, .updated stamps, customize hook".into()
+    }
+    fn inputs(&self, fp: &mut Fingerprint) -> Result<(), BoxError> {
+        if let Some(h) = &self.0.b.resolved.settings.customize_hook {
+            fp.file("customize-hook", h)?;
+        }
+        Ok(())
+    }
+    fn outputs(&self) -> Vec<PathBuf> {
+        vec![self.0.b.layout.tree()]
+    }
+    fn in_place(&self) -> bool {
+        true
+    }
+    fn run(&self, log: &Path) -> Result<(), BoxError> {
+        let b = self.0.b;
+        let t = b.layout.tree();
+        fixups(b.resolved, &b.layout, &t, log)?;
+        if !b.resolved.settings.selinux {
+            finalize(&t, self.0.build_time, b.source_date_epoch, log)?;
+        }
+        Ok(())
+    }
+}
+
+/// label (SELinux): the policy store and `/etc/selinux/config` put in the tree, the final
+/// times, then every file labelled (labels change no mtime, so they are the last change).
+struct Label<'a>(Rc<Cx<'a>>);
+
+impl Stage for Label<'_> {
+    fn id(&self) -> StageId {
+        StageId::Label
+    }
+    fn what(&self) -> String {
+        format!(
+            "{} policy into the tree, config, labels",
+            self.0.selinux_type()
+        )
+    }
+    fn inputs(&self, fp: &mut Fingerprint) -> Result<(), BoxError> {
+        let s = &self.0.b.resolved.settings;
+        fp.str("selinux", &format!("{} {}", s.selinux_type, s.selinux_mode));
+        Ok(())
+    }
+    fn outputs(&self) -> Vec<PathBuf> {
+        vec![self.0.b.layout.tree()]
+    }
+    fn in_place(&self) -> bool {
+        true
+    }
+    fn run(&self, log: &Path) -> Result<(), BoxError> {
+        let b = self.0.b;
+        let s = &b.resolved.settings;
+        let ty = self.0.selinux_type();
+        let mode = policy::Mode::parse(&s.selinux_mode.to_string())
+            .ok_or_else(|| Error::Tree(format!("unknown SELinux mode `{}`", s.selinux_mode)))?;
+        let t = b.layout.tree();
+        put_store(b, &t, ty, log)?;
+        policy::write_config(&t, ty, mode)?;
+        finalize(&t, self.0.build_time, b.source_date_epoch, log)?;
+        let report = policy::label(&t, ty, log)?;
+        append_log(
+            log,
+            &format!(
+                "labelled {} paths ({} unchanged); no spec for {:?}\n",
+                report.set, report.unchanged, report.unlabelled
+            ),
+        )?;
+        Ok(())
+    }
+}
+
+/// Replace the tree's `etc/selinux/<type>` and `var/lib/selinux/<type>` with the policy
+/// store's. An overlay layer may not ship files there: the store replaces them.
+fn put_store(b: &Build, tree: &Path, ty: &str, log: &Path) -> Result<(), Error> {
+    use std::os::fd::AsFd;
+    let owned = [format!("etc/selinux/{ty}"), format!("var/lib/selinux/{ty}")];
+    for l in b.resolved.layers_of("overlay") {
+        for rel in &owned {
+            if l.path.join(rel).symlink_metadata().is_ok() {
+                return Err(Error::Tree(format!(
+                    "overlay layer {} ships /{rel}, which the policy store replaces: put local modules and booleans in a policy layer (docs/selinux.md)",
+                    l.path.display()
+                )));
+            }
+        }
+    }
+    let store = b.layout.policy_store();
+    let root = rootdir::Root::open(tree).map_err(|e| Error::Tree(e.to_string()))?;
+    for rel in &owned {
+        let rel = Path::new(rel);
+        let from = store.join(rel);
+        if from.symlink_metadata().is_err() {
+            continue;
+        }
+        let (Some(parent), Some(name)) = (rel.parent(), rel.file_name()) else {
+            continue;
+        };
+        let dir = root
+            .create_dir_all(parent, 0o755)
+            .map_err(|e| Error::Tree(e.to_string()))?;
+        let name = name.as_encoded_bytes();
+        match rootdir::remove_all(dir.as_fd(), name) {
+            Ok(()) | Err(rustix::io::Errno::NOENT) => {}
+            Err(e) => return Err(Error::Tree(format!("{}: {e}", root.display(rel).display()))),
+        }
+        Cmd::new("cp")
+            .args(["-a", "--reflink=auto", "--no-target-directory"])
+            .arg(&from)
+            .arg(rootdir::fd_path(dir.as_fd(), name))
+            .log(log)
+            .run()?;
+    }
+    Ok(())
+}
+
+/// image: format, pseudo files, the tools' versions, the post-build hook.
+struct Image<'a>(Rc<Cx<'a>>);
+
+impl Stage for Image<'_> {
+    fn id(&self) -> StageId {
+        StageId::Image
+    }
+    fn what(&self) -> String {
+        format!(
+            "{} of {}",
+            format_of(self.0.b.resolved).extension(),
+            self.0.b.layout.tree().display()
+        )
+    }
+    fn inputs(&self, fp: &mut Fingerprint) -> Result<(), BoxError> {
+        let format = format_of(self.0.b.resolved);
+        fp.str("format", format.extension())
+            .str("mkfs", &mkfs_version(format));
+        let s = &self.0.b.resolved.settings;
+        if let Some(pf) = &s.pseudo_files {
+            fp.file("pseudo-files", pf)?;
+        }
+        if let Some(h) = &s.post_build_hook {
+            fp.file("post-build-hook", h)?;
+        }
+        Ok(())
+    }
+    fn outputs(&self) -> Vec<PathBuf> {
+        vec![
+            image_path(self.0.b),
+            self.0.b.layout.output.join("manifest.txt"),
+        ]
+    }
+    fn run(&self, log: &Path) -> Result<(), BoxError> {
+        let b = self.0.b;
+        let s = &b.resolved.settings;
+        let img = image_path(b);
+        let tree = b.layout.tree();
+        let manifest = b.layout.output.join("manifest.txt");
+        let _ = fs::remove_file(&manifest);
+        let spec = image::make::Spec {
+            tree: tree.clone(),
+            out: img.clone(),
+            format: format_of(b.resolved),
+            epoch: self.0.build_time,
+            pseudo_files: s.pseudo_files.clone(),
+            log: log.to_owned(),
+        };
+        image::make::make(&spec)?;
+        if !s.python {
+            // Checked on the image itself, read back with the real tools.
+            policy::find_python_in_image(&img, log)?;
+        }
+        write_atomic_manifest(&manifest, &tree)?;
+        if let Some(hook) = &s.post_build_hook {
+            image::fixups::run_hook(
+                hook,
+                &[
+                    ("KEEL_IMAGE", &img),
+                    ("KEEL_ROOT", &tree),
+                    ("KEEL_OUTPUT", &b.layout.output),
+                ],
+                hook.parent().unwrap_or(&b.layout.output),
+                log,
+            )?;
+        }
+        Ok(())
+    }
+}
+
+fn write_atomic_manifest(manifest: &Path, tree: &Path) -> Result<(), Error> {
+    let text = image::manifest::of_tree(tree)?;
+    Ok(stage::fingerprint::write_atomic(manifest, text.as_bytes())?)
+}
 
 /// Copy `from` to `<to>.new`, run `f` on it, then move it to `to`.
 pub fn fresh_copy(
@@ -76,7 +498,7 @@ pub fn mutable_prefixes(resolved: &Resolved) -> Vec<String> {
 
 /// fixups: `/etc/ld.so.cache`, no `.updated` stamps, the customize hook, then the final
 /// times (see [`finalize`]).
-pub fn fixups(resolved: &Resolved, paths: &Paths, tree: &Path, log: &Path) -> Result<(), Error> {
+pub fn fixups(resolved: &Resolved, layout: &Layout, tree: &Path, log: &Path) -> Result<(), Error> {
     let line = image::fixups::ld_so_cache(tree, log)?;
     let removed = image::fixups::remove_updated_stamps(tree)?;
     append_log(
@@ -87,7 +509,7 @@ pub fn fixups(resolved: &Resolved, paths: &Paths, tree: &Path, log: &Path) -> Re
         append_log(log, &format!("customize hook {}\n", hook.display()))?;
         image::fixups::run_hook(
             hook,
-            &[("KEEL_ROOT", tree), ("KEEL_OUTPUT", &paths.output)],
+            &[("KEEL_ROOT", tree), ("KEEL_OUTPUT", &layout.output)],
             hook.parent().unwrap_or(tree),
             log,
         )?;

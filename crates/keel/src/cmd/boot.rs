@@ -24,7 +24,7 @@ pub fn run(project: &Project, a: &Args) -> Result<ExitCode> {
     if code != ExitCode::SUCCESS {
         bail!("the build of `{}` failed", a.variant);
     }
-    let paths = pipeline::Paths::new(project, &a.variant, None);
+    let paths = pipeline::Layout::new(&project.root, &a.variant, None);
     let s = &resolved.settings;
     let image = paths
         .output

@@ -25,9 +25,8 @@ fn remove(path: &Path) -> Result<()> {
 }
 
 pub fn run(project: &Project, variant: Option<&str>, all: bool) -> Result<ExitCode> {
-    let dirs = pipeline::Dirs::of(project);
     if all {
-        remove(&dirs.build)?;
+        remove(&pipeline::Layout::build_dir(&project.root))?;
         return Ok(ExitCode::SUCCESS);
     }
     let names: Vec<String> = match variant {
@@ -35,8 +34,9 @@ pub fn run(project: &Project, variant: Option<&str>, all: bool) -> Result<ExitCo
         None => project.variants.keys().cloned().collect(),
     };
     for name in names {
-        remove(&dirs.build.join("work").join(&name))?;
-        remove(&dirs.outputs.join(&name))?;
+        let layout = pipeline::Layout::new(&project.root, &name, None);
+        remove(&layout.work)?;
+        remove(&layout.output)?;
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -2,7 +2,7 @@ use anyhow::Result;
 use pkgsets::SetKind;
 use std::fmt::Write;
 use std::process::ExitCode;
-use variant::{schema::Distribution, Project, Resolved};
+use variant::{Project, Resolved};
 
 /// `keel plan --variant V`.
 pub fn run(project: &Project, name: &str) -> Result<ExitCode> {
@@ -12,25 +12,11 @@ pub fn run(project: &Project, name: &str) -> Result<ExitCode> {
             eprintln!("warning: {w}");
         }
     }
-    print!("{}", render(&resolved));
+    print!("{}", render(project, &resolved));
     Ok(ExitCode::SUCCESS)
 }
 
-/// The stages a build of this variant runs, in order.
-pub fn stages(r: &Resolved) -> Vec<&'static str> {
-    let mut s = vec!["host-tools"];
-    if r.settings.distribution == Distribution::Gentoo {
-        s.push("sysroot");
-    }
-    s.extend(["destroot", "overlay", "tmpfiles", "fixups"]);
-    if r.settings.selinux {
-        s.push("policy");
-    }
-    s.push("image");
-    s
-}
-
-pub fn render(r: &Resolved) -> String {
+pub fn render(project: &Project, r: &Resolved) -> String {
     let mut out = String::new();
     let s = &r.settings;
     let _ = writeln!(out, "variant: {}", r.name);
@@ -80,6 +66,9 @@ pub fn render(r: &Resolved) -> String {
     for l in &r.layers {
         let _ = writeln!(out, "  {:10}  {}", l.kind, l.rel);
     }
-    let _ = writeln!(out, "stages: {}", stages(r).join(" -> "));
+    let _ = writeln!(out, "stages:");
+    for (id, what) in pipeline::stages_of(project, r) {
+        let _ = writeln!(out, "  {:12}  {what}", id.name());
+    }
     out
 }

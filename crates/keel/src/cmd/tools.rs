@@ -13,7 +13,7 @@ impl ToolsCommand {
     pub fn run(self, project: &Project) -> Result<ExitCode> {
         match self {
             ToolsCommand::PortageVenv => {
-                let dir = portage::venv::ensure(&pipeline::Dirs::of(project).build)?;
+                let dir = portage::venv::ensure(&pipeline::Layout::build_dir(&project.root))?;
                 println!("{}", dir.display());
             }
         }

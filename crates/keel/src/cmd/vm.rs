@@ -62,16 +62,20 @@ const PASSED_ON: &[&str] = &[
 ];
 
 pub fn run(project: &Project, a: Args) -> Result<ExitCode> {
-    let dirs = pipeline::Dirs::of(project);
     let image = match a.image.filter(|i| !i.is_empty()) {
         Some(i) => i,
-        None => vm::build_env::ensure(&dirs.build, &dirs.cache, &mut std::io::stderr())?.image(),
+        None => vm::build_env::ensure(
+            &pipeline::Layout::build_dir(&project.root),
+            &pipeline::Layout::cache_dir(&project.root),
+            &mut std::io::stderr(),
+        )?
+        .image(),
     };
     let cwd = std::env::current_dir()?;
     let output_dir = match a.output {
         Some(o) if o.is_relative() => cwd.join(o),
         Some(o) => o,
-        None => dirs.outputs.clone(),
+        None => pipeline::Layout::outputs_dir(&project.root),
     };
     let kernel = vm::KernelChoice::parse(a.kernel.as_deref(), a.initrd, a.modules)?;
     let cpus = a.cpus.unwrap_or_else(|| {
@@ -82,8 +86,8 @@ pub fn run(project: &Project, a: Args) -> Result<ExitCode> {
     let opts = vm::Options {
         name: a.name.unwrap_or_else(|| vm::default_name(&project.root)),
         project: project.root.clone(),
-        build_dir: dirs.build.clone(),
-        cache_dir: dirs.cache.clone(),
+        build_dir: pipeline::Layout::build_dir(&project.root),
+        cache_dir: pipeline::Layout::cache_dir(&project.root),
         output_dir,
         image,
         kernel,

@@ -76,24 +76,20 @@ pub fn keel(p: &Project, args: &[&str]) -> (bool, String, String) {
     text(&keel_cmd(p, args).output().unwrap())
 }
 
-/// The stages from `first` to the end, as a build of `variant` runs them.
-pub fn from(first: &str, variant: &str) -> Vec<String> {
-    let all = [
-        "host-tools",
-        "sysroot",
-        "destroot",
-        "overlay",
-        "tmpfiles",
-        "fixups",
-        "policy",
-        "image",
-    ];
-    let pos = all.iter().position(|s| *s == first).unwrap();
-    all[pos..]
+/// The stages from `first` to the end, as the plan of `variant` in project `p` lists them
+/// (`pipeline::plan`: the one list of stages).
+pub fn from(p: &Project, first: pipeline::StageId, variant: &str) -> Vec<String> {
+    let project = variant::Project::load(&p.root).unwrap();
+    let resolved = project.resolve(variant).unwrap();
+    let ids: Vec<pipeline::StageId> = pipeline::stages_of(&project, &resolved)
+        .into_iter()
+        .map(|(id, _)| id)
+        .collect();
+    let pos = ids
         .iter()
-        .filter(|s| variant == "selinux" || **s != "policy")
-        .map(|s| s.to_string())
-        .collect()
+        .position(|s| *s == first)
+        .unwrap_or_else(|| panic!("`{first}` is not a stage of `{variant}`: {ids:?}"));
+    ids[pos..].iter().map(|s| s.name().to_owned()).collect()
 }
 
 /// The stages a build's progress says ran.

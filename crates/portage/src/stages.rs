@@ -1,0 +1,228 @@
+//! The Portage backend's stages: host-tools, sysroot, destroot; and Portage's own
+//! bookkeeping between runs (the user patches each root and the binary packages were built
+//! with, and the merges a killed run may have cut short).
+
+use crate::{Composed, Error, Install, PatchChanges, Portage};
+use pkgsets::sets::SetKind;
+use stage::fingerprint::write_atomic;
+use stage::{Backend, BoxError, Build, Fingerprint, Plan, Stage, StageId, StatCache};
+use std::cell::OnceCell;
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+
+/// The Portage backend of one build.
+pub struct Gentoo<'a> {
+    build: &'a Build<'a>,
+    /// Portage and the composed configuration: made when the first stage needs them.
+    cx: OnceCell<Cx>,
+}
+
+struct Cx {
+    portage: Portage,
+    composed: Composed,
+}
+
+impl<'a> Gentoo<'a> {
+    pub fn new(build: &'a Build<'a>) -> Rc<Gentoo<'a>> {
+        Rc::new(Gentoo {
+            build,
+            cx: OnceCell::new(),
+        })
+    }
+
+    fn cx(&self) -> Result<&Cx, Error> {
+        if let Some(cx) = self.cx.get() {
+            return Ok(cx);
+        }
+        let b = self.build;
+        let install = Install::detect(&b.layout.build)?;
+        let portage = Portage::new(install, b.repo.clone(), b.layout.clone())?;
+        let composed = portage.compose(b.project, b.resolved)?;
+        Ok(self.cx.get_or_init(|| Cx { portage, composed }))
+    }
+}
+
+impl<'a> Backend<'a> for Gentoo<'a> {
+    fn stages(self: Rc<Self>) -> Plan<'a> {
+        vec![
+            Box::new(HostTools(self.clone())),
+            Box::new(Sysroot(self.clone())),
+            Box::new(Destroot {
+                g: self,
+                cfg: OnceCell::new(),
+            }),
+        ]
+    }
+}
+
+/// host-tools: the host set, the host configuration, which Portage.
+struct HostTools<'a>(Rc<Gentoo<'a>>);
+
+impl Stage for HostTools<'_> {
+    fn id(&self) -> StageId {
+        StageId::HostTools
+    }
+    fn what(&self) -> String {
+        "host tools".into()
+    }
+    fn inputs(&self, fp: &mut Fingerprint) -> Result<(), BoxError> {
+        let cx = self.0.cx()?;
+        fp.str("portage", &cx.portage.install.identity())
+            .str("host-config", &cx.composed.host.render())
+            .str(
+                "host-tools.packages",
+                &self.0.build.set_text(SetKind::HostTools),
+            );
+        Ok(())
+    }
+    fn outputs(&self) -> Vec<PathBuf> {
+        Vec::new()
+    }
+    fn run(&self, log: &Path) -> Result<(), BoxError> {
+        Ok(self
+            .0
+            .cx()?
+            .portage
+            .host_tools(self.0.build.resolved, log)?)
+    }
+}
+
+/// sysroot: the repository, the composed target configuration, the build set.
+struct Sysroot<'a>(Rc<Gentoo<'a>>);
+
+impl Stage for Sysroot<'_> {
+    fn id(&self) -> StageId {
+        StageId::Sysroot
+    }
+    fn what(&self) -> String {
+        let b = self.0.build;
+        format!(
+            "emerge @keel-build ({} atoms) into {}",
+            b.resolved.set(SetKind::Build).entries.len(),
+            b.layout.sysroot().display()
+        )
+    }
+    fn inputs(&self, fp: &mut Fingerprint) -> Result<(), BoxError> {
+        let b = self.0.build;
+        let cx = self.0.cx()?;
+        let cache_file = b.layout.stamps().join("repo.statcache");
+        let mut cache = StatCache::load(&cache_file);
+        fp.str("sysroot-config", &cx.composed.sysroot.render())
+            .str("kernel-config", &cx.composed.kernel.render())
+            .str("build.packages", &b.set_text(SetKind::Build))
+            .tree("repo", &b.repo, Some(&mut cache))?;
+        cache.save(&cache_file)?;
+        Ok(())
+    }
+    fn outputs(&self) -> Vec<PathBuf> {
+        vec![self.0.build.layout.sysroot()]
+    }
+    fn run(&self, log: &Path) -> Result<(), BoxError> {
+        let b = self.0.build;
+        let cx = self.0.cx()?;
+        let layout = &b.layout;
+        // User patches: what the sysroot's packages were installed with (this work
+        // directory's record) and what the newest binary packages were built with (the
+        // cache's record, shared by every build that shares the cache).
+        let installed = layout.stamps().join("sysroot.patches");
+        let packaged = layout.pkgdir_patches();
+        let now = crate::user_patches(&cx.composed.sysroot);
+        let mut changes = PatchChanges::new(
+            &read_patch_record(&installed),
+            &read_patch_record(&packaged),
+            &now,
+        );
+        // A run that did not finish (killed) may have left a package that Portage counts
+        // as installed but whose pkg_postinst was cut short: the packages merged since the
+        // first unfinished run began are installed again.
+        let sysroot = layout.sysroot();
+        let running = layout.stamps().join("sysroot.running");
+        match fs::metadata(&running).and_then(|m| m.modified()) {
+            Ok(since) => changes.reinstall_too(crate::merged_since(&sysroot, since)?),
+            Err(_) => write_atomic(&running, b"")?,
+        }
+        cx.portage.sysroot(b.resolved, &changes, log)?;
+        // Only packages now in the sysroot: a patched package outside the build set has
+        // no package built with these patches.
+        let have = crate::installed(&sysroot)?;
+        let text: String = now
+            .iter()
+            .filter(|(k, _)| have.contains(*k))
+            .map(|(k, v)| format!("{k} {v}\n"))
+            .collect();
+        write_atomic(&packaged, text.as_bytes())?;
+        write_atomic(&installed, text.as_bytes())?;
+        fs::remove_file(&running).map_err(Error::io(&running))?;
+        Ok(())
+    }
+}
+
+/// destroot: the install sets and the destroot configuration (the python setting
+/// included, which reads the sysroot: so it is made when this stage's inputs are).
+struct Destroot<'a> {
+    g: Rc<Gentoo<'a>>,
+    cfg: OnceCell<crate::config::Tree>,
+}
+
+impl Stage for Destroot<'_> {
+    fn id(&self) -> StageId {
+        StageId::Destroot
+    }
+    fn what(&self) -> String {
+        format!(
+            "emerge @keel-install @keel-installonly into {}",
+            self.g.build.layout.destroot().display()
+        )
+    }
+    fn inputs(&self, fp: &mut Fingerprint) -> Result<(), BoxError> {
+        let cx = self.g.cx()?;
+        let b = self.g.build;
+        let cfg = cx
+            .portage
+            .destroot_config(b.resolved, &cx.composed.sysroot)?;
+        fp.str("destroot-config", &cfg.render());
+        b.destroot_inputs(fp);
+        let _ = self.cfg.set(cfg);
+        Ok(())
+    }
+    fn outputs(&self) -> Vec<PathBuf> {
+        vec![self.g.build.layout.destroot()]
+    }
+    fn run(&self, log: &Path) -> Result<(), BoxError> {
+        let cx = self.g.cx()?;
+        let b = self.g.build;
+        let cfg = match self.cfg.get() {
+            Some(c) => c,
+            None => {
+                let c = cx
+                    .portage
+                    .destroot_config(b.resolved, &cx.composed.sysroot)?;
+                self.cfg.get_or_init(|| c)
+            }
+        };
+        // Built in `<dest>.new` and moved into place only when complete, so no root that
+        // looks complete is ever left by a failed or killed build.
+        let dest = b.layout.destroot();
+        let partial = dest.with_extension("new");
+        for d in [dest.as_path(), partial.as_path()] {
+            if d.symlink_metadata().is_ok() {
+                fs::remove_dir_all(d).map_err(Error::io(d))?;
+            }
+        }
+        cx.portage.destroot(b.resolved, cfg, &partial, log)?;
+        crate::vdb::normalize(&partial, b.source_date_epoch)?;
+        fs::rename(&partial, &dest).map_err(Error::io(&dest))?;
+        Ok(())
+    }
+}
+
+/// A record of user patches (`cat/pkg digest` lines); missing means empty.
+fn read_patch_record(path: &Path) -> BTreeMap<String, String> {
+    fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.split_once(' ').map(|(k, v)| (k.to_owned(), v.to_owned())))
+        .collect()
+}
