@@ -91,8 +91,13 @@ fn format_of(r: &Resolved) -> image::make::Format {
 }
 
 /// What the policy store is made of in a root: what `semodule -p` reads and writes, and
-/// the headers local modules compile against.
-const POLICY_DIRS: &[&str] = &["etc/selinux", "var/lib/selinux", "usr/share/selinux"];
+/// the headers local modules compile against (`{type}`: the policy type). The headers are
+/// dropped once the modules are built: the store keeps what goes into the image.
+const POLICY_DIRS: &[&str] = &[
+    "etc/selinux",
+    "var/lib/selinux",
+    "usr/share/selinux/{type}/include",
+];
 
 /// policy-store: the local modules and booleans of every policy layer, built into a copy of
 /// the destination root's policy (`<work>/policy-store`).
@@ -132,7 +137,8 @@ impl Stage for PolicyStore<'_> {
         // a symlink, never followed out of the root.
         let dest = rootdir::Root::open(&layout.destroot())?;
         for rel in POLICY_DIRS {
-            let rel = Path::new(rel);
+            let rel = rel.replace("{type}", self.0.selinux_type());
+            let rel = Path::new(&rel);
             let dir = match dest.open_dir(rel) {
                 Ok(d) => d,
                 Err(e) if e.is_absent() => continue,
@@ -157,6 +163,10 @@ impl Stage for PolicyStore<'_> {
             log,
         )?;
         append_log(log, &format!("{installed:?}\n"))?;
+        let headers = partial.join("usr");
+        if headers.symlink_metadata().is_ok() {
+            fs::remove_dir_all(&headers).map_err(io(&headers))?;
+        }
         fs::rename(&partial, &store).map_err(io(&store))?;
         Ok(())
     }
