@@ -3,13 +3,23 @@
 //! Reports, per variant: wall time per stage for a clean build, the number of emerge
 //! invocations, the no-op rebuild time (and its emerge count: must be 0), an overlay-only
 //! rebuild, and Keel's own share of a full build: everything but emerge (the sysroot and
-//! destroot stages) and mksquashfs (timed separately on the same tree).
+//! destroot stages) and mksquashfs (timed separately on the same tree); then the peak
+//! size of `build/work/V` during the clean build against the final tree, and the median of
+//! three overlay-only edits (issue 15: under 3 s for `selinux`, peak under 2.5 times the
+//! final tree).
+//!
+//! `KEEL_BENCH_BASELINE=/path/to/an/older/keel` runs the same peak-size and overlay-edit
+//! measurements with that binary too, side by side, in its own project copy.
 //! Run with `cargo xtask bench build`.
 
+use std::collections::HashSet;
 use std::fs;
-use std::path::Path;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::Instant;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 fn main() {
     let real = Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -27,31 +37,15 @@ fn main() {
         std::process::exit(1);
     };
     let dir = tempfile::tempdir().expect("tempdir");
-    let root = dir.path().join("p");
-    fs::create_dir_all(root.join("build/tools")).expect("mkdir");
-    for d in ["variants", "portage", "overlay", "tmpfiles.d", "policy"] {
-        if real.join(d).exists() {
-            let ok = Command::new("cp")
-                .arg("-a")
-                .arg(real.join(d))
-                .arg(root.join(d))
-                .status()
-                .expect("cp")
-                .success();
-            assert!(ok);
-        }
-    }
-    std::os::unix::fs::symlink(
-        &venv,
-        root.join("build/tools")
-            .join(venv.file_name().expect("name")),
-    )
-    .expect("symlink");
+    let root = project_copy(&real, &venv, &dir.path().join("p"));
+    let keel = PathBuf::from(env!("CARGO_BIN_EXE_keel"));
     let repo = real.join("tests/fixtures/gentoo-mini");
 
     for variant in ["base", "selinux"] {
         println!("== {variant}");
-        let clean = build(&root, &repo, variant);
+        let (clean, peak) = with_peak(&root.join("build/work").join(variant), || {
+            build(&keel, &root, &repo, variant)
+        });
         let emerges = emerge_count(&root, variant);
         for (stage, secs) in &clean.stages {
             println!("  {stage:<11} {secs:>7.1} s");
@@ -73,26 +67,167 @@ fn main() {
             clean.wall,
             100.0 * own / clean.wall
         );
-        let noop = build(&root, &repo, variant);
+        let noop = build(&keel, &root, &repo, variant);
         let after = emerge_count(&root, variant);
         println!("  no-op rebuild: {:.3} s, stages run: {}, emerge invocations: {} (target: under 1 s, 0 emerge)", noop.wall, noop.stages.len(), after - emerges);
-        let f = root.join(
-            "overlay/usr/lib/systemd/system/systemd-tmpfiles-setup.service.d/keel-subvolumes.conf",
-        );
+        let (tree, sysroot) = sizes(&root, variant);
+        print_peak("this Keel", peak, tree, sysroot);
+        let (ov, names) = overlay_edits(&keel, &root, &repo, variant);
+        println!("  overlay-only rebuild: median {ov:.2} s of 3, stages run: {names}");
+        if let Some(old) = std::env::var_os("KEEL_BENCH_BASELINE").filter(|v| !v.is_empty()) {
+            let old = PathBuf::from(old);
+            let odir = tempfile::tempdir().expect("tempdir");
+            let oroot = project_copy(&real, &venv, &odir.path().join("p"));
+            // The baseline shares this build's binary packages: only its own stages run.
+            let cache = root.join("build/cache");
+            copy(&cache, &oroot.join("build/cache"));
+            let (_, opeak) = with_peak(&oroot.join("build/work").join(variant), || {
+                build(&old, &oroot, &repo, variant)
+            });
+            let (otree, osysroot) = sizes(&oroot, variant);
+            print_peak("baseline", opeak, otree, osysroot);
+            let (oov, onames) = overlay_edits(&old, &oroot, &repo, variant);
+            println!(
+                "  baseline overlay-only rebuild: median {oov:.2} s of 3, stages run: {onames}"
+            );
+            println!(
+                "  side by side: overlay-only edit {ov:.2} s vs {oov:.2} s (ratio {:.2}); peak work {:.0} MiB vs {:.0} MiB (ratio {:.2})",
+                ov / oov,
+                mib(peak),
+                mib(opeak),
+                peak as f64 / opeak as f64
+            );
+        }
+    }
+}
+
+fn mib(b: u64) -> f64 {
+    b as f64 / 1048576.0
+}
+
+fn print_peak(who: &str, peak: u64, tree: u64, sysroot: u64) {
+    println!(
+        "  {who}: peak of build/work/V {:.0} MiB = {:.2} x the final tree ({:.0} MiB); without the sysroot ({:.0} MiB, Portage's build root): {:.2} x (target under 2.5)",
+        mib(peak),
+        peak as f64 / tree as f64,
+        mib(tree),
+        mib(sysroot),
+        peak.saturating_sub(sysroot) as f64 / tree as f64
+    );
+}
+
+/// The final tree's size and the sysroot's.
+fn sizes(root: &Path, variant: &str) -> (u64, u64) {
+    let work = root.join("build/work").join(variant);
+    // This Keel keeps one tree; an older one kept a tree per stage.
+    let tree = ["tree", "stage/policy", "stage/fixups"]
+        .iter()
+        .map(|t| work.join(t))
+        .find(|p| p.is_dir())
+        .expect("final tree");
+    (du(&tree), du(&work.join("sysroot")))
+}
+
+/// Three overlay-only edits (a touched overlay file): the median wall time and the stages
+/// the last one ran.
+fn overlay_edits(keel: &Path, root: &Path, repo: &Path, variant: &str) -> (f64, String) {
+    let f = root.join(
+        "overlay/usr/lib/systemd/system/systemd-tmpfiles-setup.service.d/keel-subvolumes.conf",
+    );
+    let mut times = Vec::new();
+    let mut names = String::new();
+    for _ in 0..3 {
         let ok = Command::new("touch")
             .arg(&f)
             .status()
             .expect("touch")
             .success();
         assert!(ok);
-        let ov = build(&root, &repo, variant);
-        let names: Vec<&str> = ov.stages.iter().map(|(s, _)| s.as_str()).collect();
-        println!(
-            "  overlay-only rebuild: {:.2} s, stages run: {}",
-            ov.wall,
-            names.join(" ")
-        );
+        let ov = build(keel, root, repo, variant);
+        names = ov
+            .stages
+            .iter()
+            .map(|(s, _)| s.as_str())
+            .collect::<Vec<_>>()
+            .join(" ");
+        times.push(ov.wall);
     }
+    times.sort_by(f64::total_cmp);
+    (times[1], names)
+}
+
+/// Disk usage of a tree (allocated blocks, hard links once), as `du -s` counts it.
+fn du(dir: &Path) -> u64 {
+    let mut seen = HashSet::new();
+    let mut total = 0;
+    let mut stack = vec![dir.to_owned()];
+    while let Some(d) = stack.pop() {
+        let Ok(rd) = fs::read_dir(&d) else { continue };
+        for e in rd.flatten() {
+            let Ok(m) = e.path().symlink_metadata() else {
+                continue;
+            };
+            if m.nlink() > 1 && !m.is_dir() && !seen.insert((m.dev(), m.ino())) {
+                continue;
+            }
+            total += m.blocks() * 512;
+            if m.is_dir() {
+                stack.push(e.path());
+            }
+        }
+    }
+    total
+}
+
+/// Run `f` while sampling the size of `dir` every 200 ms: its result and the largest size.
+fn with_peak<T>(dir: &Path, f: impl FnOnce() -> T) -> (T, u64) {
+    let done = Arc::new(AtomicBool::new(false));
+    let peak = Arc::new(AtomicU64::new(0));
+    let sampler = {
+        let (done, peak, dir) = (done.clone(), peak.clone(), dir.to_owned());
+        std::thread::spawn(move || {
+            while !done.load(Ordering::Relaxed) {
+                peak.fetch_max(du(&dir), Ordering::Relaxed);
+                std::thread::sleep(Duration::from_millis(200));
+            }
+        })
+    };
+    let out = f();
+    done.store(true, Ordering::Relaxed);
+    let _ = sampler.join();
+    peak.fetch_max(du(dir), Ordering::Relaxed);
+    (out, peak.load(Ordering::Relaxed))
+}
+
+fn copy(from: &Path, to: &Path) {
+    if let Some(parent) = to.parent() {
+        fs::create_dir_all(parent).expect("mkdir");
+    }
+    let ok = Command::new("cp")
+        .arg("-a")
+        .arg(from)
+        .arg(to)
+        .status()
+        .expect("cp")
+        .success();
+    assert!(ok);
+}
+
+/// A copy of the project's variants and layers at `root`, sharing the Portage venv.
+fn project_copy(real: &Path, venv: &Path, root: &Path) -> PathBuf {
+    fs::create_dir_all(root.join("build/tools")).expect("mkdir");
+    for d in ["variants", "portage", "overlay", "tmpfiles.d", "policy"] {
+        if real.join(d).exists() {
+            copy(&real.join(d), &root.join(d));
+        }
+    }
+    std::os::unix::fs::symlink(
+        venv,
+        root.join("build/tools")
+            .join(venv.file_name().expect("name")),
+    )
+    .expect("symlink");
+    root.to_owned()
 }
 
 struct Run {
@@ -100,9 +235,9 @@ struct Run {
     stages: Vec<(String, f64)>,
 }
 
-fn build(root: &Path, repo: &Path, variant: &str) -> Run {
+fn build(keel: &Path, root: &Path, repo: &Path, variant: &str) -> Run {
     let t = Instant::now();
-    let o = Command::new(env!("CARGO_BIN_EXE_keel"))
+    let o = Command::new(keel)
         .arg("-C")
         .arg(root)
         .args(["build", "--variant", variant, "--gentoo-repo"])
