@@ -1,8 +1,9 @@
 //! Walking a whole tree through directory handles, never following a symlink.
 
-use crate::{open_nofollow, read_names, PathError, DIR_FLAGS};
+use crate::{get_xattr_at, open_nofollow, read_names, set_xattr_at, PathError, DIR_FLAGS};
 use rustix::fd::{AsFd, BorrowedFd, OwnedFd};
 use rustix::fs::{self as fs, AtFlags, FileType, Mode, Stat};
+use rustix::io::Errno;
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
@@ -29,6 +30,23 @@ impl Entry<'_> {
     /// The entry's path on the host, for messages only.
     pub fn shown(&self) -> PathBuf {
         shown(self.top_path, self.path)
+    }
+
+    /// The extended attribute `key` of the entry itself (a link's own, never its
+    /// target's): its length in `buf`.
+    pub fn get_xattr(&self, key: &str, buf: &mut [u8]) -> Result<usize, Errno> {
+        match self.parent {
+            Some((dir, name)) => get_xattr_at(dir, name.as_bytes(), key, buf),
+            None => fs::fgetxattr(self.top, key, buf),
+        }
+    }
+
+    /// Set the extended attribute `key` of the entry itself to `value`.
+    pub fn set_xattr(&self, key: &str, value: &[u8]) -> Result<(), Errno> {
+        match self.parent {
+            Some((dir, name)) => set_xattr_at(dir, name.as_bytes(), key, value),
+            None => fs::fsetxattr(self.top, key, value, fs::XattrFlags::empty()),
+        }
     }
 }
 
