@@ -534,17 +534,22 @@ pub fn open_nofollow(path: &Path) -> Result<OwnedFd, PathError> {
 
 /// Open the directory reached from `at` through `names`, one name at a time, never
 /// following a symlink (a link or a non-directory on the way is `ENOTDIR` or `ELOOP`). No names:
-/// `at` opened again. On error, the index of the name that failed and the errno.
+/// `at` opened again. On error, the index of the name that failed and the errno (with no
+/// names, index 0: `at` could not be opened again).
 pub fn open_dir_nofollow<I>(at: BorrowedFd<'_>, names: I) -> Result<OwnedFd, (usize, Errno)>
 where
     I: IntoIterator,
     I::Item: rustix::path::Arg,
 {
-    let mut cur = fs::openat(at, c".", DIR_FLAGS, Mode::empty()).map_err(|e| (0, e))?;
+    let mut cur: Option<OwnedFd> = None;
     for (i, name) in names.into_iter().enumerate() {
-        cur = fs::openat(&cur, name, DIR_FLAGS, Mode::empty()).map_err(|e| (i, e))?;
+        let from = cur.as_ref().map_or(at, |fd| fd.as_fd());
+        cur = Some(fs::openat(from, name, DIR_FLAGS, Mode::empty()).map_err(|e| (i, e))?);
     }
-    Ok(cur)
+    match cur {
+        Some(fd) => Ok(fd),
+        None => fs::openat(at, c".", DIR_FLAGS, Mode::empty()).map_err(|e| (0, e)),
+    }
 }
 
 /// An exclusive `flock` on `path` (made if missing), held until the file is dropped;
