@@ -234,11 +234,7 @@ impl Root {
             Err(e) if e.is_not_found() => return Ok(None),
             Err(e) => return Err(e),
         };
-        match fs::statat(&d, name, AtFlags::SYMLINK_NOFOLLOW) {
-            Ok(st) => Ok(Some(st)),
-            Err(Errno::NOENT) => Ok(None),
-            Err(e) => Err(Error::io(self.display(rel))(e)),
-        }
+        lstat_at(d.as_fd(), name).map_err(Error::io(self.display(rel)))
     }
 
     /// Whether `rel` is there and is a regular file, following links inside the tree only
@@ -420,10 +416,16 @@ pub fn fd_path(dir: BorrowedFd<'_>, name: &[u8]) -> OsString {
     OsString::from_vec(p)
 }
 
-/// The names in a directory, `.` and `..` left out.
+/// The names in a directory, `.` and `..` left out (`dir` may be an `O_PATH` handle).
 pub fn read_names(dir: BorrowedFd<'_>) -> Result<Vec<Vec<u8>>, Errno> {
+    let fd = fs::openat(
+        dir,
+        c".",
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )?;
     let mut names = Vec::new();
-    for entry in Dir::read_from(dir)? {
+    for entry in Dir::new(fd)? {
         let entry = entry?;
         let n = entry.file_name().to_bytes();
         if n != b"." && n != b".." {
@@ -433,15 +435,32 @@ pub fn read_names(dir: BorrowedFd<'_>) -> Result<Vec<Vec<u8>>, Errno> {
     Ok(names)
 }
 
+/// The `lstat` of `name` in `dir` (a link is reported as a link), `None` when it is not there.
+pub fn lstat_at(
+    dir: BorrowedFd<'_>,
+    name: impl rustix::path::Arg,
+) -> Result<Option<fs::Stat>, Errno> {
+    match fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW) {
+        Ok(st) => Ok(Some(st)),
+        Err(Errno::NOENT) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
 /// Remove `name` in `dir` and, if it is a directory, everything below it, never following a
 /// symlink.
 pub fn remove_all(dir: BorrowedFd<'_>, name: &[u8]) -> Result<(), Errno> {
-    match fs::unlinkat(dir, name, AtFlags::empty()) {
+    let refused = match fs::unlinkat(dir, name, AtFlags::empty()) {
         Ok(()) => return Ok(()),
-        Err(Errno::ISDIR | Errno::PERM) => {}
+        Err(e @ (Errno::ISDIR | Errno::PERM)) => e,
         Err(e) => return Err(e),
-    }
-    let fd = fs::openat(dir, name, DIR_FLAGS, Mode::empty())?;
+    };
+    let fd = match fs::openat(dir, name, DIR_FLAGS, Mode::empty()) {
+        Ok(fd) => fd,
+        // Not a directory: the unlink's own refusal (an immutable file, a sticky directory).
+        Err(Errno::NOTDIR | Errno::LOOP) => return Err(refused),
+        Err(e) => return Err(e),
+    };
     for n in read_names(fd.as_fd())? {
         remove_all(fd.as_fd(), &n)?;
     }

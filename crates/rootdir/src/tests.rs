@@ -304,3 +304,31 @@ fn path_errors_name_the_path_and_keep_the_errno() {
     let st = fs::stat("/").unwrap();
     assert_eq!(mtime_of(&st).tv_sec, st.st_mtime as i64);
 }
+
+#[test]
+fn names_are_read_from_a_path_handle_and_lstat_at_says_none_when_absent() {
+    let (_t, root, victim) = tree();
+    symlink(&victim, root.join("out")).unwrap();
+    let top = open_nofollow(&root).unwrap();
+    let d = fs::openat(&top, "usr", OFlags::PATH | OFlags::DIRECTORY, Mode::empty()).unwrap();
+    assert_eq!(read_names(d.as_fd()).unwrap(), [b"lib".to_vec()]);
+    let st = lstat_at(top.as_fd(), "out").unwrap().unwrap();
+    assert_eq!(FileType::from_raw_mode(st.st_mode), FileType::Symlink);
+    assert!(lstat_at(top.as_fd(), "nothing").unwrap().is_none());
+}
+
+#[test]
+fn remove_all_keeps_the_unlinks_own_refusal() {
+    let (_t, root, _) = tree();
+    let top = open_nofollow(&root).unwrap();
+    assert_eq!(remove_all(top.as_fd(), b"nothing"), Err(Errno::NOENT));
+    // An immutable file: the unlink's EPERM, not the ENOTDIR of trying it as a directory.
+    stdfs::write(root.join("f"), "").unwrap();
+    let f = stdfs::File::open(root.join("f")).unwrap();
+    if fs::ioctl_setflags(&f, fs::IFlags::IMMUTABLE).is_ok() {
+        assert_eq!(remove_all(top.as_fd(), b"f"), Err(Errno::PERM));
+        fs::ioctl_setflags(&f, fs::IFlags::empty()).unwrap();
+    }
+    remove_all(top.as_fd(), b"f").unwrap();
+    assert!(!root.join("f").exists());
+}
