@@ -4,7 +4,9 @@ use crate::layout::{finish, Hashing};
 use crate::names::{self, Kind};
 use crate::spec::{self, Compression};
 use crate::{Error, Image};
-use rootdir::{chmod_nofollow, lchown_at, mtime_of, read_names, remove_all, set_xattr_at};
+use rootdir::{
+    chmod_nofollow, lchown_at, lstat_at, mtime_of, read_names, remove_all, set_xattr_at,
+};
 use rustix::fd::{AsFd, BorrowedFd, OwnedFd};
 use rustix::fs::{self as fs, AtFlags, FileType, Mode, OFlags, Timespec, Timestamps};
 use rustix::io::Errno;
@@ -466,11 +468,9 @@ impl Unpacker {
         let dir = dir.as_fd();
         let pkey = join(parent);
         self.touch(&pkey, dir)?;
-        let existing = match fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW) {
-            Ok(st) => Some(FileType::from_raw_mode(st.st_mode)),
-            Err(Errno::NOENT) => None,
-            Err(x) => return Err(self.err("stat")(x)),
-        };
+        let existing = lstat_at(dir, name)
+            .map_err(self.err("stat"))?
+            .map(|st| FileType::from_raw_mode(st.st_mode));
         let is_dir = kind == T::Directory;
         match existing {
             Some(FileType::Directory) if is_dir => {}
@@ -620,11 +620,10 @@ impl Unpacker {
         let dir = dir.as_fd();
         let pkey = join(parent);
         let key = child(&pkey, target);
-        let st = match fs::statat(dir, target, AtFlags::SYMLINK_NOFOLLOW) {
-            Ok(st) => FileType::from_raw_mode(st.st_mode),
-            Err(Errno::NOENT) => return Ok(()),
-            Err(e) => return Err(self.err("stat the whited-out entry")(e)),
+        let Some(st) = lstat_at(dir, target).map_err(self.err("stat the whited-out entry"))? else {
+            return Ok(());
         };
+        let st = FileType::from_raw_mode(st.st_mode);
         if self.added.contains(&key) {
             // The same layer made it: a whiteout hides only what lower layers made.
             if st == FileType::Directory {
@@ -656,11 +655,12 @@ impl Unpacker {
         let names = read_names(dir).map_err(self.err("read the opaque directory"))?;
         for name in names {
             let ckey = child(key, &name);
-            let st = match fs::statat(dir, name.as_slice(), AtFlags::SYMLINK_NOFOLLOW) {
-                Ok(st) => FileType::from_raw_mode(st.st_mode),
-                Err(Errno::NOENT) => continue,
-                Err(e) => return Err(self.err("stat in the opaque directory")(e)),
+            let Some(st) =
+                lstat_at(dir, name.as_slice()).map_err(self.err("stat in the opaque directory"))?
+            else {
+                continue;
             };
+            let st = FileType::from_raw_mode(st.st_mode);
             if self.added.contains(&ckey) {
                 if st == FileType::Directory {
                     let fd = fs::openat(dir, name.as_slice(), DIR_FLAGS, Mode::empty())

@@ -482,11 +482,7 @@ impl<'a> Worker<'a> {
         let existing = if fresh {
             None
         } else {
-            match fs::statat(dst, name, AtFlags::SYMLINK_NOFOLLOW) {
-                Ok(e) => Some(e),
-                Err(Errno::NOENT) => None,
-                Err(e) => return Err(self.write_err("stat", rel, e)),
-            }
+            rootdir::lstat_at(dst, name).map_err(|e| self.write_err("stat", rel, e))?
         };
         match ftype(&st) {
             FileType::Directory => self.dir(queue, src, dst, name, &st, existing.as_ref(), rel),
