@@ -789,13 +789,7 @@ impl<'a> Worker<'a> {
                                 .map_err(|e| self.write_err("chown", rel, e))?;
                         }
                         if mtime_of(e) != mtime_of(st) {
-                            fs::utimensat(
-                                dst,
-                                name,
-                                &only_mtime(mtime_of(st)),
-                                AtFlags::SYMLINK_NOFOLLOW,
-                            )
-                            .map_err(|e| self.write_err("set the mtime of", rel, e))?;
+                            self.copy_mtime_at(dst, name, st, rel)?;
                         }
                         return Ok(());
                     }
@@ -825,13 +819,7 @@ impl<'a> Worker<'a> {
             if ftype(e) == ft && (!has_rdev || e.st_rdev == st.st_rdev) {
                 self.fix_attrs_in_place(dst, name, e, st, rel)?;
                 if mtime_of(e) != mtime_of(st) {
-                    fs::utimensat(
-                        dst,
-                        name,
-                        &only_mtime(mtime_of(st)),
-                        AtFlags::SYMLINK_NOFOLLOW,
-                    )
-                    .map_err(|e| self.write_err("set the mtime of", rel, e))?;
+                    self.copy_mtime_at(dst, name, st, rel)?;
                 }
                 return Ok(());
             }
@@ -847,6 +835,23 @@ impl<'a> Worker<'a> {
         self.commit(dst, &tmp, name, rel, finish)?;
         self.stats.specials_written += 1;
         Ok(())
+    }
+
+    /// The source's mtime on `name` in `dst` itself (a symlink's own).
+    fn copy_mtime_at(
+        &self,
+        dst: BorrowedFd<'_>,
+        name: &CStr,
+        st: &Stat,
+        rel: &Path,
+    ) -> Result<(), Error> {
+        fs::utimensat(
+            dst,
+            name,
+            &only_mtime(mtime_of(st)),
+            AtFlags::SYMLINK_NOFOLLOW,
+        )
+        .map_err(|e| self.write_err("set the mtime of", rel, e))
     }
 
     /// Owner, permission bits (not for symlinks) and mtime of a new temporary entry.
@@ -866,13 +871,7 @@ impl<'a> Worker<'a> {
             rootdir::chmod_nofollow(dst, tmp.to_bytes(), mode)
                 .map_err(|e| self.write_err("chmod", rel, e))?;
         }
-        fs::utimensat(
-            dst,
-            tmp,
-            &only_mtime(mtime_of(st)),
-            AtFlags::SYMLINK_NOFOLLOW,
-        )
-        .map_err(|e| self.write_err("set the mtime of", rel, e))
+        self.copy_mtime_at(dst, tmp, st, rel)
     }
 }
 
