@@ -5,7 +5,7 @@ use crate::acl::{self, Acl};
 use crate::config::{self, Found, DIRS};
 use crate::entry::Mode as EMode;
 use crate::plan::{self, Arg, Diagnostic, Item, Options, Plan, Source, Users};
-use crate::root::{DirRef, Root, Walk, WalkError};
+use crate::root::{open_dir_at, DirRef, Root, Walk, WalkError};
 use crate::spec::{Host, Specifiers};
 use rustix::fs::{self as rfs, AtFlags, FileType, Mode, OFlags};
 use rustix::io::Errno;
@@ -209,12 +209,7 @@ impl Root {
             Err(WalkError::Errno(Errno::NOENT | Errno::NOTDIR)) => return Ok(Vec::new()),
             Err(e) => return Err(e),
         };
-        let fd = match rfs::openat(
-            &found.dir.fd,
-            found.name.as_str(),
-            OFlags::PATH | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-            Mode::empty(),
-        ) {
+        let fd = match open_dir_at(&found.dir.fd, found.name.as_str()) {
             Ok(fd) => fd,
             Err(Errno::NOENT | Errno::NOTDIR | Errno::LOOP) => return Ok(Vec::new()),
             Err(e) => return Err(e.into()),
@@ -766,13 +761,7 @@ fn adjust(root: &Root, item: &Item, path: &str, recursive: bool, warn: &mut Warn
     let (dir, name) = (&found.dir, found.name.as_str());
     let first = adjust_one(dir, name, item, path, &st, warn);
     if recursive && kind_of(&st) == FileType::Directory {
-        let fd = rfs::openat(
-            &dir.fd,
-            name,
-            OFlags::PATH | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-            Mode::empty(),
-        )
-        .map_err(|e| fail(path, errno_msg(e)))?;
+        let fd = open_dir_at(&dir.fd, name).map_err(|e| fail(path, errno_msg(e)))?;
         let sub = DirRef {
             fd,
             uid: st.st_uid,
@@ -799,13 +788,7 @@ fn adjust_tree(dir: &DirRef, item: &Item, warn: &mut Warnings) -> R {
             if kind_of(&st) != FileType::Directory {
                 return one;
             }
-            let fd = rfs::openat(
-                &dir.fd,
-                n.as_str(),
-                OFlags::PATH | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-                Mode::empty(),
-            )
-            .map_err(|e| fail(&p, errno_msg(e)))?;
+            let fd = open_dir_at(&dir.fd, n.as_str()).map_err(|e| fail(&p, errno_msg(e)))?;
             let sub = DirRef {
                 fd,
                 uid: st.st_uid,
@@ -1069,13 +1052,7 @@ fn copy(root: &Root, item: &Item) -> R {
             true
         }
         Some(d) if kind_of(&d) == FileType::Directory && kind_of(&sst) == FileType::Directory => {
-            let fd = rfs::openat(
-                &dir.fd,
-                name.as_str(),
-                OFlags::PATH | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-                Mode::empty(),
-            )
-            .map_err(|e| fail(path, errno_msg(e)))?;
+            let fd = open_dir_at(&dir.fd, name.as_str()).map_err(|e| fail(path, errno_msg(e)))?;
             let ddir = DirRef {
                 fd,
                 uid: d.st_uid,
@@ -1086,13 +1063,7 @@ fn copy(root: &Root, item: &Item) -> R {
                 .is_empty()
                 || item.plus
             {
-                let sfd = rfs::openat(
-                    &sdir.fd,
-                    sname,
-                    OFlags::PATH | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-                    Mode::empty(),
-                )
-                .map_err(|e| fail(src, errno_msg(e)))?;
+                let sfd = open_dir_at(&sdir.fd, sname).map_err(|e| fail(src, errno_msg(e)))?;
                 let s = DirRef {
                     fd: sfd,
                     uid: sst.st_uid,
@@ -1141,13 +1112,7 @@ fn copy_subdir(
     merge: bool,
 ) -> Result<(), Errno> {
     let open = |at: &DirRef, name: &str| {
-        rfs::openat(
-            &at.fd,
-            name,
-            OFlags::PATH | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-            Mode::empty(),
-        )
-        .map(|fd| DirRef {
+        open_dir_at(&at.fd, name).map(|fd| DirRef {
             fd,
             uid: 0,
             path: String::new(),
