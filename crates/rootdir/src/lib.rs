@@ -637,7 +637,7 @@ pub fn write_atomic(path: &Path, data: &[u8], mode: u32) -> std::io::Result<()> 
 }
 
 mod walk;
-pub use walk::{walk, walk_at, Entry};
+pub use walk::{walk, Entry};
 
 #[cfg(test)]
 mod tests;

@@ -332,3 +332,33 @@ fn remove_all_keeps_the_unlinks_own_refusal() {
     remove_all(top.as_fd(), b"f").unwrap();
     assert!(!root.join("f").exists());
 }
+
+#[test]
+fn entry_xattrs_are_the_entrys_own_the_top_included() {
+    let (_t, root, victim) = tree();
+    symlink(&victim, root.join("out")).unwrap();
+    let mut got = Vec::new();
+    walk(&root, &mut |e: &Entry| -> Result<(), PathError> {
+        let mut buf = [0u8; 64];
+        if e.file_type() == FileType::Symlink {
+            // user.* on a link is refused: the link itself was asked, not its target.
+            assert_eq!(e.set_xattr("user.keel", b"x"), Err(Errno::PERM));
+            return Ok(());
+        }
+        match e.set_xattr("user.keel", e.path.as_os_str().as_bytes()) {
+            Err(Errno::OPNOTSUPP) => return Ok(()),
+            r => r.unwrap(),
+        }
+        let n = e.get_xattr("user.keel", &mut buf).unwrap();
+        got.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+        Ok(())
+    })
+    .unwrap();
+    if !got.is_empty() {
+        assert_eq!(got, ["/", "/usr", "/usr/lib"]);
+        let mut buf = [0u8; 64];
+        let n = fs::getxattr(&root, "user.keel", &mut buf).unwrap();
+        assert_eq!(&buf[..n], b"/");
+    }
+    assert!(fs::lgetxattr(&victim, "user.keel", &mut [0u8; 8]).is_err());
+}

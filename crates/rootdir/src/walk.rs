@@ -66,7 +66,7 @@ pub fn walk<E: From<PathError>>(
 }
 
 /// [`walk`] from a top directory already held (`top_path` is for messages).
-pub fn walk_at<E: From<PathError>>(
+fn walk_at<E: From<PathError>>(
     top: BorrowedFd<'_>,
     top_path: &Path,
     f: &mut dyn FnMut(&Entry) -> Result<(), E>,
