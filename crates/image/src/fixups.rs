@@ -22,13 +22,13 @@ pub fn remove_updated_stamps(root: &Path) -> Result<Vec<String>, Error> {
         let shown = root.join(dir);
         let d = match open_beneath(&fd, Path::new(dir), &shown) {
             Ok(d) => d,
-            Err(Error::Io { error, .. }) if error.kind() == std::io::ErrorKind::NotFound => {
-                continue
-            }
+            Err(Error::Io(e)) if e.kind() == std::io::ErrorKind::NotFound => continue,
             // A symlink where etc or var should be: nothing of ours to remove there.
-            Err(Error::Io { error, .. })
-                if error.raw_os_error() == Some(rustix::io::Errno::LOOP.raw_os_error())
-                    || error.raw_os_error() == Some(rustix::io::Errno::NOTDIR.raw_os_error()) =>
+            Err(Error::Io(e))
+                if matches!(
+                    e.errno(),
+                    Some(rustix::io::Errno::LOOP | rustix::io::Errno::NOTDIR)
+                ) =>
             {
                 continue
             }

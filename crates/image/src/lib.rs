@@ -9,15 +9,13 @@ pub mod make;
 pub mod manifest;
 pub mod walk;
 
-use std::path::{Path, PathBuf};
+use rootdir::PathError;
+use std::path::Path;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("{}: {error}", path.display())]
-    Io {
-        path: PathBuf,
-        error: std::io::Error,
-    },
+    #[error(transparent)]
+    Io(#[from] rootdir::PathError),
     #[error("{0}")]
     Exec(#[from] exec::Error),
     #[error("{0}")]
@@ -26,15 +24,9 @@ pub enum Error {
 
 impl Error {
     pub fn io(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
-        move |error| Error::Io {
-            path: path.to_owned(),
-            error,
-        }
+        move |e| PathError::at(path)(e).into()
     }
     pub fn errno(path: &Path) -> impl FnOnce(rustix::io::Errno) -> Error + '_ {
-        move |e| Error::Io {
-            path: path.to_owned(),
-            error: e.into(),
-        }
+        move |e| PathError::at(path)(e).into()
     }
 }

@@ -62,7 +62,7 @@ pub fn clamp_mtimes(root: &Path, epoch: i64) -> Result<usize, Error> {
         };
         match e.parent {
             Some((dir, name)) => {
-                let shown = root.join(e.path.strip_prefix("/").unwrap_or(e.path));
+                let shown = e.shown();
                 utimensat(dir, name, &t, AtFlags::SYMLINK_NOFOLLOW)
                     .map_err(Error::errno(&shown))?;
             }

@@ -59,10 +59,10 @@ fn type_char(t: FileType) -> char {
     }
 }
 
-fn line(root: &Path, e: &Entry) -> Result<String, Error> {
+fn line(e: &Entry) -> Result<String, Error> {
     let st = e.stat;
     let t = e.file_type();
-    let shown = root.join(e.path.strip_prefix("/").unwrap_or(e.path));
+    let shown = e.shown();
     let (size, hash) = match (t, e.parent) {
         (FileType::RegularFile, Some((dir, name))) => {
             let fd = openat(
@@ -101,7 +101,7 @@ fn line(root: &Path, e: &Entry) -> Result<String, Error> {
         }
         _ => ("-".to_owned(), "-".to_owned()),
     };
-    let label = selinux_label(&shown)?;
+    let label = selinux_label(e)?;
     Ok(format!(
         "{}\t{}\t{:04o}\t{}:{}\t{size}\t{hash}\t{}",
         escape(e.path.as_os_str().as_bytes()),
@@ -113,17 +113,17 @@ fn line(root: &Path, e: &Entry) -> Result<String, Error> {
     ))
 }
 
-/// The `security.selinux` label of a path (not following a final symlink).
-fn selinux_label(path: &Path) -> Result<Option<String>, Error> {
+/// The `security.selinux` label of an entry (a link's own).
+fn selinux_label(e: &Entry) -> Result<Option<String>, Error> {
     let mut buf = vec![0u8; 256];
-    match rustix::fs::lgetxattr(path, "security.selinux", &mut buf) {
+    match e.get_xattr("security.selinux", &mut buf) {
         Ok(n) => {
             let v = &buf[..n];
             let v = v.strip_suffix(b"\0").unwrap_or(v);
             Ok(Some(escape(v)))
         }
         Err(rustix::io::Errno::NODATA | rustix::io::Errno::OPNOTSUPP) => Ok(None),
-        Err(e) => Err(Error::errno(path)(e)),
+        Err(err) => Err(Error::errno(&e.shown())(err)),
     }
 }
 
@@ -131,7 +131,7 @@ fn selinux_label(path: &Path) -> Result<Option<String>, Error> {
 pub fn of_tree(root: &Path) -> Result<String, Error> {
     let mut lines = Vec::new();
     walk(root, &mut |e| {
-        lines.push(line(root, e)?);
+        lines.push(line(e)?);
         Ok(())
     })?;
     lines.sort();

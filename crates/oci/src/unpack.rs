@@ -4,7 +4,9 @@ use crate::layout::{finish, Hashing};
 use crate::names::{self, Kind};
 use crate::spec::{self, Compression};
 use crate::{Error, Image};
-use rootdir::{chmod_nofollow, read_names, remove_all};
+use rootdir::{
+    chmod_nofollow, lchown_at, lstat_at, mtime_of, read_names, remove_all, set_xattr_at,
+};
 use rustix::fd::{AsFd, BorrowedFd, OwnedFd};
 use rustix::fs::{self as fs, AtFlags, FileType, Mode, OFlags, Timespec, Timestamps};
 use rustix::io::Errno;
@@ -160,13 +162,6 @@ fn child(key: &[u8], name: &[u8]) -> Vec<u8> {
         name.to_vec()
     } else {
         [key, b"/", name].concat()
-    }
-}
-
-fn mtime_of(st: &fs::Stat) -> Timespec {
-    Timespec {
-        tv_sec: st.st_mtime as _,
-        tv_nsec: st.st_mtime_nsec as _,
     }
 }
 
@@ -446,13 +441,12 @@ impl Unpacker {
         m: &Meta,
         symlink: bool,
     ) -> Result<(), Error> {
-        let p = rootdir::fd_path(dir, name);
-        std::os::unix::fs::lchown(&p, Some(m.uid), Some(m.gid)).map_err(self.io_err("chown"))?;
+        lchown_at(dir, name, Some(m.uid), Some(m.gid)).map_err(self.err("chown"))?;
         if !symlink {
             chmod_nofollow(dir, name, m.mode).map_err(self.err("chmod"))?;
         }
         for (k, v) in &m.xattrs {
-            fs::lsetxattr(&p, k.as_slice(), v, fs::XattrFlags::empty())
+            set_xattr_at(dir, name, k.as_slice(), v)
                 .map_err(self.err(format!("set xattr `{}`", String::from_utf8_lossy(k))))?;
         }
         fs::utimensat(dir, name, &stamps(m.mtime), AtFlags::SYMLINK_NOFOLLOW)
@@ -474,11 +468,9 @@ impl Unpacker {
         let dir = dir.as_fd();
         let pkey = join(parent);
         self.touch(&pkey, dir)?;
-        let existing = match fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW) {
-            Ok(st) => Some(FileType::from_raw_mode(st.st_mode)),
-            Err(Errno::NOENT) => None,
-            Err(x) => return Err(self.err("stat")(x)),
-        };
+        let existing = lstat_at(dir, name)
+            .map_err(self.err("stat"))?
+            .map(|st| FileType::from_raw_mode(st.st_mode));
         let is_dir = kind == T::Directory;
         match existing {
             Some(FileType::Directory) if is_dir => {}
@@ -606,22 +598,16 @@ impl Unpacker {
     /// the cached walk: `None` when a component is missing; an error when one is a symlink
     /// or not a directory.
     fn lookup(&self, comps: &[&[u8]]) -> Result<Option<OwnedFd>, Error> {
-        let mut cur = fs::openat(&*self.root, c".", DIR_FLAGS, Mode::empty())
-            .map_err(self.err("open the root"))?;
-        for (i, c) in comps.iter().enumerate() {
-            cur = match fs::openat(&cur, *c, DIR_FLAGS, Mode::empty()) {
-                Ok(fd) => fd,
-                Err(Errno::NOENT) => return Ok(None),
-                Err(Errno::LOOP | Errno::NOTDIR) => {
-                    return Err(self.unsafe_err(format!(
-                    "hard link target path `{}` is not a directory (symlinks are never followed)",
-                    show(&comps[..=i])
-                )))
-                }
-                Err(e) => return Err(self.err(format!("open `{}`", show(&comps[..=i])))(e)),
-            };
+        match rootdir::open_dir_nofollow(self.root.as_fd(), comps.iter().copied()) {
+            Ok(fd) => Ok(Some(fd)),
+            Err((i, e)) if i >= comps.len() => Err(self.err("open the root")(e)),
+            Err((_, Errno::NOENT)) => Ok(None),
+            Err((i, Errno::LOOP | Errno::NOTDIR)) => Err(self.unsafe_err(format!(
+                "hard link target path `{}` is not a directory (symlinks are never followed)",
+                show(&comps[..=i])
+            ))),
+            Err((i, e)) => Err(self.err(format!("open `{}`", show(&comps[..=i])))(e)),
         }
-        Ok(Some(cur))
     }
 
     fn whiteout(&mut self, parent: &[&[u8]], target: &[u8]) -> Result<(), Error> {
@@ -634,11 +620,10 @@ impl Unpacker {
         let dir = dir.as_fd();
         let pkey = join(parent);
         let key = child(&pkey, target);
-        let st = match fs::statat(dir, target, AtFlags::SYMLINK_NOFOLLOW) {
-            Ok(st) => FileType::from_raw_mode(st.st_mode),
-            Err(Errno::NOENT) => return Ok(()),
-            Err(e) => return Err(self.err("stat the whited-out entry")(e)),
+        let Some(st) = lstat_at(dir, target).map_err(self.err("stat the whited-out entry"))? else {
+            return Ok(());
         };
+        let st = FileType::from_raw_mode(st.st_mode);
         if self.added.contains(&key) {
             // The same layer made it: a whiteout hides only what lower layers made.
             if st == FileType::Directory {
@@ -670,11 +655,12 @@ impl Unpacker {
         let names = read_names(dir).map_err(self.err("read the opaque directory"))?;
         for name in names {
             let ckey = child(key, &name);
-            let st = match fs::statat(dir, name.as_slice(), AtFlags::SYMLINK_NOFOLLOW) {
-                Ok(st) => FileType::from_raw_mode(st.st_mode),
-                Err(Errno::NOENT) => continue,
-                Err(e) => return Err(self.err("stat in the opaque directory")(e)),
+            let Some(st) =
+                lstat_at(dir, name.as_slice()).map_err(self.err("stat in the opaque directory"))?
+            else {
+                continue;
             };
+            let st = FileType::from_raw_mode(st.st_mode);
             if self.added.contains(&ckey) {
                 if st == FileType::Directory {
                     let fd = fs::openat(dir, name.as_slice(), DIR_FLAGS, Mode::empty())

@@ -10,8 +10,9 @@
 //!
 //! **Architecture invariant:** nothing under DEST is reached by a path string. DEST is opened
 //! once; every later operation is a (directory handle, single name) pair: `openat` with
-//! `O_NOFOLLOW`, `fstatat`/`fchownat`/`utimensat` with `AT_SYMLINK_NOFOLLOW`, `mkdirat`,
-//! `mknodat`, `symlinkat`, `renameat`, `unlinkat`, and `chmod` through an `O_PATH` handle.
+//! `O_NOFOLLOW`, `fstatat`/`utimensat` with `AT_SYMLINK_NOFOLLOW`, `mkdirat`, `mknodat`,
+//! `symlinkat`, `renameat`, `unlinkat`, and `rootdir`'s `lchown_at` (through the directory
+//! handle's `/proc` path) and `chmod_nofollow` (through an `O_PATH` handle).
 //! A symlink inside DEST is therefore replaced or left alone, never followed, whatever it
 //! points at. Paths appear only in error messages.
 //!
@@ -29,6 +30,17 @@
 //! on the number of threads.
 
 mod sync;
+
+/// Timestamps that set the mtime to `mtime` and leave the access time alone.
+fn only_mtime(mtime: rustix::fs::Timespec) -> rustix::fs::Timestamps {
+    rustix::fs::Timestamps {
+        last_access: rustix::fs::Timespec {
+            tv_sec: 0,
+            tv_nsec: rustix::fs::UTIME_OMIT,
+        },
+        last_modification: mtime,
+    }
+}
 
 use std::io;
 use std::path::{Component, Path, PathBuf};
@@ -165,7 +177,8 @@ impl Mtime {
 /// as a symlink: an intermediate symlink is an error, and a final symlink gets its own mtime
 /// changed, not its target's. The access time is left alone.
 pub fn set_mtime(root: &Path, path: &Path, mtime: Mtime) -> Result<(), Error> {
-    use rustix::fs::{self as fs, AtFlags, Mode, OFlags, Timespec, Timestamps};
+    use rustix::fd::AsFd;
+    use rustix::fs::{self as fs, AtFlags, Mode, OFlags, Timespec};
 
     let bad = |why: &str| Error::BadPath {
         root: root.to_owned(),
@@ -182,7 +195,7 @@ pub fn set_mtime(root: &Path, path: &Path, mtime: Mtime) -> Result<(), Error> {
         }
     }
     let open_flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC;
-    let mut dir = fs::open(root, open_flags, Mode::empty()).map_err(|e| match e {
+    let dir = fs::open(root, open_flags, Mode::empty()).map_err(|e| match e {
         rustix::io::Errno::NOTDIR => Error::DestNotDir {
             path: root.to_owned(),
         },
@@ -191,16 +204,10 @@ pub fn set_mtime(root: &Path, path: &Path, mtime: Mtime) -> Result<(), Error> {
             source: e.into(),
         },
     })?;
-    let times = Timestamps {
-        last_access: Timespec {
-            tv_sec: 0,
-            tv_nsec: fs::UTIME_OMIT,
-        },
-        last_modification: Timespec {
-            tv_sec: mtime.secs,
-            tv_nsec: mtime.nsecs.into(),
-        },
-    };
+    let times = only_mtime(Timespec {
+        tv_sec: mtime.secs,
+        tv_nsec: mtime.nsecs.into(),
+    });
     let display = |upto: usize| {
         let mut p = root.to_owned();
         p.extend(&names[..upto]);
@@ -213,26 +220,23 @@ pub fn set_mtime(root: &Path, path: &Path, mtime: Mtime) -> Result<(), Error> {
             source: e.into(),
         });
     };
-    for (i, name) in parents.iter().enumerate() {
-        dir =
-            fs::openat(&dir, *name, open_flags | OFlags::NOFOLLOW, Mode::empty()).map_err(|e| {
-                match e {
-                    rustix::io::Errno::LOOP | rustix::io::Errno::NOTDIR => Error::BadPath {
-                        root: root.to_owned(),
-                        path: path.to_owned(),
-                        why: format!(
-                            "`{}` is a symlink or not a directory; not followed",
-                            display(i + 1).display()
-                        ),
-                    },
-                    e => Error::Write {
-                        op: "open",
-                        path: display(i + 1),
-                        source: e.into(),
-                    },
-                }
-            })?;
-    }
+    let dir = rootdir::open_dir_nofollow(dir.as_fd(), parents.iter().copied()).map_err(
+        |(i, e)| match e {
+            rustix::io::Errno::LOOP | rustix::io::Errno::NOTDIR => Error::BadPath {
+                root: root.to_owned(),
+                path: path.to_owned(),
+                why: format!(
+                    "`{}` is a symlink or not a directory; not followed",
+                    display(i + 1).display()
+                ),
+            },
+            e => Error::Write {
+                op: "open",
+                path: display(i + 1),
+                source: e.into(),
+            },
+        },
+    )?;
     fs::utimensat(&dir, *last, &times, AtFlags::SYMLINK_NOFOLLOW).map_err(|e| Error::Write {
         op: "set the mtime of",
         path: display(names.len()),

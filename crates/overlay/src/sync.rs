@@ -1,11 +1,10 @@
 //! The walk: worker threads share a stack of directory jobs, each a pair of handles (a
 //! source directory, its DEST directory); every entry is reached from its parent's handle.
 
-use crate::{Error, Nesting, Stats};
+use crate::{only_mtime, Error, Nesting, Stats};
+use rootdir::mtime_of;
 use rustix::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
-use rustix::fs::{
-    self as fs, AtFlags, Dir, FileType, Gid, Mode, OFlags, Stat, Timespec, Timestamps, Uid,
-};
+use rustix::fs::{self as fs, AtFlags, FileType, Gid, Mode, OFlags, Stat, Uid};
 use rustix::io::Errno;
 use std::ffi::{CStr, CString, OsStr};
 use std::os::unix::ffi::OsStrExt;
@@ -390,36 +389,6 @@ fn is_root_owned(st: &Stat) -> bool {
     st.st_uid == 0 && st.st_gid == 0
 }
 
-fn mtime_of(st: &Stat) -> Timespec {
-    Timespec {
-        tv_sec: st.st_mtime as _,
-        tv_nsec: st.st_mtime_nsec as _,
-    }
-}
-
-fn only_mtime(st: &Stat) -> Timestamps {
-    Timestamps {
-        last_access: Timespec {
-            tv_sec: 0,
-            tv_nsec: fs::UTIME_OMIT,
-        },
-        last_modification: mtime_of(st),
-    }
-}
-
-fn kind(ft: FileType) -> &'static str {
-    match ft {
-        FileType::RegularFile => "regular file",
-        FileType::Directory => "directory",
-        FileType::Symlink => "symlink",
-        FileType::Fifo => "fifo",
-        FileType::Socket => "socket",
-        FileType::CharacterDevice => "character device",
-        FileType::BlockDevice => "block device",
-        FileType::Unknown => "file of unknown type",
-    }
-}
-
 const ROOT_UID: Option<Uid> = Some(Uid::ROOT);
 const ROOT_GID: Option<Gid> = Some(Gid::ROOT);
 
@@ -513,11 +482,7 @@ impl<'a> Worker<'a> {
         let existing = if fresh {
             None
         } else {
-            match fs::statat(dst, name, AtFlags::SYMLINK_NOFOLLOW) {
-                Ok(e) => Some(e),
-                Err(Errno::NOENT) => None,
-                Err(e) => return Err(self.write_err("stat", rel, e)),
-            }
+            rootdir::lstat_at(dst, name).map_err(|e| self.write_err("stat", rel, e))?
         };
         match ftype(&st) {
             FileType::Directory => self.dir(queue, src, dst, name, &st, existing.as_ref(), rel),
@@ -616,7 +581,7 @@ impl<'a> Worker<'a> {
             Ok(()) => Ok(()),
             Err(Errno::NOTEMPTY | Errno::EXIST) => Err(Error::NonEmptyDir {
                 path: self.dest_path(rel),
-                kind: kind(ft),
+                kind: rootdir::kind_name(ft),
             }),
             Err(e) => Err(self.write_err("remove directory", rel, e)),
         }
@@ -749,7 +714,8 @@ impl<'a> Worker<'a> {
         }
         fs::fchmod(tfd, Mode::from_raw_mode(perm(st)))
             .map_err(|e| self.write_err("chmod", rel, e))?;
-        fs::futimens(tfd, &only_mtime(st)).map_err(|e| self.write_err("set the mtime of", rel, e))
+        fs::futimens(tfd, &only_mtime(mtime_of(st)))
+            .map_err(|e| self.write_err("set the mtime of", rel, e))
     }
 
     /// Give the finished unnamed file `tfd` its final name. `linkat(AT_EMPTY_PATH)` needs
@@ -791,7 +757,7 @@ impl<'a> Worker<'a> {
         rel: &Path,
     ) -> Result<(), Error> {
         if !is_root_owned(have) {
-            fs::chownat(dst, name, ROOT_UID, ROOT_GID, AtFlags::SYMLINK_NOFOLLOW)
+            rootdir::lchown_at(dst, name.to_bytes(), Some(0), Some(0))
                 .map_err(|e| self.write_err("chown", rel, e))?;
         }
         if perm(have) != perm(want) || (!is_root_owned(have) && perm(want) & 0o6000 != 0) {
@@ -819,12 +785,11 @@ impl<'a> Worker<'a> {
                         .map_err(|e| self.write_err("read link", rel, e))?;
                     if cur == target {
                         if !is_root_owned(e) {
-                            fs::chownat(dst, name, ROOT_UID, ROOT_GID, AtFlags::SYMLINK_NOFOLLOW)
+                            rootdir::lchown_at(dst, name.to_bytes(), Some(0), Some(0))
                                 .map_err(|e| self.write_err("chown", rel, e))?;
                         }
                         if mtime_of(e) != mtime_of(st) {
-                            fs::utimensat(dst, name, &only_mtime(st), AtFlags::SYMLINK_NOFOLLOW)
-                                .map_err(|e| self.write_err("set the mtime of", rel, e))?;
+                            self.copy_mtime_at(dst, name, st, rel)?;
                         }
                         return Ok(());
                     }
@@ -854,8 +819,7 @@ impl<'a> Worker<'a> {
             if ftype(e) == ft && (!has_rdev || e.st_rdev == st.st_rdev) {
                 self.fix_attrs_in_place(dst, name, e, st, rel)?;
                 if mtime_of(e) != mtime_of(st) {
-                    fs::utimensat(dst, name, &only_mtime(st), AtFlags::SYMLINK_NOFOLLOW)
-                        .map_err(|e| self.write_err("set the mtime of", rel, e))?;
+                    self.copy_mtime_at(dst, name, st, rel)?;
                 }
                 return Ok(());
             }
@@ -873,6 +837,23 @@ impl<'a> Worker<'a> {
         Ok(())
     }
 
+    /// The source's mtime on `name` in `dst` itself (a symlink's own).
+    fn copy_mtime_at(
+        &self,
+        dst: BorrowedFd<'_>,
+        name: &CStr,
+        st: &Stat,
+        rel: &Path,
+    ) -> Result<(), Error> {
+        fs::utimensat(
+            dst,
+            name,
+            &only_mtime(mtime_of(st)),
+            AtFlags::SYMLINK_NOFOLLOW,
+        )
+        .map_err(|e| self.write_err("set the mtime of", rel, e))
+    }
+
     /// Owner, permission bits (not for symlinks) and mtime of a new temporary entry.
     fn finish_at(
         &self,
@@ -883,29 +864,25 @@ impl<'a> Worker<'a> {
         rel: &Path,
     ) -> Result<(), Error> {
         if !self.sh.already_root {
-            fs::chownat(dst, tmp, ROOT_UID, ROOT_GID, AtFlags::SYMLINK_NOFOLLOW)
+            rootdir::lchown_at(dst, tmp.to_bytes(), Some(0), Some(0))
                 .map_err(|e| self.write_err("chown", rel, e))?;
         }
         if let Some(mode) = mode {
             rootdir::chmod_nofollow(dst, tmp.to_bytes(), mode)
                 .map_err(|e| self.write_err("chmod", rel, e))?;
         }
-        fs::utimensat(dst, tmp, &only_mtime(st), AtFlags::SYMLINK_NOFOLLOW)
-            .map_err(|e| self.write_err("set the mtime of", rel, e))
+        self.copy_mtime_at(dst, tmp, st, rel)
     }
 }
 
 /// The names in a directory, `.` and `..` left out, sorted bytewise (a deterministic order
 /// for error lists).
 fn read_names(dir: BorrowedFd<'_>) -> Result<Vec<CString>, Errno> {
-    let mut names = Vec::new();
-    for entry in Dir::read_from(dir)? {
-        let entry = entry?;
-        let n = entry.file_name();
-        if n != c"." && n != c".." {
-            names.push(n.to_owned());
-        }
-    }
+    let mut names = rootdir::read_names(dir)?
+        .into_iter()
+        // A name read from a directory has no NUL.
+        .map(|n| CString::new(n).map_err(|_| Errno::INVAL))
+        .collect::<Result<Vec<_>, _>>()?;
     names.sort_unstable();
     Ok(names)
 }

@@ -1,11 +1,10 @@
 //! Labelling a tree with the target policy's file_contexts.
 
 use crate::fc::FileContexts;
-use crate::{check_policy_type, io, Error};
+use crate::{check_policy_type, Error};
 use exec::Cmd;
-use rustix::fd::{AsFd, AsRawFd, OwnedFd};
-use rustix::fs::{openat, statat, AtFlags, Dir, FileType, Mode, OFlags, XattrFlags, CWD};
-use std::ffi::OsStr;
+use rootdir::Entry;
+use rootdir::PathError;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
@@ -32,8 +31,8 @@ pub struct Report {
 pub fn binary_policy(root: &Path, policy_type: &str) -> Result<PathBuf, Error> {
     let dir = crate::beneath(root, &format!("etc/selinux/{policy_type}/policy"))?;
     let mut best: Option<(u32, PathBuf)> = None;
-    for e in std::fs::read_dir(&dir).map_err(io(&dir))? {
-        let e = e.map_err(io(&dir))?;
+    for e in std::fs::read_dir(&dir).map_err(PathError::at(&dir))? {
+        let e = e.map_err(PathError::at(&dir))?;
         let name = e.file_name().to_string_lossy().into_owned();
         if let Some(v) = name
             .strip_prefix("policy.")
@@ -126,52 +125,17 @@ pub fn label_with(
         file_contexts: fc_path,
         ..Report::default()
     };
-    let fd = openat(
-        CWD,
-        root,
-        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-        Mode::empty(),
-    )
-    .map_err(errno(root))?;
-    let st = statat(&fd, "", AtFlags::EMPTY_PATH).map_err(errno(root))?;
-    let mut path = b"/".to_vec();
-    apply(fcs, &mut report, &path, st.st_mode, Target::Fd(&fd), root)?;
-    path.clear();
-    walk_dir(&fd, &mut path, fcs, &mut report, root)?;
+    rootdir::walk(root, &mut |e| apply(fcs, &mut report, e))?;
     Ok(report)
 }
 
-fn errno(path: &Path) -> impl FnOnce(rustix::io::Errno) -> Error + '_ {
-    move |e| Error::Io {
-        path: path.to_owned(),
-        source: e.into(),
-    }
-}
-
-enum Target<'a> {
-    Fd(&'a OwnedFd),
-    /// `/proc/self/fd/<dir>/<name>`: the entry itself, through its directory's handle.
-    At(PathBuf),
-}
-
-fn shown(root: &Path, path: &[u8]) -> PathBuf {
-    root.join(
-        Path::new(OsStr::from_bytes(path))
-            .strip_prefix("/")
-            .unwrap_or(Path::new("")),
-    )
-}
-
-fn apply(
-    fcs: &FileContexts,
-    report: &mut Report,
-    path: &[u8],
-    mode: u32,
-    target: Target,
-    root: &Path,
-) -> Result<(), Error> {
+fn apply(fcs: &FileContexts, report: &mut Report, e: &Entry) -> Result<(), Error> {
     report.paths += 1;
-    let Some(ctx) = fcs.lookup(path, mode).and_then(|s| s.context.as_deref()) else {
+    let path = e.path.as_os_str().as_bytes();
+    let Some(ctx) = fcs
+        .lookup(path, e.stat.st_mode)
+        .and_then(|s| s.context.as_deref())
+    else {
         report
             .unlabelled
             .push(String::from_utf8_lossy(path).into_owned());
@@ -181,68 +145,17 @@ fn apply(
     let mut value = ctx.as_bytes().to_vec();
     value.push(0);
     let mut buf = [0u8; 512];
-    let current = match &target {
-        Target::Fd(fd) => rustix::fs::fgetxattr(fd, XATTR, &mut buf),
-        Target::At(p) => rustix::fs::lgetxattr(p, XATTR, &mut buf),
-    };
-    if let Ok(n) = current {
+    if let Ok(n) = e.get_xattr(XATTR, &mut buf) {
         let cur = &buf[..n];
         if cur == value.as_slice() || cur == ctx.as_bytes() {
             report.unchanged += 1;
             return Ok(());
         }
     }
-    let r = match &target {
-        Target::Fd(fd) => rustix::fs::fsetxattr(fd, XATTR, &value, XattrFlags::empty()),
-        Target::At(p) => rustix::fs::lsetxattr(p, XATTR, &value, XattrFlags::empty()),
-    };
-    r.map_err(|e| Error::Invalid {
-        path: shown(root, path),
-        message: format!("cannot set {XATTR} to {ctx}: {e}"),
+    e.set_xattr(XATTR, &value).map_err(|err| Error::Invalid {
+        path: e.shown(),
+        message: format!("cannot set {XATTR} to {ctx}: {err}"),
     })?;
     report.set += 1;
-    Ok(())
-}
-
-fn walk_dir(
-    dir: &OwnedFd,
-    path: &mut Vec<u8>,
-    fcs: &FileContexts,
-    report: &mut Report,
-    root: &Path,
-) -> Result<(), Error> {
-    let here = shown(root, path);
-    let mut names: Vec<Vec<u8>> = Vec::new();
-    let mut d = Dir::read_from(dir).map_err(errno(&here))?;
-    while let Some(e) = d.next() {
-        let e = e.map_err(errno(&here))?;
-        let n = e.file_name().to_bytes();
-        if n != b"." && n != b".." {
-            names.push(n.to_vec());
-        }
-    }
-    names.sort_unstable();
-    let proc_dir = format!("/proc/self/fd/{}", dir.as_fd().as_raw_fd());
-    let len = path.len();
-    for n in names {
-        path.truncate(len);
-        path.push(b'/');
-        path.extend_from_slice(&n);
-        let name = OsStr::from_bytes(&n);
-        let st = statat(dir, name, AtFlags::SYMLINK_NOFOLLOW).map_err(errno(&shown(root, path)))?;
-        let at = Path::new(&proc_dir).join(name);
-        apply(fcs, report, path, st.st_mode, Target::At(at), root)?;
-        if FileType::from_raw_mode(st.st_mode) == FileType::Directory {
-            let sub = openat(
-                dir,
-                name,
-                OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-                Mode::empty(),
-            )
-            .map_err(errno(&shown(root, path)))?;
-            walk_dir(&sub, path, fcs, report, root)?;
-        }
-    }
-    path.truncate(len);
     Ok(())
 }

@@ -27,16 +27,14 @@ pub use label::{binary_policy, label, label_with, validate, Report};
 pub use modules::{install_modules, read_booleans, Installed};
 
 use exec::Cmd;
+use rootdir::PathError;
 use std::fs;
 use std::path::{Path, PathBuf};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("{}: {source}", path.display())]
-    Io {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Io(#[from] PathError),
     #[error(transparent)]
     Exec(#[from] exec::Error),
     #[error(transparent)]
@@ -71,13 +69,6 @@ pub enum Error {
     Portage(#[from] portage::Error),
 }
 
-pub(crate) fn io(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
-    move |source| Error::Io {
-        path: path.to_owned(),
-        source,
-    }
-}
-
 /// Debian 12's refpolicy sources (package `selinux-policy-src` 2:2.20221101-9, pinned: the
 /// Manifests of gentoo-mini's `sec-policy/*` hold its size and hashes).
 pub const POLICY_SRC: &str = "/usr/src/selinux-policy-src.tar.zst";
@@ -98,7 +89,7 @@ pub fn seed_distfile_from(src: &Path, distdir: &Path) -> Result<PathBuf, Error> 
             "{e}: the refpolicy sources come from Debian's selinux-policy-src (`apt-get install selinux-policy-src`; `cargo xtask` installs it)"
         ),
     })?;
-    fs::create_dir_all(distdir).map_err(io(distdir))?;
+    fs::create_dir_all(distdir).map_err(PathError::at(distdir))?;
     let dest = distdir.join(POLICY_DISTFILE);
     if let Ok(d) = fs::metadata(&dest) {
         if d.len() == meta.len() && fs::read(&dest).ok() == fs::read(src).ok() {
@@ -108,9 +99,9 @@ pub fn seed_distfile_from(src: &Path, distdir: &Path) -> Result<PathBuf, Error> 
     let tmp = distdir.join(format!(".{POLICY_DISTFILE}.keel-tmp"));
     let _ = fs::remove_file(&tmp);
     if fs::hard_link(src, &tmp).is_err() {
-        fs::copy(src, &tmp).map_err(io(&tmp))?;
+        fs::copy(src, &tmp).map_err(PathError::at(&tmp))?;
     }
-    fs::rename(&tmp, &dest).map_err(io(&dest))?;
+    fs::rename(&tmp, &dest).map_err(PathError::at(&dest))?;
     Ok(dest)
 }
 
@@ -177,7 +168,7 @@ pub(crate) fn beneath(root: &Path, rel: &str) -> Result<PathBuf, Error> {
 pub fn write_config(root: &Path, policy_type: &str, mode: Mode) -> Result<(), Error> {
     check_policy_type(policy_type)?;
     let dir = beneath(root, "etc/selinux")?;
-    fs::create_dir_all(&dir).map_err(io(&dir))?;
+    fs::create_dir_all(&dir).map_err(PathError::at(&dir))?;
     let text = format!(
         "# Written by Keel (policy stage) from the variant's [selinux] settings.\n\
          # SELINUX: enforcing, permissive or disabled.\n\
@@ -191,7 +182,7 @@ pub fn write_config(root: &Path, policy_type: &str, mode: Mode) -> Result<(), Er
 }
 
 pub(crate) fn write_atomic(path: &Path, data: &[u8], mode: u32) -> Result<(), Error> {
-    rootdir::write_atomic(path, data, mode).map_err(io(path))
+    Ok(rootdir::write_atomic(path, data, mode).map_err(PathError::at(path))?)
 }
 
 /// What the build host says about SELinux (injectable for tests).
@@ -244,7 +235,7 @@ pub fn host_check(probe: &dyn Probe, variant: &str) -> Result<(), Error> {
 /// `fsck.erofs --extract`), then searched like the destination root
 /// ([`portage::find_python`]). Err when anything is found.
 pub fn find_python_in_image(image: &Path, log: &Path) -> Result<(), Error> {
-    let tmp = tempfile::tempdir().map_err(io(image))?;
+    let tmp = tempfile::tempdir().map_err(PathError::at(image))?;
     let out = tmp.path().join("root");
     let is_erofs = image.extension().is_some_and(|e| e == "erofs");
     let cmd = if is_erofs {

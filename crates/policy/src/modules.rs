@@ -15,8 +15,9 @@
 //! then read back from the built policy (`seinfo -b`), so a misspelt boolean (which
 //! libsemanage ignores silently) fails naming its file and line.
 
-use crate::{check_policy_type, io, Error};
+use crate::{check_policy_type, Error};
 use exec::Cmd;
+use rootdir::PathError;
 use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -38,7 +39,7 @@ pub struct Installed {
 
 /// Parse a layer's `booleans` file: (name, value, line).
 pub fn read_booleans(path: &Path) -> Result<Vec<(String, bool, usize)>, Error> {
-    let text = fs::read_to_string(path).map_err(io(path))?;
+    let text = fs::read_to_string(path).map_err(PathError::at(path))?;
     parse_booleans(path, &text)
 }
 
@@ -149,7 +150,7 @@ pub fn install_modules(
         });
     }
 
-    let tmp = tempfile::tempdir().map_err(io(root))?;
+    let tmp = tempfile::tempdir().map_err(PathError::at(root))?;
     let build = tmp.path();
     let mut packages = Vec::new();
     let te: Vec<(&String, &PathBuf)> = modules
@@ -172,7 +173,7 @@ pub fn install_modules(
                 let src = te_path.with_extension(ext);
                 if src.is_file() {
                     let dst = build.join(format!("{name}.{ext}"));
-                    fs::copy(&src, &dst).map_err(io(&src))?;
+                    fs::copy(&src, &dst).map_err(PathError::at(&src))?;
                 }
             }
         }

@@ -9,7 +9,10 @@
 //! and never block on a FIFO or a device.
 //!
 //! The primitives on a held directory ([`read_names`], [`remove_all`], [`chmod_nofollow`],
-//! [`fd_path`]) never follow a link at the name they are given.
+//! [`lchown_at`], [`get_xattr_at`], [`set_xattr_at`], [`pin`], [`fd_path`]) never follow a
+//! link at the name they are given. A tree Keel built itself (a finished root) is walked
+//! without following any link at all: [`open_nofollow`], [`open_dir_nofollow`] and
+//! [`walk`]. An I/O error carries its path in a [`PathError`], which crates wrap.
 
 use rustix::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use rustix::fs::{self as fs, AtFlags, Dir, FileType, Mode, OFlags, ResolveFlags};
@@ -53,33 +56,57 @@ pub enum Error {
         limit: u64,
         what: String,
     },
-    #[error("{}: {source}", path.display())]
-    Io {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Io(#[from] PathError),
 }
 
 impl Error {
     /// The error of `op` on `path`.
     pub fn io(path: impl Into<PathBuf>) -> impl FnOnce(Errno) -> Error {
-        let path = path.into();
-        move |e| Error::Io {
-            path,
-            source: e.into(),
-        }
+        let at = PathError::at(path);
+        move |e| Error::Io(at(e))
     }
     /// True when the file asked for is not there.
     pub fn is_not_found(&self) -> bool {
-        matches!(self, Error::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound)
+        matches!(self, Error::Io(e) if e.kind() == std::io::ErrorKind::NotFound)
     }
     /// True when the file asked for is not there, or a component on the way is not a
     /// directory (`variants/README/variant.toml`).
     pub fn is_absent(&self) -> bool {
-        matches!(self, Error::Io { source, .. } if matches!(
-            source.kind(),
+        matches!(self, Error::Io(e) if matches!(
+            e.kind(),
             std::io::ErrorKind::NotFound | std::io::ErrorKind::NotADirectory
         ))
+    }
+}
+
+/// An I/O error and the path it happened on: what a crate's `Error::Io { path, source }`
+/// holds. A crate wraps it (`Io(#[from] rootdir::PathError)`, shown as is) instead of
+/// writing its own `io(path)` closure.
+#[derive(Debug, thiserror::Error)]
+#[error("{}: {source}", path.display())]
+pub struct PathError {
+    pub path: PathBuf,
+    pub source: std::io::Error,
+}
+
+impl PathError {
+    /// `.map_err(PathError::at(path))`, for a `std::io::Error` or an `Errno`.
+    pub fn at<E: Into<std::io::Error>>(path: impl Into<PathBuf>) -> impl FnOnce(E) -> PathError {
+        let path = path.into();
+        move |e| PathError {
+            path,
+            source: e.into(),
+        }
+    }
+
+    pub fn kind(&self) -> std::io::ErrorKind {
+        self.source.kind()
+    }
+
+    /// The errno, when the error is one.
+    pub fn errno(&self) -> Option<Errno> {
+        self.source.raw_os_error().map(Errno::from_raw_os_error)
     }
 }
 
@@ -207,11 +234,7 @@ impl Root {
             Err(e) if e.is_not_found() => return Ok(None),
             Err(e) => return Err(e),
         };
-        match fs::statat(&d, name, AtFlags::SYMLINK_NOFOLLOW) {
-            Ok(st) => Ok(Some(st)),
-            Err(Errno::NOENT) => Ok(None),
-            Err(e) => Err(Error::io(self.display(rel))(e)),
-        }
+        lstat_at(d.as_fd(), name).map_err(Error::io(self.display(rel)))
     }
 
     /// Whether `rel` is there and is a regular file, following links inside the tree only
@@ -372,10 +395,7 @@ pub fn read_capped(
     (&mut file)
         .take(limit + 1)
         .read_to_end(&mut buf)
-        .map_err(|source| Error::Io {
-            path: path.to_owned(),
-            source,
-        })?;
+        .map_err(PathError::at(path))?;
     if buf.len() as u64 > limit {
         return Err(Error::TooBig {
             path: path.to_owned(),
@@ -396,10 +416,16 @@ pub fn fd_path(dir: BorrowedFd<'_>, name: &[u8]) -> OsString {
     OsString::from_vec(p)
 }
 
-/// The names in a directory, `.` and `..` left out.
+/// The names in a directory, `.` and `..` left out (`dir` may be an `O_PATH` handle).
 pub fn read_names(dir: BorrowedFd<'_>) -> Result<Vec<Vec<u8>>, Errno> {
+    let fd = fs::openat(
+        dir,
+        c".",
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )?;
     let mut names = Vec::new();
-    for entry in Dir::read_from(dir)? {
+    for entry in Dir::new(fd)? {
         let entry = entry?;
         let n = entry.file_name().to_bytes();
         if n != b"." && n != b".." {
@@ -409,15 +435,32 @@ pub fn read_names(dir: BorrowedFd<'_>) -> Result<Vec<Vec<u8>>, Errno> {
     Ok(names)
 }
 
+/// The `lstat` of `name` in `dir` (a link is reported as a link), `None` when it is not there.
+pub fn lstat_at(
+    dir: BorrowedFd<'_>,
+    name: impl rustix::path::Arg,
+) -> Result<Option<fs::Stat>, Errno> {
+    match fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW) {
+        Ok(st) => Ok(Some(st)),
+        Err(Errno::NOENT) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
 /// Remove `name` in `dir` and, if it is a directory, everything below it, never following a
 /// symlink.
 pub fn remove_all(dir: BorrowedFd<'_>, name: &[u8]) -> Result<(), Errno> {
-    match fs::unlinkat(dir, name, AtFlags::empty()) {
+    let refused = match fs::unlinkat(dir, name, AtFlags::empty()) {
         Ok(()) => return Ok(()),
-        Err(Errno::ISDIR | Errno::PERM) => {}
+        Err(e @ (Errno::ISDIR | Errno::PERM)) => e,
         Err(e) => return Err(e),
-    }
-    let fd = fs::openat(dir, name, DIR_FLAGS, Mode::empty())?;
+    };
+    let fd = match fs::openat(dir, name, DIR_FLAGS, Mode::empty()) {
+        Ok(fd) => fd,
+        // Not a directory: the unlink's own refusal (an immutable file, a sticky directory).
+        Err(Errno::NOTDIR | Errno::LOOP) => return Err(refused),
+        Err(e) => return Err(e),
+    };
     for n in read_names(fd.as_fd())? {
         remove_all(fd.as_fd(), &n)?;
     }
@@ -429,23 +472,103 @@ pub fn remove_all(dir: BorrowedFd<'_>, name: &[u8]) -> Result<(), Errno> {
 /// `/proc/self/fd` entry (what glibc's `fchmodat(AT_SYMLINK_NOFOLLOW)` does). Device nodes
 /// and FIFOs are never opened for I/O.
 pub fn chmod_nofollow(dir: BorrowedFd<'_>, name: &[u8], mode: u32) -> Result<(), Errno> {
-    let fd = fs::openat(
-        dir,
-        name,
-        OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-        Mode::empty(),
-    )?;
+    let fd = pin(dir, name)?;
     let st = fs::fstat(&fd)?;
     if FileType::from_raw_mode(st.st_mode) == FileType::Symlink {
         return Err(Errno::LOOP);
     }
-    let p = format!("/proc/self/fd/{}", fd.as_raw_fd());
     fs::chmodat(
         fs::CWD,
-        p.as_str(),
+        proc_self_fd(fd.as_fd()).as_str(),
         Mode::from_raw_mode(mode),
         AtFlags::empty(),
     )
+}
+
+/// An `O_PATH` handle on the entry `name` in `dir` itself (a symlink there is the link,
+/// never its target): it pins the entry for later calls without opening it for I/O, so a
+/// device or FIFO is never opened.
+pub fn pin(dir: BorrowedFd<'_>, name: &[u8]) -> Result<OwnedFd, Errno> {
+    fs::openat(
+        dir,
+        name,
+        OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+}
+
+/// `/proc/self/fd/N`: a path that names the file `fd` holds (a link pinned by [`pin`] is
+/// the link itself), for the calls that take only a path.
+pub fn proc_self_fd(fd: BorrowedFd<'_>) -> String {
+    format!("/proc/self/fd/{}", fd.as_raw_fd())
+}
+
+/// chown of `name` in `dir` without following a symlink there (a link gets its own
+/// owner); `None` leaves the id as it is.
+pub fn lchown_at(
+    dir: BorrowedFd<'_>,
+    name: &[u8],
+    uid: Option<u32>,
+    gid: Option<u32>,
+) -> Result<(), Errno> {
+    std::os::unix::fs::lchown(fd_path(dir, name), uid, gid)
+        .map_err(|e| Errno::from_io_error(&e).unwrap_or(Errno::IO))
+}
+
+/// The extended attribute `key` of `name` in `dir` itself, never following a link there
+/// (`lgetxattr` through the directory's handle, see [`fd_path`]): its length in `buf`.
+pub fn get_xattr_at(
+    dir: BorrowedFd<'_>,
+    name: &[u8],
+    key: impl rustix::path::Arg,
+    buf: &mut [u8],
+) -> Result<usize, Errno> {
+    fs::lgetxattr(fd_path(dir, name), key, buf)
+}
+
+/// Set the extended attribute `key` of `name` in `dir` itself to `value`, never following
+/// a link there (`lsetxattr`; the kernel refuses `user.*` on a symlink).
+pub fn set_xattr_at(
+    dir: BorrowedFd<'_>,
+    name: &[u8],
+    key: impl rustix::path::Arg,
+    value: &[u8],
+) -> Result<(), Errno> {
+    fs::lsetxattr(fd_path(dir, name), key, value, fs::XattrFlags::empty())
+}
+
+/// The modification time of `st`.
+pub fn mtime_of(st: &fs::Stat) -> fs::Timespec {
+    fs::Timespec {
+        tv_sec: st.st_mtime as _,
+        tv_nsec: st.st_mtime_nsec as _,
+    }
+}
+
+/// Open the directory at `path` itself to hold, refusing a symlink there (the directories
+/// on the way are the caller's): the top of a tree walked with [`walk`].
+pub fn open_nofollow(path: &Path) -> Result<OwnedFd, PathError> {
+    fs::openat(fs::CWD, path, DIR_FLAGS, Mode::empty()).map_err(PathError::at(path))
+}
+
+/// Open the directory reached from `at` through `names`, one name at a time, never
+/// following a symlink (a link or a non-directory on the way is `ENOTDIR` or `ELOOP`). No names:
+/// `at` opened again. On error, the index of the name that failed and the errno (with no
+/// names, index 0: `at` could not be opened again).
+pub fn open_dir_nofollow<I>(at: BorrowedFd<'_>, names: I) -> Result<OwnedFd, (usize, Errno)>
+where
+    I: IntoIterator,
+    I::Item: rustix::path::Arg,
+{
+    let mut cur: Option<OwnedFd> = None;
+    for (i, name) in names.into_iter().enumerate() {
+        let from = cur.as_ref().map_or(at, |fd| fd.as_fd());
+        cur = Some(fs::openat(from, name, DIR_FLAGS, Mode::empty()).map_err(|e| (i, e))?);
+    }
+    match cur {
+        Some(fd) => Ok(fd),
+        None => fs::openat(at, c".", DIR_FLAGS, Mode::empty()).map_err(|e| (0, e)),
+    }
 }
 
 /// An exclusive `flock` on `path` (made if missing), held until the file is dropped;
@@ -512,6 +635,9 @@ pub fn write_atomic(path: &Path, data: &[u8], mode: u32) -> std::io::Result<()> 
     }
     written
 }
+
+mod walk;
+pub use walk::{walk, Entry};
 
 #[cfg(test)]
 mod tests;

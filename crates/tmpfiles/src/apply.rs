@@ -5,11 +5,11 @@ use crate::acl::{self, Acl};
 use crate::config::{self, Found, DIRS};
 use crate::entry::Mode as EMode;
 use crate::plan::{self, Arg, Diagnostic, Item, Options, Plan, Source, Users};
-use crate::root::{DirRef, Root, Walk, WalkError};
+use crate::root::{open_dir_at, DirRef, Root, Walk, WalkError};
 use crate::spec::{Host, Specifiers};
 use rustix::fs::{self as rfs, AtFlags, FileType, Mode, OFlags};
 use rustix::io::Errno;
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
 /// Errors that stop the whole run (the root cannot be opened or its configuration read).
@@ -124,23 +124,12 @@ fn write_all(fd: impl AsFd, mut data: &[u8]) -> Result<(), Errno> {
     Ok(())
 }
 
-fn list_dir(dir: &DirRef) -> Result<Vec<(String, FileType)>, Errno> {
-    let fd = rfs::openat(
-        &dir.fd,
-        ".",
-        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
-        Mode::empty(),
-    )?;
-    let d = rfs::Dir::read_from(&fd)?;
-    let mut out = Vec::new();
-    for e in d {
-        let e = e?;
-        let name = e.file_name().to_string_lossy().into_owned();
-        if name != "." && name != ".." {
-            out.push((name, e.file_type()));
-        }
-    }
-    Ok(out)
+/// The names in a directory (lossy UTF-8, as every path here is a string).
+fn list_dir(dir: &DirRef) -> Result<Vec<String>, Errno> {
+    Ok(rootdir::read_names(dir.fd.as_fd())?
+        .into_iter()
+        .map(|n| String::from_utf8_lossy(&n).into_owned())
+        .collect())
 }
 
 impl Root {
@@ -220,12 +209,7 @@ impl Root {
             Err(WalkError::Errno(Errno::NOENT | Errno::NOTDIR)) => return Ok(Vec::new()),
             Err(e) => return Err(e),
         };
-        let fd = match rfs::openat(
-            &found.dir.fd,
-            found.name.as_str(),
-            OFlags::PATH | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-            Mode::empty(),
-        ) {
+        let fd = match open_dir_at(&found.dir.fd, found.name.as_str()) {
             Ok(fd) => fd,
             Err(Errno::NOENT | Errno::NOTDIR | Errno::LOOP) => return Ok(Vec::new()),
             Err(e) => return Err(e.into()),
@@ -235,7 +219,7 @@ impl Root {
             uid: 0,
             path: path.to_owned(),
         };
-        let mut v: Vec<String> = list_dir(&d)?.into_iter().map(|(n, _)| n).collect();
+        let mut v = list_dir(&d)?;
         v.sort();
         Ok(v)
     }
@@ -382,41 +366,19 @@ fn fail(path: &str, e: impl std::fmt::Display) -> (String, String) {
 }
 
 fn ftype_at(dir: &DirRef, name: &str) -> Result<Option<rfs::Stat>, Errno> {
-    match rfs::statat(&dir.fd, name, AtFlags::SYMLINK_NOFOLLOW) {
-        Ok(st) => Ok(Some(st)),
-        Err(Errno::NOENT) => Ok(None),
-        Err(e) => Err(e),
-    }
+    rootdir::lstat_at(dir.fd.as_fd(), name)
 }
 
 fn kind_of(st: &rfs::Stat) -> FileType {
     FileType::from_raw_mode(st.st_mode)
 }
 
-/// Remove whatever is at `dir/name`, recursively for directories (never following links).
+/// Remove whatever is at `dir/name`, recursively for directories (never following links);
+/// nothing there is no error.
 fn remove_any(dir: &DirRef, name: &str) -> Result<(), Errno> {
-    let st = match ftype_at(dir, name)? {
-        Some(st) => st,
-        None => return Ok(()),
-    };
-    if kind_of(&st) == FileType::Directory {
-        let fd = rfs::openat(
-            &dir.fd,
-            name,
-            OFlags::PATH | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-            Mode::empty(),
-        )?;
-        let sub = DirRef {
-            fd,
-            uid: st.st_uid,
-            path: String::new(),
-        };
-        for (n, _) in list_dir(&sub)? {
-            remove_any(&sub, &n)?;
-        }
-        rfs::unlinkat(&dir.fd, name, AtFlags::REMOVEDIR)
-    } else {
-        rfs::unlinkat(&dir.fd, name, AtFlags::empty())
+    match rootdir::remove_all(dir.fd.as_fd(), name.as_bytes()) {
+        Err(Errno::NOENT) => Ok(()),
+        r => r,
     }
 }
 
@@ -493,17 +455,9 @@ fn set_perms_stat(
     Ok(())
 }
 
-/// Change the owner of `dir/name` without following a symlink there: through an `O_PATH`
-/// handle, as systemd's `fchownat(fd, "", AT_EMPTY_PATH)`.
+/// Change the owner of `dir/name` without following a symlink there.
 fn chown_at(dir: &DirRef, name: &str, uid: Option<u32>, gid: Option<u32>) -> Result<(), Errno> {
-    let fd = rfs::openat(
-        &dir.fd,
-        name,
-        OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-        Mode::empty(),
-    )?;
-    std::os::unix::fs::chown(format!("/proc/self/fd/{}", fd.as_raw_fd()), uid, gid)
-        .map_err(|e| Errno::from_io_error(&e).unwrap_or(Errno::IO))
+    rootdir::lchown_at(dir.fd.as_fd(), name.as_bytes(), uid, gid)
 }
 
 fn parent_of(root: &Root, item: &Item) -> Result<(DirRef, String), (String, String)> {
@@ -807,13 +761,7 @@ fn adjust(root: &Root, item: &Item, path: &str, recursive: bool, warn: &mut Warn
     let (dir, name) = (&found.dir, found.name.as_str());
     let first = adjust_one(dir, name, item, path, &st, warn);
     if recursive && kind_of(&st) == FileType::Directory {
-        let fd = rfs::openat(
-            &dir.fd,
-            name,
-            OFlags::PATH | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-            Mode::empty(),
-        )
-        .map_err(|e| fail(path, errno_msg(e)))?;
+        let fd = open_dir_at(&dir.fd, name).map_err(|e| fail(path, errno_msg(e)))?;
         let sub = DirRef {
             fd,
             uid: st.st_uid,
@@ -830,7 +778,7 @@ fn adjust(root: &Root, item: &Item, path: &str, recursive: bool, warn: &mut Warn
 /// is returned.
 fn adjust_tree(dir: &DirRef, item: &Item, warn: &mut Warnings) -> R {
     let mut first = Ok(());
-    for (n, _) in list_dir(dir).map_err(|e| fail(&dir.path, errno_msg(e)))? {
+    for n in list_dir(dir).map_err(|e| fail(&dir.path, errno_msg(e)))? {
         let p = format!("{}/{n}", dir.path.trim_end_matches('/'));
         let r = (|| {
             let Some(st) = ftype_at(dir, &n).map_err(|e| fail(&p, errno_msg(e)))? else {
@@ -840,13 +788,7 @@ fn adjust_tree(dir: &DirRef, item: &Item, warn: &mut Warnings) -> R {
             if kind_of(&st) != FileType::Directory {
                 return one;
             }
-            let fd = rfs::openat(
-                &dir.fd,
-                n.as_str(),
-                OFlags::PATH | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-                Mode::empty(),
-            )
-            .map_err(|e| fail(&p, errno_msg(e)))?;
+            let fd = open_dir_at(&dir.fd, n.as_str()).map_err(|e| fail(&p, errno_msg(e)))?;
             let sub = DirRef {
                 fd,
                 uid: st.st_uid,
@@ -883,14 +825,9 @@ fn adjust_one(
             };
             // As systemd: through the O_PATH handle's /proc/self/fd link, so a device or
             // FIFO is never opened; on a symlink the kernel refuses user.* attributes.
-            let fd = rfs::openat(
-                &dir.fd,
-                name,
-                OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-                Mode::empty(),
-            )
-            .map_err(|e| fail(path, errno_msg(e)))?;
-            let proc = format!("/proc/self/fd/{}", fd.as_raw_fd());
+            let fd = rootdir::pin(dir.fd.as_fd(), name.as_bytes())
+                .map_err(|e| fail(path, errno_msg(e)))?;
+            let proc = rootdir::proc_self_fd(fd.as_fd());
             for (n, v) in pairs {
                 rfs::setxattr(
                     proc.as_str(),
@@ -959,18 +896,13 @@ fn set_acls(dir: &DirRef, name: &str, item: &Item, path: &str, st: &rfs::Stat) -
     }
     // An O_PATH handle reached without following links; the xattr calls go through its
     // /proc/self/fd link (as systemd's), so devices and FIFOs are never opened.
-    let fd = rfs::openat(
-        &dir.fd,
-        name,
-        OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-        Mode::empty(),
-    )
-    .map_err(|e| fail(path, format!("adjusting ACL failed: {}", errno_msg(e))))?;
+    let fd = rootdir::pin(dir.fd.as_fd(), name.as_bytes())
+        .map_err(|e| fail(path, format!("adjusting ACL failed: {}", errno_msg(e))))?;
     let st = rfs::fstat(&fd).map_err(|e| fail(path, errno_msg(e)))?;
     if kind_of(&st) == FileType::Symlink {
         return Ok(());
     }
-    let proc = format!("/proc/self/fd/{}", fd.as_raw_fd());
+    let proc = rootdir::proc_self_fd(fd.as_fd());
     let r = match &spec.access {
         Some(a) => set_acl(&fd, &proc, acl::XATTR_ACCESS, a, item.plus, path),
         None => Ok(()),
@@ -1120,13 +1052,7 @@ fn copy(root: &Root, item: &Item) -> R {
             true
         }
         Some(d) if kind_of(&d) == FileType::Directory && kind_of(&sst) == FileType::Directory => {
-            let fd = rfs::openat(
-                &dir.fd,
-                name.as_str(),
-                OFlags::PATH | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-                Mode::empty(),
-            )
-            .map_err(|e| fail(path, errno_msg(e)))?;
+            let fd = open_dir_at(&dir.fd, name.as_str()).map_err(|e| fail(path, errno_msg(e)))?;
             let ddir = DirRef {
                 fd,
                 uid: d.st_uid,
@@ -1137,13 +1063,7 @@ fn copy(root: &Root, item: &Item) -> R {
                 .is_empty()
                 || item.plus
             {
-                let sfd = rfs::openat(
-                    &sdir.fd,
-                    sname,
-                    OFlags::PATH | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-                    Mode::empty(),
-                )
-                .map_err(|e| fail(src, errno_msg(e)))?;
+                let sfd = open_dir_at(&sdir.fd, sname).map_err(|e| fail(src, errno_msg(e)))?;
                 let s = DirRef {
                     fd: sfd,
                     uid: sst.st_uid,
@@ -1164,7 +1084,7 @@ fn copy_children(
     owner: (Option<u32>, Option<u32>),
     merge: bool,
 ) -> Result<(), Errno> {
-    for (n, _) in list_dir(s)? {
+    for n in list_dir(s)? {
         let Some(st) = ftype_at(s, &n)? else { continue };
         match ftype_at(d, &n)? {
             None => copy_node(s, &n, &st, d, &n, owner)?,
@@ -1192,13 +1112,7 @@ fn copy_subdir(
     merge: bool,
 ) -> Result<(), Errno> {
     let open = |at: &DirRef, name: &str| {
-        rfs::openat(
-            &at.fd,
-            name,
-            OFlags::PATH | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-            Mode::empty(),
-        )
-        .map(|fd| DirRef {
+        open_dir_at(&at.fd, name).map(|fd| DirRef {
             fd,
             uid: 0,
             path: String::new(),

@@ -114,7 +114,8 @@ impl Found {
     }
 }
 
-fn open_dir_at(dir: impl AsFd, name: &str) -> Result<OwnedFd, Errno> {
+/// Hold the directory `name` in `dir` (`O_PATH`), never following a symlink there.
+pub(crate) fn open_dir_at(dir: impl AsFd, name: &str) -> Result<OwnedFd, Errno> {
     rfs::openat(
         dir,
         name,
