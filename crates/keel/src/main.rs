@@ -46,6 +46,9 @@ enum Command {
         /// Where the image, manifest and log go [default: build/<variant>]
         #[arg(long, value_name = "DIR")]
         output: Option<PathBuf>,
+        /// Say which stages would run and why (which inputs changed), and run none
+        #[arg(long)]
+        dry_run: bool,
     },
     /// Boot a variant's image under QEMU (building what is missing first); `--check` runs the boot check
     Boot {
@@ -117,8 +120,9 @@ fn main() -> ExitCode {
             variant,
             gentoo_repo,
             output,
+            dry_run,
         } => cmd::project(cli.project.as_deref())
-            .and_then(|p| cmd::build::run(&p, &variant, gentoo_repo, output)),
+            .and_then(|p| cmd::build::run(&p, &variant, gentoo_repo, output, dry_run)),
         Command::Boot {
             variant,
             check,

@@ -190,8 +190,9 @@ fn portage_backend_end_to_end() {
 
     // 2. Nothing changed: no stage runs, no emerge runs.
     let before = emerge_runs(&p, "base");
-    let (ran, _) = build(&p, "base");
-    assert_eq!(ran, Vec::<String>::new());
+    let (ok, _, err) = keel(&p, &["build", "--variant", "base"]);
+    assert!(ok, "{err}");
+    assert_eq!(common::ran(&err), Vec::<String>::new(), "{err}");
     assert_eq!(emerge_runs(&p, "base"), before);
 
     // 3. Changing one set reruns exactly the stages that read it.

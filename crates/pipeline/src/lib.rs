@@ -75,6 +75,8 @@ pub struct Options {
     pub source_date_epoch: Option<i64>,
     /// What tells whether the build host has SELinux enabled (the real host by default).
     pub selinux_probe: Box<dyn policy::Probe>,
+    /// Say which stages would run and why, and run none (`keel build --dry-run`).
+    pub dry_run: bool,
 }
 
 /// The stages of a build of `b.resolved`, in order: the package backend's (they make the
@@ -110,6 +112,8 @@ pub struct Outcome {
 /// Runs a plan's stages against their stamps.
 struct Runner<'a> {
     layout: &'a Layout,
+    /// Say what would run, and run nothing.
+    dry_run: bool,
     out: &'a mut dyn Write,
     /// `build.log` in the output directory: the same lines.
     log: Option<fs::File>,
@@ -143,10 +147,14 @@ impl Runner<'_> {
     /// Why stage `s` must run (`None`: it is up to date): its fingerprint is not the one
     /// its stamp records, or one of its outputs is not there with the identity recorded
     /// when it last finished.
-    fn stale(&self, s: &dyn Stage, hex: &str) -> Option<String> {
-        let [stamp, _, recorded] = stamp_files(&self.layout.stamps(), s.id());
-        if !fs::read_to_string(&stamp).is_ok_and(|t| t.trim() == hex) {
-            return Some(String::new());
+    fn stale(&self, s: &dyn Stage, fp: &Fingerprint) -> Option<String> {
+        let [stamp, inputs, recorded] = stamp_files(&self.layout.stamps(), s.id());
+        if !fs::read_to_string(&stamp).is_ok_and(|t| t.trim() == fp.hex()) {
+            if !stamp.exists() {
+                return Some(String::new());
+            }
+            let was = fs::read_to_string(&inputs).unwrap_or_default();
+            return Some(changed_inputs(&was, &fp.inputs));
         }
         let was = fs::read_to_string(&recorded).unwrap_or_default();
         let outputs = s.outputs();
@@ -160,21 +168,22 @@ impl Runner<'_> {
     fn run(&mut self, plan: &Plan) -> Result<Outcome, Error> {
         let mut outcome = Outcome::default();
         let mut fp = Fingerprint::new();
-        // Per stage, once computed: its fingerprint and the inputs that made it.
-        let mut prints: Vec<(String, Vec<String>)> = Vec::new();
+        // Per stage, once computed: the running fingerprint before its inputs, and after.
+        let mut prints: Vec<(Fingerprint, Fingerprint)> = Vec::new();
         let mut forced = false;
         let mut i = 0;
         while i < plan.len() {
             let s = plan[i].as_ref();
             let id = s.id();
             if i == prints.len() {
+                let before = fp.clone();
                 s.inputs(&mut fp)
                     .map_err(|source| Error::Stage { stage: id, source })?;
-                prints.push((fp.hex(), fp.inputs.clone()));
+                prints.push((before, fp.clone()));
             }
             let mut why = String::new();
             if !forced {
-                match self.stale(s, &prints[i].0) {
+                match self.stale(s, &prints[i].1) {
                     None => {
                         self.say(&format!("[   up to date] {id}"));
                         outcome.timings.push((id, 0.0, false));
@@ -182,6 +191,17 @@ impl Runner<'_> {
                         continue;
                     }
                     Some(w) => why = w,
+                }
+                if self.dry_run {
+                    self.say(&format!("[    would run] {id}{why}"));
+                    for later in &plan[i + 1..] {
+                        self.say(&format!("[    would run] {}", later.id()));
+                    }
+                    outcome.ran = plan[chain_start(plan, i)..]
+                        .iter()
+                        .map(|s| s.id())
+                        .collect();
+                    return Ok(outcome);
                 }
                 let start = chain_start(plan, i);
                 if start < i {
@@ -197,7 +217,10 @@ impl Runner<'_> {
                 }
             }
             forced = true;
-            self.run_one(plan, i, &prints[i], &why, &mut outcome)?;
+            let after = self.run_one(plan, i, &prints[i], &why, &mut outcome)?;
+            // What later stages add to: this stage's inputs as its stamp records them.
+            fp = after.clone();
+            prints[i].1 = after;
             i += 1;
         }
         Ok(outcome)
@@ -210,10 +233,10 @@ impl Runner<'_> {
         &mut self,
         plan: &Plan,
         i: usize,
-        (hex, inputs): &(String, Vec<String>),
+        (before, after): &(Fingerprint, Fingerprint),
         why: &str,
         outcome: &mut Outcome,
-    ) -> Result<(), Error> {
+    ) -> Result<Fingerprint, Error> {
         let s = plan[i].as_ref();
         let id = s.id();
         let stamps = self.layout.stamps();
@@ -258,13 +281,22 @@ impl Runner<'_> {
             )
             .into(),
         })?;
+        // A stage whose inputs are what its run read: its stamp records what this run read.
+        let after = if s.inputs_from_run() {
+            let mut again = before.clone();
+            s.inputs(&mut again)
+                .map_err(|source| Error::Stage { stage: id, source })?;
+            again
+        } else {
+            after.clone()
+        };
         let [stamp, inputs_file, recorded] = stamp_files(&stamps, id);
-        write_atomic(&inputs_file, inputs.join("\n").as_bytes())?;
+        write_atomic(&inputs_file, after.inputs.join("\n").as_bytes())?;
         write_atomic(&recorded, made.as_bytes())?;
         for (f, text) in &put_back {
             write_atomic(f, text)?;
         }
-        write_atomic(&stamp, hex.as_bytes())?;
+        write_atomic(&stamp, after.hex().as_bytes())?;
         let log = if log.exists() {
             format!(" (log: {})", log.display())
         } else {
@@ -273,7 +305,34 @@ impl Runner<'_> {
         self.say(&format!("[{secs:>11.1}s] {id}: done{log}"));
         outcome.ran.push(id);
         outcome.timings.push((id, secs, true));
-        Ok(())
+        Ok(after)
+    }
+}
+
+/// What changed between the inputs a stamp was made from (`was`, `label digest` lines) and
+/// `now`: ` (changed: a, b, c and 4 more)`, or nothing when the lists are equal.
+fn changed_inputs(was: &str, now: &[String]) -> String {
+    use std::collections::BTreeMap;
+    let split = |l: &str| -> (String, String) {
+        let (label, digest) = l.rsplit_once(' ').unwrap_or((l, ""));
+        (label.to_owned(), digest.to_owned())
+    };
+    let was: BTreeMap<String, String> = was.lines().map(split).collect();
+    let now: BTreeMap<String, String> = now.iter().map(|l| split(l)).collect();
+    let mut changed: Vec<&str> = now
+        .iter()
+        .filter(|(k, v)| was.get(*k) != Some(v))
+        .map(|(k, _)| k.as_str())
+        .collect();
+    changed.extend(
+        was.keys()
+            .filter(|k| !now.contains_key(*k))
+            .map(|k| k.as_str()),
+    );
+    match changed.len() {
+        0 => String::new(),
+        n if n <= 3 => format!(" (changed: {})", changed.join(", ")),
+        n => format!(" (changed: {} and {} more)", changed[..3].join(", "), n - 3),
     }
 }
 
@@ -347,7 +406,8 @@ pub fn build(
     let layout = &b.layout;
     fs::create_dir_all(&layout.work).map_err(io(&layout.work))?;
     let _lock = lock(&layout.work.join("lock"), variant)?;
-    if resolved.settings.selinux
+    if !opts.dry_run
+        && resolved.settings.selinux
         && resolved.settings.distribution == Distribution::Gentoo
         && Path::new(policy::POLICY_SRC).exists()
     {
@@ -359,8 +419,13 @@ pub fn build(
     let build_log = layout.output.join("build.log");
     let mut runner = Runner {
         layout,
+        dry_run: opts.dry_run,
         out,
-        log: Some(fs::File::create(&build_log).map_err(io(&build_log))?),
+        log: if opts.dry_run {
+            None
+        } else {
+            Some(fs::File::create(&build_log).map_err(io(&build_log))?)
+        },
     };
     let plan = plan(&b);
     let mut outcome = runner.run(&plan)?;
@@ -529,6 +594,7 @@ mod tests {
             let mut out = Vec::new();
             let mut r = Runner {
                 layout: &self.layout,
+                dry_run: false,
                 out: &mut out,
                 log: None,
             };

@@ -10,6 +10,7 @@
 //!   `@keel-installonly` from source straight into that root.
 
 pub mod config;
+pub mod reads;
 pub mod stages;
 pub mod vdb;
 pub mod venv;

@@ -2,6 +2,7 @@
 //! bookkeeping between runs (the user patches each root and the binary packages were built
 //! with, and the merges a killed run may have cut short).
 
+use crate::reads::Reads;
 use crate::{Composed, Error, Install, PatchChanges, Portage};
 use pkgsets::sets::SetKind;
 use stage::fingerprint::write_atomic;
@@ -111,10 +112,13 @@ impl Stage for Sysroot<'_> {
         let mut cache = StatCache::load(&cache_file);
         fp.str("sysroot-config", &cx.composed.sysroot.render())
             .str("kernel-config", &cx.composed.kernel.render())
-            .str("build.packages", &b.set_text(SetKind::Build))
-            .tree("repo", &b.repo, Some(&mut cache))?;
+            .str("build.packages", &b.set_text(SetKind::Build));
+        repo_inputs(b, StageId::Sysroot, fp, &mut cache)?;
         cache.save(&cache_file)?;
         Ok(())
+    }
+    fn inputs_from_run(&self) -> bool {
+        true
     }
     fn outputs(&self) -> Vec<PathBuf> {
         vec![self.0.build.layout.sysroot()]
@@ -154,6 +158,7 @@ impl Stage for Sysroot<'_> {
             .collect();
         write_atomic(&packaged, text.as_bytes())?;
         write_atomic(&installed, text.as_bytes())?;
+        record_reads(b, StageId::Sysroot, &sysroot, &[SetKind::Build])?;
         fs::remove_file(&running).map_err(Error::io(&running))?;
         Ok(())
     }
@@ -185,7 +190,14 @@ impl Stage for Destroot<'_> {
         fp.str("destroot-config", &cfg.render());
         b.destroot_inputs(fp);
         let _ = self.cfg.set(cfg);
+        let cache_file = b.layout.stamps().join("repo.statcache");
+        let mut cache = StatCache::load(&cache_file);
+        repo_inputs(b, StageId::Destroot, fp, &mut cache)?;
+        cache.save(&cache_file)?;
         Ok(())
+    }
+    fn inputs_from_run(&self) -> bool {
+        true
     }
     fn outputs(&self) -> Vec<PathBuf> {
         vec![self.g.build.layout.destroot()]
@@ -214,8 +226,49 @@ impl Stage for Destroot<'_> {
         cx.portage.destroot(b.resolved, cfg, &partial, log)?;
         crate::vdb::normalize(&partial, b.source_date_epoch)?;
         fs::rename(&partial, &dest).map_err(Error::io(&dest))?;
+        record_reads(
+            b,
+            StageId::Destroot,
+            &dest,
+            &[SetKind::Install, SetKind::InstallOnly],
+        )?;
         Ok(())
     }
+}
+
+/// Where a stage keeps what its last run read in the repository.
+fn reads_file(b: &Build, stage: StageId) -> PathBuf {
+    b.layout.stamps().join(format!("{stage}.reads"))
+}
+
+/// The repository as a stage's input: what its last run read ([`crate::reads`]), or, with
+/// no record of that (a first build), the whole tree.
+fn repo_inputs(
+    b: &Build,
+    stage: StageId,
+    fp: &mut Fingerprint,
+    cache: &mut StatCache,
+) -> Result<(), BoxError> {
+    let record = fs::read_to_string(reads_file(b, stage)).unwrap_or_default();
+    match Reads::parse(&record) {
+        Some(reads) => reads.fingerprint(&b.repo, fp, cache)?,
+        None => {
+            fp.tree("repo", &b.repo, Some(cache))?;
+        }
+    }
+    Ok(())
+}
+
+/// Record what a run that made `root` from the sets `kinds` read in the repository.
+fn record_reads(b: &Build, stage: StageId, root: &Path, kinds: &[SetKind]) -> Result<(), BoxError> {
+    let atoms: Vec<String> = kinds
+        .iter()
+        .flat_map(|k| b.resolved.set(*k).atoms().map(|a| a.key().to_owned()))
+        .collect();
+    let profile = b.resolved.settings.profile.as_deref().unwrap_or("");
+    let reads = crate::reads::of(&b.repo, profile, &[root], atoms)?;
+    write_atomic(&reads_file(b, stage), reads.render().as_bytes())?;
+    Ok(())
 }
 
 /// A record of user patches (`cat/pkg digest` lines); missing means empty.

@@ -82,6 +82,29 @@ impl Fingerprint {
         Ok(self)
     }
 
+    /// A file by content through a stat cache (nothing when it does not exist).
+    pub fn file_cached(
+        &mut self,
+        label: &str,
+        path: &Path,
+        cache: &mut StatCache,
+    ) -> Result<&mut Self, Error> {
+        match fs::symlink_metadata(path) {
+            Ok(m) if m.is_file() => {
+                let h = cache.hash(path, &m)?;
+                self.feed(label, h.as_bytes());
+            }
+            Ok(m) if m.file_type().is_symlink() => {
+                let t = fs::read_link(path).map_err(io(path))?;
+                self.feed(label, format!("-> {}", t.display()).as_bytes());
+            }
+            Ok(_) => self.feed(label, b"(not a file)"),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => self.feed(label, b"(absent)"),
+            Err(e) => return Err(io(path)(e)),
+        }
+        Ok(self)
+    }
+
     pub fn hex(&self) -> String {
         hex(&self.hasher.clone().finalize())
     }

@@ -81,6 +81,12 @@ pub trait Stage {
     fn in_place(&self) -> bool {
         false
     }
+    /// Its inputs are what its run read (recorded by the run: the repository files a
+    /// Portage resolution read). After it runs, the runner takes its inputs again, so its
+    /// stamp holds what this run read, not what the last one did.
+    fn inputs_from_run(&self) -> bool {
+        false
+    }
     /// Do the work; `log` is the stage's log file (its last run only).
     fn run(&self, log: &Path) -> Result<(), BoxError>;
 }

@@ -20,7 +20,7 @@ pub struct Args {
 pub fn run(project: &Project, a: &Args) -> Result<ExitCode> {
     let resolved = project.resolve(&a.variant)?;
     // Build what is missing (a build with nothing changed does no work).
-    let code = super::build::run(project, &a.variant, None, None)?;
+    let code = super::build::run(project, &a.variant, None, None, false)?;
     if code != ExitCode::SUCCESS {
         bail!("the build of `{}` failed", a.variant);
     }

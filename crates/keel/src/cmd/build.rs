@@ -10,6 +10,7 @@ pub fn run(
     variant: &str,
     repo: Option<PathBuf>,
     output: Option<PathBuf>,
+    dry_run: bool,
 ) -> Result<ExitCode> {
     let repo = repo.unwrap_or_else(|| PathBuf::from(portage::DEFAULT_REPO));
     let cwd = std::env::current_dir()?;
@@ -31,8 +32,15 @@ pub fn run(
         output,
         source_date_epoch,
         selinux_probe: Box::new(policy::HostProbe),
+        dry_run,
     };
     let outcome = pipeline::build(project, variant, &opts, &mut std::io::stderr())?;
+    if dry_run {
+        if outcome.ran.is_empty() {
+            eprintln!("nothing to do: every stage is up to date");
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
     if outcome.ran.is_empty() {
         eprintln!("nothing to do: every stage is up to date");
     }
