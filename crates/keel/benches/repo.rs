@@ -148,7 +148,13 @@ fn generate(repo: &Path) -> usize {
     for pr in 0..100 {
         let d = repo.join(format!("profiles/gen/{pr}"));
         fs::create_dir_all(&d).expect("mkdir");
-        for f in ["make.defaults", "package.use", "package.mask", "parent", "eapi"] {
+        for f in [
+            "make.defaults",
+            "package.use",
+            "package.mask",
+            "parent",
+            "eapi",
+        ] {
             write(d.join(f), "# generated\n");
         }
     }
@@ -162,7 +168,10 @@ fn generate(repo: &Path) -> usize {
             );
             write(d.join(format!("pkg{k}-1.ebuild")), &ebuild);
             write(d.join(format!("pkg{k}-2.ebuild")), &ebuild);
-            write(d.join("Manifest"), "DIST pkg-1.tar.gz 1 BLAKE2B 00 SHA512 00\n");
+            write(
+                d.join("Manifest"),
+                "DIST pkg-1.tar.gz 1 BLAKE2B 00 SHA512 00\n",
+            );
             write(d.join("metadata.xml"), "<pkgmetadata/>\n");
             write(d.join("files/a.patch"), "--- a\n+++ b\n");
             write(d.join("files/b.conf"), "x=1\n");

@@ -460,10 +460,16 @@ pub(crate) fn now() -> i64 {
 
 /// What identifies Keel's own code: the hash of the running executable. A new Keel reruns
 /// the stages Keel implements; Portage's stages do not depend on it.
-fn keel_identity() -> Result<String, Error> {
+/// The executable's hash is kept in a stat cache (`stamps/keel.statcache`): a no-op build
+/// does not read the whole executable again.
+fn keel_identity(layout: &Layout) -> Result<String, Error> {
     let exe = std::env::current_exe().map_err(io(Path::new("/proc/self/exe")))?;
+    let cache_file = layout.stamps().join("keel.statcache");
+    let mut cache = stage::StatCache::load(&cache_file);
     let mut fp = Fingerprint::new();
-    fp.file("exe", &exe)?;
+    fp.file_cached("exe", &exe, &mut cache)?;
+    fs::create_dir_all(layout.stamps()).map_err(io(&layout.stamps()))?;
+    cache.save(&cache_file)?;
     Ok(fp.hex())
 }
 

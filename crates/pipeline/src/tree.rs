@@ -33,7 +33,7 @@ impl Cx<'_> {
         let id = match self.keel.get() {
             Some(k) => k,
             None => {
-                let k = keel_identity()?;
+                let k = keel_identity(&self.b.layout)?;
                 self.keel.get_or_init(|| k)
             }
         };
