@@ -30,10 +30,10 @@ use variant::Resolved;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("{}: {source}", path.display())]
+    #[error("{}: {cause}", path.display())]
     Io {
         path: PathBuf,
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     #[error(transparent)]
     Exec(#[from] exec::Error),
@@ -61,14 +61,14 @@ pub enum Error {
     Host(String),
     #[error("variant `{variant}` says `python = false`, but Python reached the destination root:\n  {}", found.join("\n  "))]
     Python { variant: String, found: Vec<String> },
-    #[error("{0}")]
+    #[error(transparent)]
     Portage(#[from] portage::Error),
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
     move |source| Error::Io {
         path: path.to_owned(),
-        source,
+        cause: source,
     }
 }
 

@@ -16,7 +16,7 @@ use std::path::Path;
 pub enum Error {
     #[error(transparent)]
     Io(#[from] rootdir::PathError),
-    #[error("{0}")]
+    #[error(transparent)]
     Exec(#[from] exec::Error),
     #[error("{0}")]
     Invalid(String),

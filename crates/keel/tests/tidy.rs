@@ -287,3 +287,42 @@ fn no_variant_name_in_code() {
         found.join("\n")
     );
 }
+
+/// One rule for error messages: a wrapper either shows its cause or is transparent, never
+/// both. A field named `source` (or marked `#[from]`/`#[source]`) is the error's cause for
+/// `Error::source()`, and the CLI prints the chain; so a message may not show it too.
+#[test]
+fn no_error_shows_its_source_twice() {
+    let mut files = Vec::new();
+    rust_files(&root().join("crates"), &mut files);
+    let mut found = Vec::new();
+    for f in files {
+        let text = fs::read_to_string(&f).unwrap();
+        let rel = f.strip_prefix(root()).unwrap().display().to_string();
+        let lines: Vec<&str> = text.lines().collect();
+        for (i, line) in lines.iter().enumerate() {
+            let l = line.trim_start();
+            if !l.starts_with("#[error(") {
+                continue;
+            }
+            // The attribute and the variant or struct it describes, up to the next attribute
+            // of the same kind.
+            let end = lines[i + 1..]
+                .iter()
+                .position(|l| l.trim_start().starts_with("#[error(") || l.trim_start() == "}")
+                .map_or(lines.len(), |n| i + 1 + n);
+            let item = lines[i..end].join("\n");
+            let shows_source = l.contains("{source}");
+            let shows_zero_from =
+                l.contains("{0}") && (item.contains("#[from]") || item.contains("#[source]"));
+            if shows_source || shows_zero_from {
+                found.push(format!("{rel}:{}: {}", i + 1, l));
+            }
+        }
+    }
+    assert!(
+        found.is_empty(),
+        "errors that show their source in the message and return it from source() too (name the field otherwise, or make the wrapper #[error(transparent)]):\n{}",
+        found.join("\n")
+    );
+}

@@ -133,7 +133,7 @@ pub(crate) fn finish(state: &HashState) -> (String, u64) {
 fn open_err(path: &Path) -> impl FnOnce(io::Error) -> Error + '_ {
     move |source| Error::Open {
         path: path.to_owned(),
-        source,
+        cause: source,
     }
 }
 
@@ -179,7 +179,7 @@ impl Source {
         scan.map_err(|source| Error::Read {
             path: path.to_owned(),
             member: "(the archive's table of contents)".into(),
-            source,
+            cause: source,
         })?;
         Ok(Source::Archive {
             path: path.to_owned(),
@@ -209,7 +209,7 @@ impl Source {
                 let read_err = |e: Errno| Error::Read {
                     path: dir.clone(),
                     member: name.to_owned(),
-                    source: e.into(),
+                    cause: e.into(),
                 };
                 let pinned = match fs::open(
                     dir.join(name),
@@ -289,7 +289,7 @@ impl Source {
         move |source| Error::Read {
             path: self.path().to_owned(),
             member,
-            source,
+            cause: source,
         }
     }
 
@@ -297,7 +297,7 @@ impl Source {
         serde_json::from_slice(bytes).map_err(|source| Error::Json {
             path: self.path().to_owned(),
             member: member.to_owned(),
-            source,
+            cause: source,
         })
     }
 

@@ -37,21 +37,21 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 /// or the layer entry concerned.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("image `{}`: {source}", path.display())]
-    Open { path: PathBuf, source: io::Error },
+    #[error("image `{}`: {cause}", path.display())]
+    Open { path: PathBuf, cause: io::Error },
     #[error("image `{}` is not an OCI image layout: it has no `{member}`", path.display())]
     NotLayout { path: PathBuf, member: &'static str },
-    #[error("image `{}`: cannot read `{member}`: {source}", path.display())]
+    #[error("image `{}`: cannot read `{member}`: {cause}", path.display())]
     Read {
         path: PathBuf,
         member: String,
-        source: io::Error,
+        cause: io::Error,
     },
-    #[error("image `{}`: `{member}` is not valid: {source}", path.display())]
+    #[error("image `{}`: `{member}` is not valid: {cause}", path.display())]
     Json {
         path: PathBuf,
         member: String,
-        source: serde_json::Error,
+        cause: serde_json::Error,
     },
     #[error("image `{}`: unsupported image layout version `{version}` in `oci-layout`", path.display())]
     LayoutVersion { path: PathBuf, version: String },
@@ -131,15 +131,15 @@ pub enum Error {
         layers: usize,
         diff_ids: usize,
     },
-    #[error("destination `{}`: {source}", path.display())]
-    Dest { path: PathBuf, source: io::Error },
+    #[error("destination `{}`: {cause}", path.display())]
+    Dest { path: PathBuf, cause: io::Error },
     #[error("destination `{}` exists and is not an empty directory", path.display())]
     DestNotEmpty { path: PathBuf },
-    #[error("image `{}`: layer {digest}: cannot read the layer: {source}", path.display())]
+    #[error("image `{}`: layer {digest}: cannot read the layer: {cause}", path.display())]
     Layer {
         path: PathBuf,
         digest: String,
-        source: io::Error,
+        cause: io::Error,
     },
     #[error("layer {digest}: entry `{entry}` refused: {reason}")]
     Unsafe {
@@ -153,12 +153,12 @@ pub enum Error {
         entry: String,
         what: String,
     },
-    #[error("layer {digest}: entry `{entry}`: cannot {op}: {source}")]
+    #[error("layer {digest}: entry `{entry}`: cannot {op}: {cause}")]
     Entry {
         digest: String,
         entry: String,
         op: String,
-        source: io::Error,
+        cause: io::Error,
     },
 }
 

@@ -51,7 +51,7 @@ const EPOCH: Timespec = Timespec {
 pub fn unpack(img: &Image, dest: &Path) -> Result<crate::UnpackStats, Error> {
     let dest_err = |source: io::Error| Error::Dest {
         path: dest.to_owned(),
-        source,
+        cause: source,
     };
     match std::fs::symlink_metadata(dest) {
         Ok(m) if m.is_dir() => {
@@ -178,7 +178,7 @@ impl Unpacker {
         move |source| Error::Layer {
             path: path.clone(),
             digest: self.digest.clone(),
-            source,
+            cause: source,
         }
     }
 
@@ -246,7 +246,7 @@ impl Unpacker {
             digest: self.digest.clone(),
             entry: self.entry.clone(),
             op,
-            source: e.into(),
+            cause: e.into(),
         }
     }
 
@@ -256,7 +256,7 @@ impl Unpacker {
             digest: self.digest.clone(),
             entry: self.entry.clone(),
             op,
-            source,
+            cause: source,
         }
     }
 

@@ -67,12 +67,12 @@ pub struct Stats {
 /// Everything that can go wrong; each variant names the path.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("source `{}`: {source}", path.display())]
-    Source { path: PathBuf, source: io::Error },
+    #[error("source `{}`: {cause}", path.display())]
+    Source { path: PathBuf, cause: io::Error },
     #[error("source `{}` is not a directory", path.display())]
     SourceNotDir { path: PathBuf },
-    #[error("destination `{}`: {source}", path.display())]
-    Dest { path: PathBuf, source: io::Error },
+    #[error("destination `{}`: {cause}", path.display())]
+    Dest { path: PathBuf, cause: io::Error },
     #[error("destination `{}` is not a directory", path.display())]
     DestNotDir { path: PathBuf },
     /// DEST is a source, is inside one, or holds one, by identity (device and inode), not by
@@ -85,24 +85,24 @@ pub enum Error {
         nesting: Nesting,
     },
     /// Reading a source entry failed.
-    #[error("cannot {op} source `{}`: {source}", path.display())]
+    #[error("cannot {op} source `{}`: {cause}", path.display())]
     Read {
         op: &'static str,
         path: PathBuf,
-        source: io::Error,
+        cause: io::Error,
     },
     /// Writing a DEST entry failed.
-    #[error("cannot {op} `{}`: {source}", path.display())]
+    #[error("cannot {op} `{}`: {cause}", path.display())]
     Write {
         op: &'static str,
         path: PathBuf,
-        source: io::Error,
+        cause: io::Error,
     },
-    #[error("cannot copy `{}` to `{}`: {source}", from.display(), to.display())]
+    #[error("cannot copy `{}` to `{}`: {cause}", from.display(), to.display())]
     Copy {
         from: PathBuf,
         to: PathBuf,
-        source: io::Error,
+        cause: io::Error,
     },
     /// A non-empty directory in DEST where the source has a non-directory: kept, as rsync
     /// without `--force` keeps it ("cannot delete non-empty directory").
@@ -201,7 +201,7 @@ pub fn set_mtime(root: &Path, path: &Path, mtime: Mtime) -> Result<(), Error> {
         },
         e => Error::Dest {
             path: root.to_owned(),
-            source: e.into(),
+            cause: e.into(),
         },
     })?;
     let times = only_mtime(Timespec {
@@ -217,7 +217,7 @@ pub fn set_mtime(root: &Path, path: &Path, mtime: Mtime) -> Result<(), Error> {
         return fs::futimens(&dir, &times).map_err(|e| Error::Write {
             op: "set the mtime of",
             path: root.to_owned(),
-            source: e.into(),
+            cause: e.into(),
         });
     };
     let dir = rootdir::open_dir_nofollow(dir.as_fd(), parents.iter().copied()).map_err(
@@ -233,13 +233,13 @@ pub fn set_mtime(root: &Path, path: &Path, mtime: Mtime) -> Result<(), Error> {
             e => Error::Write {
                 op: "open",
                 path: display(i + 1),
-                source: e.into(),
+                cause: e.into(),
             },
         },
     )?;
     fs::utimensat(&dir, *last, &times, AtFlags::SYMLINK_NOFOLLOW).map_err(|e| Error::Write {
         op: "set the mtime of",
         path: display(names.len()),
-        source: e.into(),
+        cause: e.into(),
     })
 }

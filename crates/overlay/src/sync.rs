@@ -52,12 +52,12 @@ pub fn sync_with_threads<P: AsRef<Path>>(
             },
             e => Error::Source {
                 path: path.to_owned(),
-                source: e.into(),
+                cause: e.into(),
             },
         })?;
         let st = fs::fstat(&fd).map_err(|e| Error::Source {
             path: path.to_owned(),
-            source: e.into(),
+            cause: e.into(),
         })?;
         opened.push((path, fd, st));
     }
@@ -73,7 +73,7 @@ pub fn sync_with_threads<P: AsRef<Path>>(
                 },
                 e => Error::Dest {
                     path: dest.to_owned(),
-                    source: e.into(),
+                    cause: e.into(),
                 },
             });
         }
@@ -93,7 +93,7 @@ pub fn sync_with_threads<P: AsRef<Path>>(
         // list): owner 0:0 and the permission bits; with -O never the mtime.
         let dst_st = fs::fstat(&dfd).map_err(|e| Error::Dest {
             path: dest.to_owned(),
-            source: e.into(),
+            cause: e.into(),
         })?;
         let root = Worker::new(&shared, path);
         if let Err(e) = root.fix_dir_attrs(&dfd, &dst_st, st, Path::new("")) {
@@ -103,7 +103,7 @@ pub fn sync_with_threads<P: AsRef<Path>>(
         let dup = |fd: &OwnedFd, path: &Path| {
             fd.try_clone().map_err(|e| Error::Dest {
                 path: path.to_owned(),
-                source: e,
+                cause: e,
             })
         };
         let job = Job {
@@ -429,7 +429,7 @@ impl<'a> Worker<'a> {
         Error::Read {
             op,
             path: self.src_path(rel),
-            source: e.into(),
+            cause: e.into(),
         }
     }
 
@@ -437,7 +437,7 @@ impl<'a> Worker<'a> {
         Error::Write {
             op,
             path: self.dest_path(rel),
-            source: e.into(),
+            cause: e.into(),
         }
     }
 
@@ -707,7 +707,7 @@ impl<'a> Worker<'a> {
         copy(sfd, tfd, st.st_size as u64, &mut self.buf).map_err(|e| Error::Copy {
             from: self.src_path(rel),
             to: self.dest_path(rel),
-            source: e.into(),
+            cause: e.into(),
         })?;
         if !self.sh.already_root {
             fs::fchown(tfd, ROOT_UID, ROOT_GID).map_err(|e| self.write_err("chown", rel, e))?;

@@ -31,15 +31,15 @@ pub enum Error {
     Portage(#[from] portage::Error),
     #[error(transparent)]
     Fingerprint(#[from] fingerprint::Error),
-    #[error("{}: {source}", path.display())]
+    #[error("{}: {cause}", path.display())]
     Io {
         path: PathBuf,
-        source: std::io::Error,
+        cause: std::io::Error,
     },
-    #[error("stage {stage} failed: {source}")]
+    #[error("stage {stage} failed: {cause}")]
     Stage {
         stage: StageId,
-        source: stage::BoxError,
+        cause: stage::BoxError,
     },
     #[error(transparent)]
     Image(#[from] image::Error),
@@ -56,7 +56,7 @@ pub enum Error {
 pub(crate) fn io(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
     move |source| Error::Io {
         path: path.to_owned(),
-        source,
+        cause: source,
     }
 }
 
@@ -177,8 +177,10 @@ impl Runner<'_> {
             let id = s.id();
             if i == prints.len() {
                 let before = fp.clone();
-                s.inputs(&mut fp)
-                    .map_err(|source| Error::Stage { stage: id, source })?;
+                s.inputs(&mut fp).map_err(|source| Error::Stage {
+                    stage: id,
+                    cause: source,
+                })?;
                 prints.push((before, fp.clone()));
             }
             let mut why = String::new();
@@ -268,14 +270,17 @@ impl Runner<'_> {
             if let Some(f) = &mut self.log {
                 let _ = writeln!(f, "[       failed] {id}: {source}");
             }
-            return Err(Error::Stage { stage: id, source });
+            return Err(Error::Stage {
+                stage: id,
+                cause: source,
+            });
         }
         let secs = t.elapsed().as_secs_f64();
         let outputs = s.outputs();
         let refs: Vec<&Path> = outputs.iter().map(PathBuf::as_path).collect();
         let made = identities(&refs).map_err(|missing| Error::Stage {
             stage: id,
-            source: format!(
+            cause: format!(
                 "it finished without making its output {}",
                 missing.display()
             )
@@ -284,8 +289,10 @@ impl Runner<'_> {
         // A stage whose inputs are what its run read: its stamp records what this run read.
         let after = if s.inputs_from_run() {
             let mut again = before.clone();
-            s.inputs(&mut again)
-                .map_err(|source| Error::Stage { stage: id, source })?;
+            s.inputs(&mut again).map_err(|source| Error::Stage {
+                stage: id,
+                cause: source,
+            })?;
             again
         } else {
             after.clone()

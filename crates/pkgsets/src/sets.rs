@@ -100,8 +100,8 @@ pub struct Line {
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SetError {
-    #[error("{loc}: {source}")]
-    BadAtom { loc: Loc, source: AtomError },
+    #[error("{loc}: {cause}")]
+    BadAtom { loc: Loc, cause: AtomError },
     #[error("{loc}: line is {len} bytes; at most {MAX_LINE} (one atom and a comment)")]
     LineTooLong { loc: Loc, len: usize },
     #[error("{loc}: `-{atom}` removes nothing: no ancestor's set has {what}")]
@@ -173,7 +173,7 @@ pub fn parse_set_file(file: &str, text: &str) -> Result<Vec<Line>, SetError> {
             };
             let atom = Atom::parse(atom_text, opts).map_err(|source| SetError::BadAtom {
                 loc: loc.clone(),
-                source,
+                cause: source,
             })?;
             Some((remove, atom))
         };

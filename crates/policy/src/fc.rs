@@ -23,10 +23,10 @@ use std::path::{Path, PathBuf};
 /// Problems in a file_contexts file, with file and line.
 #[derive(Debug, thiserror::Error)]
 pub enum FcError {
-    #[error("{}: {source}", path.display())]
+    #[error("{}: {cause}", path.display())]
     Io {
         path: PathBuf,
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     #[error("{}:{line}: {message}", path.display())]
     Syntax {
@@ -234,7 +234,7 @@ fn read_optional(path: &Path) -> Result<Option<String>, FcError> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(source) => Err(FcError::Io {
             path: path.to_owned(),
-            source,
+            cause: source,
         }),
     }
 }
@@ -250,7 +250,7 @@ impl FileContexts {
     pub fn load(fc: &Path) -> Result<FileContexts, FcError> {
         let base = fs::read(fc).map_err(|source| FcError::Io {
             path: fc.to_owned(),
-            source,
+            cause: source,
         })?;
         let mut specs = parse(&String::from_utf8_lossy(&base), fc)?;
         // libselinux checks duplicates within the base file only (when validating, as Keel

@@ -55,17 +55,17 @@ pub enum Error {
         line: usize,
         message: String,
     },
-    #[error("{}: cannot compile policy module `{module}`:\n{source}", path.display())]
+    #[error("{}: cannot compile policy module `{module}`:\n{cause}", path.display())]
     Module {
         module: String,
         path: PathBuf,
-        source: exec::Error,
+        cause: exec::Error,
     },
     #[error("this build host has SELinux enabled ({evidence}): label changes in the tree would be checked against the HOST's loaded policy, which denies or rewrites the target's labels (setfiles fails on such hosts); build in a VM whose kernel has no policy loaded: `keel vm -- build --variant {variant}` (Keel makes its Debian build environment the first time; `--image REF` picks another; docs/vm.md)")]
     HostSelinux { evidence: String, variant: String },
     #[error("Python reached the image {}:\n  {}", image.display(), found.join("\n  "))]
     Python { image: PathBuf, found: Vec<String> },
-    #[error("{0}")]
+    #[error(transparent)]
     Portage(#[from] portage::Error),
 }
 

@@ -190,7 +190,7 @@ pub fn install_modules(
                 .map_err(|source| Error::Module {
                     module: (*name).clone(),
                     path: (*te_path).clone(),
-                    source,
+                    cause: source,
                 })?;
             packages.push(build.join(format!("{name}.pp")));
         }

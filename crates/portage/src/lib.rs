@@ -25,24 +25,21 @@ use variant::Resolved;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("{}: {source}", path.display())]
+    #[error("{}: {cause}", path.display())]
     Io {
         path: PathBuf,
-        source: std::io::Error,
+        cause: std::io::Error,
     },
-    #[error("{0}")]
+    #[error(transparent)]
     Exec(#[from] exec::Error),
-    #[error("{0}")]
+    #[error(transparent)]
     Venv(#[from] venv::Error),
     #[error("{0}")]
     Config(String),
     #[error(transparent)]
     Tree(#[from] rootdir::Error),
-    #[error("{message}\n{source}")]
-    Emerge {
-        message: String,
-        source: exec::Error,
-    },
+    #[error("{message}\n{cause}")]
+    Emerge { message: String, cause: exec::Error },
     #[error("{0}")]
     Python(String),
 }
@@ -51,7 +48,7 @@ impl Error {
     pub fn io(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
         move |source| Error::Io {
             path: path.to_owned(),
-            source,
+            cause: source,
         }
     }
 }
@@ -773,7 +770,7 @@ fn explain(e: exec::Error, resolved: &Resolved, kind: SetKind) -> Error {
             resolved.name
         )
     });
-    Error::Emerge { message, source: e }
+    Error::Emerge { message, cause: e }
 }
 
 /// The explanation of an emerge log, when it holds one Keel recognizes.

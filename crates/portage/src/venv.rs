@@ -21,14 +21,14 @@ const PYTHON: &str = "/usr/bin/python3";
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("{0}")]
+    #[error(transparent)]
     Exec(#[from] exec::Error),
     #[error("{0}")]
     Invalid(String),
-    #[error("{}: {source}", path.display())]
+    #[error("{}: {cause}", path.display())]
     Io {
         path: PathBuf,
-        source: std::io::Error,
+        cause: std::io::Error,
     },
 }
 
@@ -72,7 +72,7 @@ pub fn ensure(build_dir: &Path) -> Result<PathBuf, Error> {
     if dir.exists() {
         std::fs::remove_dir_all(&dir).map_err(|source| Error::Io {
             path: dir.clone(),
-            source,
+            cause: source,
         })?;
     }
     Cmd::new(PYTHON)
@@ -92,7 +92,7 @@ pub fn ensure(build_dir: &Path) -> Result<PathBuf, Error> {
     let patch = dir.join("keel-portage.patch");
     std::fs::write(&patch, PATCH).map_err(|source| Error::Io {
         path: patch.clone(),
-        source,
+        cause: source,
     })?;
     Cmd::new("patch")
         .args(["-p1", "--forward", "--no-backup-if-mismatch", "-d"])
@@ -103,7 +103,7 @@ pub fn ensure(build_dir: &Path) -> Result<PathBuf, Error> {
         .run()?;
     std::fs::write(&stamp, VENV_ID).map_err(|source| Error::Io {
         path: stamp,
-        source,
+        cause: source,
     })?;
     Ok(dir)
 }

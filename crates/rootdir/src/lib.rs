@@ -84,10 +84,10 @@ impl Error {
 /// holds. A crate wraps it (`Io(#[from] rootdir::PathError)`, shown as is) instead of
 /// writing its own `io(path)` closure.
 #[derive(Debug, thiserror::Error)]
-#[error("{}: {source}", path.display())]
+#[error("{}: {cause}", path.display())]
 pub struct PathError {
     pub path: PathBuf,
-    pub source: std::io::Error,
+    pub cause: std::io::Error,
 }
 
 impl PathError {
@@ -96,17 +96,17 @@ impl PathError {
         let path = path.into();
         move |e| PathError {
             path,
-            source: e.into(),
+            cause: e.into(),
         }
     }
 
     pub fn kind(&self) -> std::io::ErrorKind {
-        self.source.kind()
+        self.cause.kind()
     }
 
     /// The errno, when the error is one.
     pub fn errno(&self) -> Option<Errno> {
-        self.source.raw_os_error().map(Errno::from_raw_os_error)
+        self.cause.raw_os_error().map(Errno::from_raw_os_error)
     }
 }
 

@@ -15,10 +15,10 @@ use std::path::{Path, PathBuf};
 /// Errors that stop the whole run (the root cannot be opened or its configuration read).
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("cannot open root `{}`: {source}", path.display())]
+    #[error("cannot open root `{}`: {cause}", path.display())]
     OpenRoot {
         path: PathBuf,
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     #[error("cannot read `{path}` in root `{}`: {message}", root.display())]
     Read {
@@ -1312,7 +1312,7 @@ pub fn read_host_files(files: &[PathBuf]) -> Result<Vec<(String, Vec<u8>)>, Erro
 pub fn open_root(path: &Path) -> Result<Root, Error> {
     Root::open(path).map_err(|source| Error::OpenRoot {
         path: path.to_owned(),
-        source,
+        cause: source,
     })
 }
 

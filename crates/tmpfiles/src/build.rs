@@ -17,10 +17,10 @@ pub const MAX_LAYER_FILE: u64 = 4 << 20;
 /// Errors of [`write_layers`].
 #[derive(Debug, thiserror::Error)]
 pub enum LayerError {
-    #[error("cannot read `{}`: {source}", path.display())]
+    #[error("cannot read `{}`: {cause}", path.display())]
     Read {
         path: PathBuf,
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     #[error(transparent)]
     Edit(#[from] EditError),
@@ -71,7 +71,7 @@ pub fn write_layers(
     for layer in layers {
         let rel = layer.strip_prefix(project).map_err(|_| LayerError::Read {
             path: layer.clone(),
-            source: std::io::Error::other(format!(
+            cause: std::io::Error::other(format!(
                 "a tmpfiles.d layer outside the project {}",
                 project.display()
             )),

@@ -18,17 +18,17 @@ pub const LAYER_KINDS: [&str; 5] = ["portage", "overlay", "tmpfiles.d", "policy"
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("{}: {source}", path.display())]
+    #[error("{}: {cause}", path.display())]
     Io {
         path: PathBuf,
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     /// A project file that is a link out of the project, not a regular file, or too big.
     #[error(transparent)]
     Tree(#[from] rootdir::Error),
-    #[error("{0}")]
+    #[error(transparent)]
     Schema(#[from] SchemaError),
-    #[error("{0}")]
+    #[error(transparent)]
     Set(#[from] SetError),
     #[error("no variant `{name}`; variants are the directories of {} holding a variant.toml: {}", dir.display(), known.join(", "))]
     Unknown {
@@ -139,7 +139,7 @@ impl Resolved {
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
     move |source| Error::Io {
         path: path.to_owned(),
-        source,
+        cause: source,
     }
 }
 
