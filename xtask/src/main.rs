@@ -122,6 +122,23 @@ fn whole_suite(
         return Err("cargo built no test binaries".into());
     }
     bins.push(suite::Binary::doctests(root));
+    // Lints are part of the suite: `cargo clippy` with warnings as errors (its verdict is
+    // reported with the tests' at the end; the tests run either way).
+    eprintln!("xtask: cargo clippy --workspace --all-targets -- -D warnings");
+    let clippy_ok = Command::new(env!("CARGO"))
+        .args([
+            "clippy",
+            "--workspace",
+            "--all-targets",
+            "--locked",
+            "--",
+            "-D",
+            "warnings",
+        ])
+        .current_dir(root)
+        .status()
+        .map_err(|e| format!("cannot run cargo clippy: {e}"))?
+        .success();
     // One binary more than CPUs: the longest (a VM under TCG) mostly keeps one CPU busy,
     // and several binaries wait on downloads and QEMU boots part of their time.
     let jobs = std::thread::available_parallelism().map_or(1, |n| n.get()) + 1;
@@ -138,9 +155,14 @@ fn whole_suite(
         .filter(|o| !o.ok)
         .map(|o| o.name.as_str())
         .collect();
-    if failed.is_empty() {
-        eprintln!("xtask: every test binary passed");
+    if !clippy_ok {
+        eprintln!("xtask: FAILED cargo clippy -- -D warnings (its output is above the tests')");
+    }
+    if failed.is_empty() && clippy_ok {
+        eprintln!("xtask: every test binary passed, and clippy");
         Ok(ExitCode::SUCCESS)
+    } else if failed.is_empty() {
+        Err("cargo clippy found warnings".into())
     } else {
         for o in outcomes.iter().filter(|o| !o.ok) {
             eprintln!(
