@@ -13,8 +13,11 @@ use testutil::oci::{layer, write_layout, E};
 
 const TAR: &str = "application/vnd.oci.image.layer.v1.tar";
 
-/// Every entry below `dir`: (inode, mode, uid, gid, size, mtime, ctime).
-fn sentinel(dir: &Path) -> BTreeMap<PathBuf, (u64, u32, u32, u32, u64, i64, i64)> {
+/// What identifies an entry: (inode, mode, uid, gid, size, mtime, ctime).
+type Stat = (u64, u32, u32, u32, u64, i64, i64);
+
+/// Every entry below `dir`.
+fn sentinel(dir: &Path) -> BTreeMap<PathBuf, Stat> {
     let mut out = BTreeMap::new();
     let mut todo = vec![dir.to_owned()];
     while let Some(d) = todo.pop() {

@@ -38,7 +38,7 @@ pub fn binary_policy(root: &Path, policy_type: &str) -> Result<PathBuf, Error> {
             .strip_prefix("policy.")
             .and_then(|v| v.parse::<u32>().ok())
         {
-            if best.as_ref().map_or(true, |(b, _)| v > *b) {
+            if best.as_ref().is_none_or(|(b, _)| v > *b) {
                 best = Some((v, e.path()));
             }
         }

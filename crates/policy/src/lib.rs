@@ -6,7 +6,7 @@
 //!   against the image's own policy headers and installed into the image's policy store
 //!   with `semodule -p ROOT`, booleans from the layers' `booleans` files. The build host's
 //!   policy is never read or written.
-//! - [`write_config`]: `/etc/selinux/config`.
+//! - [`write_config`] writes `/etc/selinux/config`.
 //! - [`label`]: every path of the tree labelled with the TARGET policy's file_contexts
 //!   (libselinux 3.4 semantics, in Rust, see [`fc`]); every context is first validated
 //!   against the target's binary policy (`setfiles -c`), so an invalid one fails the build.

@@ -323,14 +323,14 @@ mod tests {
         let root = d.path().join("root");
         fs::create_dir_all(&root).unwrap();
         let log = d.path().join("log");
-        let run = || install_modules(&root, "mcs", &project, &[layer.clone()], &log);
+        let run = || install_modules(&root, "mcs", &project, std::slice::from_ref(&layer), &log);
         let e = run().unwrap_err().to_string();
         assert!(e.contains("/policy/x.te is a symlink to"), "{e}");
         assert!(!e.contains("SECRET"), "{e}");
         fs::remove_file(layer.join("x.te")).unwrap();
         rustix::fs::mknodat(
             rustix::fs::CWD,
-            &layer.join("booleans"),
+            layer.join("booleans"),
             rustix::fs::FileType::Fifo,
             rustix::fs::Mode::from_raw_mode(0o644),
             0,

@@ -308,7 +308,7 @@ mod tests {
         fs::remove_file(project.join("portage/make.conf")).unwrap();
         rustix::fs::mknodat(
             rustix::fs::CWD,
-            &project.join("portage/make.conf"),
+            project.join("portage/make.conf"),
             rustix::fs::FileType::Fifo,
             rustix::fs::Mode::from_raw_mode(0o644),
             0,

@@ -79,7 +79,7 @@ fn fifo_and_devices_are_not_opened_for_reading() {
     let (_t, root, _) = tree();
     rustix::fs::mknodat(
         rustix::fs::CWD,
-        &root.join("fifo"),
+        root.join("fifo"),
         FileType::Fifo,
         Mode::from_raw_mode(0o644),
         0,
