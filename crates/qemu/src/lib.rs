@@ -45,30 +45,40 @@ pub enum Error {
     Exec(#[from] exec::Error),
     #[error("{0}")]
     Invalid(String),
-    #[error("the machine did not finish within {limit} s (QEMU stopped): `{cmdline}`; console log {}:\n{}", console.display(), exec::indent(tail))]
-    Deadline {
-        limit: u64,
-        cmdline: String,
-        console: PathBuf,
-        tail: String,
-    },
-    #[error("interrupted by signal {signal}: the machine was stopped (console log {})", console.display())]
-    Interrupted {
-        signal: i32,
-        cmdline: String,
-        console: PathBuf,
-    },
-    #[error("{what} stopped{} without {missing}: `{cmdline}`; console log {}:\n{}", if *panic { " after a kernel panic" } else { "" }, console.display(), exec::indent(tail))]
+    #[error("the machine did not finish within {limit} s (QEMU stopped): {at}")]
+    Deadline { limit: u64, at: Box<Seen> },
+    #[error("interrupted by signal {signal}: the machine was stopped (console log {})", at.console.display())]
+    Interrupted { signal: i32, at: Box<Seen> },
+    #[error("{what} stopped{} without {missing}: {at}", if *panic { " after a kernel panic" } else { "" })]
     Unreported {
         /// The machine, as its user calls it ("the VM `x`").
         what: String,
         /// What the report lacks ("an exit code").
         missing: String,
         panic: bool,
-        cmdline: String,
-        console: PathBuf,
-        tail: String,
+        at: Box<Seen>,
     },
+}
+
+/// Where to look when a machine did not do what it should: QEMU's command line, the
+/// console log and its last lines.
+#[derive(Debug, Clone)]
+pub struct Seen {
+    pub cmdline: String,
+    pub console: PathBuf,
+    pub tail: String,
+}
+
+impl std::fmt::Display for Seen {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "`{}`; console log {}:\n{}",
+            self.cmdline,
+            self.console.display(),
+            exec::indent(&self.tail)
+        )
+    }
 }
 
 pub(crate) fn io(path: &std::path::Path) -> impl FnOnce(std::io::Error) -> Error + '_ {

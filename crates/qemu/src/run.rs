@@ -3,7 +3,7 @@
 
 use crate::machine::{Console, Machine};
 use crate::report::Report;
-use crate::{console, io, signals, Error, QEMU};
+use crate::{console, io, signals, Error, Seen, QEMU};
 use exec::{Cmd, Ending};
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -48,9 +48,7 @@ impl Run {
             what: what.to_owned(),
             missing: missing.to_owned(),
             panic: console::panicked(&console::read(&self.console)),
-            cmdline: self.cmdline.clone(),
-            console: self.console.clone(),
-            tail: self.console_tail(),
+            at: seen(&self.cmdline, &self.console),
         }
     }
 }
@@ -109,16 +107,13 @@ pub fn run(m: &Machine, limit: Option<Duration>) -> Result<Run, Error> {
         Ending::Deadline => {
             return Err(Error::Deadline {
                 limit: limit.unwrap_or_default().as_secs(),
-                cmdline,
-                console: console.clone(),
-                tail: console::tail(console),
+                at: seen(&cmdline, console),
             })
         }
         Ending::Stopped => {
             return Err(Error::Interrupted {
                 signal: watch.signal().unwrap_or(0),
-                cmdline,
-                console: console.clone(),
+                at: seen(&cmdline, console),
             })
         }
     }
@@ -150,6 +145,14 @@ pub fn run_interactive(m: &Machine) -> Result<ExitStatus, Error> {
         ));
     }
     Ok(Cmd::new(QEMU).args(m.args()).run_interactive()?)
+}
+
+fn seen(cmdline: &str, console: &Path) -> Box<Seen> {
+    Box::new(Seen {
+        cmdline: cmdline.to_owned(),
+        console: console.to_owned(),
+        tail: console::tail(console),
+    })
 }
 
 /// The report port while the machine runs: which sections came when.

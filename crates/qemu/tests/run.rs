@@ -170,9 +170,7 @@ fn a_guest_that_never_ends_is_stopped_at_the_limit() {
     assert!(t.elapsed() < Duration::from_secs(15), "{:?}", t.elapsed());
     let console = dir.path().join("logs/console.log");
     match &e {
-        Error::Deadline {
-            limit, console: c, ..
-        } => assert_eq!((*limit, c), (2, &console)),
+        Error::Deadline { limit, at } => assert_eq!((*limit, &at.console), (2, &console)),
         other => panic!("{other:?}"),
     }
     let msg = e.to_string();
