@@ -7,9 +7,9 @@ use qemu::{Accel, Boot, Console, Error, Machine};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-/// Whether QEMU is here: skipped locally without it, a failure under `KEEL_TEST_STRICT=1`
-/// (what `cargo xtask test` sets).
-fn have_qemu() -> bool {
+/// A scratch directory when QEMU is here; without it the test is skipped locally and
+/// fails under `KEEL_TEST_STRICT=1` (what `cargo xtask test` sets).
+fn scratch() -> Option<tempfile::TempDir> {
     let here = exec::Cmd::new(qemu::QEMU).arg("--version").output().is_ok()
         && exec::Cmd::new("setpriv").arg("--version").output().is_ok();
     if !here {
@@ -19,7 +19,7 @@ fn have_qemu() -> bool {
         );
         eprintln!("SKIPPED: qemu-system-x86_64 or setpriv is not installed");
     }
-    here
+    here.then(|| tempfile::tempdir().unwrap())
 }
 
 enum End {
@@ -61,9 +61,10 @@ fn guest(console: &str, report: &str, end: End) -> Vec<u8> {
     img
 }
 
-fn machine(dir: &Path, image: Vec<u8>) -> Machine {
+/// A machine booting [`guest`] with these arguments, its files in `dir`.
+fn machine(dir: &Path, console: &str, report: &str, end: End) -> Machine {
     let kernel = dir.join("guest.bin");
-    std::fs::write(&kernel, image).unwrap();
+    std::fs::write(&kernel, guest(console, report, end)).unwrap();
     Machine {
         name: None,
         accel: Accel::Tcg,
@@ -87,17 +88,12 @@ fn machine(dir: &Path, image: Vec<u8>) -> Machine {
 
 #[test]
 fn a_guest_that_reports_and_powers_off() {
-    if !have_qemu() {
-        return;
-    }
-    let dir = tempfile::tempdir().unwrap();
+    let Some(dir) = scratch() else { return };
     let m = machine(
         dir.path(),
-        guest(
-            "hello from the guest\n",
-            "KEEL-REPORT-BEGIN\n@@ start\n0.5\n@@ exit\n3\nKEEL-REPORT-END\n",
-            End::Reset,
-        ),
+        "hello from the guest\n",
+        "KEEL-REPORT-BEGIN\n@@ start\n0.5\n@@ exit\n3\nKEEL-REPORT-END\n",
+        End::Reset,
     );
     // what an earlier run left is replaced
     std::fs::create_dir_all(dir.path().join("logs")).unwrap();
@@ -136,17 +132,12 @@ fn a_guest_that_reports_and_powers_off() {
 
 #[test]
 fn a_kernel_panic_on_the_console_is_named() {
-    if !have_qemu() {
-        return;
-    }
-    let dir = tempfile::tempdir().unwrap();
+    let Some(dir) = scratch() else { return };
     let m = machine(
         dir.path(),
-        guest(
-            "[    1.000000] Kernel panic - not syncing: VFS: Unable to mount root fs\n",
-            "",
-            End::Reset,
-        ),
+        "[    1.000000] Kernel panic - not syncing: VFS: Unable to mount root fs\n",
+        "",
+        End::Reset,
     );
     let run = qemu::run::run(&m, Some(Duration::from_secs(120))).unwrap();
     assert_eq!(run.report, qemu::Report::default());
@@ -160,11 +151,8 @@ fn a_kernel_panic_on_the_console_is_named() {
 
 #[test]
 fn a_guest_that_never_ends_is_stopped_at_the_limit() {
-    if !have_qemu() {
-        return;
-    }
-    let dir = tempfile::tempdir().unwrap();
-    let m = machine(dir.path(), guest("spinning\n", "", End::Spin));
+    let Some(dir) = scratch() else { return };
+    let m = machine(dir.path(), "spinning\n", "", End::Spin);
     let t = Instant::now();
     let e = qemu::run::run(&m, Some(Duration::from_secs(2))).unwrap_err();
     assert!(t.elapsed() < Duration::from_secs(15), "{:?}", t.elapsed());
@@ -195,11 +183,8 @@ fn a_guest_that_never_ends_is_stopped_at_the_limit() {
 
 #[test]
 fn qemu_failing_names_its_command_line_and_console_log() {
-    if !have_qemu() {
-        return;
-    }
-    let dir = tempfile::tempdir().unwrap();
-    let mut m = machine(dir.path(), guest("", "", End::Reset));
+    let Some(dir) = scratch() else { return };
+    let mut m = machine(dir.path(), "", "", End::Reset);
     m.drives.push(qemu::Drive {
         path: dir.path().join("no-such-disk.img"),
         mode: qemu::DriveMode::Writable,
