@@ -273,16 +273,11 @@ pub fn run(opts: &Options, progress: &mut dyn Write) -> Result<Outcome, Error> {
 
     let accel = qemu::Accel::detect(&root.kernel, &state);
     let (uid, gid) = opts.owner;
-    let mut qemu_shares = vec![qemu::Share {
-        tag: "tools".into(),
-        path: tools.clone(),
-        writable: false,
-    }];
-    qemu_shares.extend(shares.iter().map(|s| qemu::Share {
-        tag: s.tag.clone(),
-        path: s.host.clone(),
-        writable: s.writable,
-    }));
+    // The tools share is mounted by init.sh itself, the others by the run script.
+    let tools_share = share("tools", &tools, TOOLS, false).share;
+    let qemu_shares = std::iter::once(tools_share)
+        .chain(shares.iter().map(|s| s.share.clone()))
+        .collect();
     let m = qemu::Machine {
         name: Some(qemu::Name {
             guest: format!("keel-vm-{}", opts.name),
@@ -364,10 +359,12 @@ pub fn run(opts: &Options, progress: &mut dyn Write) -> Result<Outcome, Error> {
 
 fn share(tag: &str, host: &Path, guest: &str, writable: bool) -> Share {
     Share {
-        tag: tag.into(),
-        host: host.to_owned(),
+        share: qemu::Share {
+            tag: tag.into(),
+            path: host.to_owned(),
+            writable,
+        },
         guest: guest.into(),
-        writable,
     }
 }
 

@@ -3,16 +3,13 @@
 
 use exec::shell_quote;
 
-/// A host directory shared into the VM over virtio-9p.
+/// A host directory shared into the VM over virtio-9p (what QEMU is told), and where the
+/// run script mounts it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Share {
-    /// The 9p mount tag (QEMU `mount_tag=`).
-    pub tag: String,
-    /// The host directory.
-    pub host: std::path::PathBuf,
+    pub share: qemu::Share,
     /// Where it is mounted in the VM.
     pub guest: String,
-    pub writable: bool,
 }
 
 /// Everything the run script needs.
@@ -48,10 +45,14 @@ pub fn run_script(spec: &RunSpec) -> String {
          m9() { mkdir -p \"$2\" && mount -t 9p -o \"trans=virtio,version=9p2000.L,msize=512000,$3\" \"$1\" \"$2\" || fail \"cannot mount share $1 on $2\"; }\n",
     );
     for sh in &spec.shares {
-        let opts = if sh.writable { "rw" } else { "ro,cache=loose" };
+        let opts = if sh.share.writable {
+            "rw"
+        } else {
+            "ro,cache=loose"
+        };
         s.push_str(&format!(
             "m9 {} {} {opts}\n",
-            shell_quote(&sh.tag),
+            shell_quote(&sh.share.tag),
             shell_quote(&sh.guest)
         ));
     }
@@ -93,16 +94,20 @@ mod tests {
         RunSpec {
             shares: vec![
                 Share {
-                    tag: "src".into(),
-                    host: "/p".into(),
+                    share: qemu::Share {
+                        tag: "src".into(),
+                        path: "/p".into(),
+                        writable: false,
+                    },
                     guest: "/keel/src".into(),
-                    writable: false,
                 },
                 Share {
-                    tag: "out".into(),
-                    host: "/p/build".into(),
+                    share: qemu::Share {
+                        tag: "out".into(),
+                        path: "/p/build".into(),
+                        writable: true,
+                    },
                     guest: "/keel/out".into(),
-                    writable: true,
                 },
             ],
             build_device: "/dev/vdb".into(),
