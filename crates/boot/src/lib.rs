@@ -179,3 +179,49 @@ pub fn check(image: &Path, opts: &CheckOptions) -> Result<CheckOutcome, Error> {
         boot_secs: run.secs,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_boot_machine_and_its_kernel_command_line() {
+        let disks = Disks {
+            root: "/o/v.squashfs".into(),
+            root_fstype: "squashfs",
+            var: "/w/var.img".into(),
+            kernel: "/w/vmlinuz".into(),
+            initrd: "/w/initrd.img".into(),
+            var_log_absent: true,
+        };
+        let plain = "root=/dev/vda rootfstype=squashfs ro console=ttyS0 loglevel=4 systemd.firstboot=off panic=-1";
+        assert_eq!(kernel_cmdline(&disks, None, false), plain);
+        assert_eq!(
+            kernel_cmdline(&disks, Some(true), true),
+            format!("{plain} security=selinux enforcing=1 systemd.unit=keel-check.target")
+        );
+        assert_eq!(
+            kernel_cmdline(&disks, Some(false), false),
+            format!("{plain} security=selinux enforcing=0")
+        );
+        let m = machine(&disks, Accel::Tcg, "c".into(), Console::Terminal);
+        assert_eq!(
+            m.boot,
+            Boot::Kernel {
+                kernel: disks.kernel.clone(),
+                initrd: Some(disks.initrd.clone()),
+                cmdline: "c".into(),
+            }
+        );
+        // the image is /dev/vda and read-only, the /var disk /dev/vdb and writable
+        let drives: Vec<_> = m.drives.iter().map(|d| (d.path.clone(), d.mode)).collect();
+        assert_eq!(
+            drives,
+            [
+                (disks.root.clone(), DriveMode::ReadOnly),
+                (disks.var.clone(), DriveMode::Writable)
+            ]
+        );
+        assert!(m.shares.is_empty() && m.report.is_none() && m.run_as.is_none());
+    }
+}
