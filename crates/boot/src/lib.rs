@@ -3,22 +3,23 @@
 //! - [`disk`]: the disk layout of an image: the image itself as the read-only root disk, a
 //!   writable btrfs `/var` disk made from the image's `/var` (labelled `keel-var`, which
 //!   the image's fstab mounts), the kernel and initramfs from the image's `/boot`.
-//! - [`qemu`]: the invocation: direct kernel boot, KVM when it works and TCG otherwise,
-//!   the serial console on the terminal or in a file, a second serial port for the report.
-//! - [`report`]: what the boot check in the image reported, and the assertions on it.
+//! - [`machine`] and [`kernel_cmdline`]: the machine that boots those disks, described
+//!   for crate `qemu`, which runs it.
+//! - [`report`]: the assertions on what the boot check in the image reported.
 //! - [`check`]: one bounded boot with `systemd.unit=keel-check.target`, then the verdicts.
 //!
-//! **Invariant:** a boot is bounded in time (`timeout` around QEMU); a boot that never
-//! reports, a kernel panic or the time limit is an error carrying the console log's path
-//! and tail. Nothing here judges by the console: assertions read only the report.
+//! **Invariant:** a boot is bounded in time (`qemu::run`); a boot that never reports, a
+//! kernel panic or the time limit is an error naming QEMU's command line and the console
+//! log, with its tail. Nothing here judges by the console: assertions read only the report.
 
 pub mod disk;
-pub mod qemu;
 pub mod report;
 
+use disk::Disks;
+use qemu::{Accel, Boot, Console, Drive, DriveMode, Machine};
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -37,16 +38,8 @@ pub enum Error {
     Invalid(String),
     #[error("{}: no such image (build it first)", .0.display())]
     Missing(PathBuf),
-    #[error("the boot did not finish within {limit} s (QEMU stopped); console log {}:\n{}", console.display(), indent(tail))]
-    Timeout {
-        limit: u64,
-        console: PathBuf,
-        tail: String,
-    },
-    #[error("kernel panic; console log {}:\n{}", console.display(), indent(tail))]
-    Panic { console: PathBuf, tail: String },
-    #[error("the machine stopped without a report from the boot check (is keel-check.target in the image?); console log {}:\n{}", console.display(), indent(tail))]
-    NoReport { console: PathBuf, tail: String },
+    #[error(transparent)]
+    Qemu(#[from] qemu::Error),
 }
 
 pub(crate) fn io(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
@@ -56,11 +49,59 @@ pub(crate) fn io(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
     }
 }
 
-fn indent(s: &str) -> String {
-    s.lines()
-        .map(|l| format!("    | {l}"))
-        .collect::<Vec<_>>()
-        .join("\n")
+/// The kernel command line for Keel's disk layout.
+pub fn kernel_cmdline(disks: &Disks, selinux: Option<bool>, check: bool) -> String {
+    let mut v = vec![
+        "root=/dev/vda".to_owned(),
+        format!("rootfstype={}", disks.root_fstype),
+        "ro".into(),
+        "console=ttyS0".into(),
+        "loglevel=4".into(),
+        // a read-only root: nothing to ask on the console
+        "systemd.firstboot=off".into(),
+        // a panic ends the VM (with -no-reboot) instead of hanging it
+        "panic=-1".into(),
+    ];
+    if let Some(enforcing) = selinux {
+        // Debian's kernel starts AppArmor first; `security=` selects SELinux.
+        v.push("security=selinux".into());
+        v.push(format!("enforcing={}", u8::from(enforcing)));
+    }
+    if check {
+        v.push("systemd.unit=keel-check.target".into());
+    }
+    v.join(" ")
+}
+
+/// The machine that boots `disks`: their kernel and initramfs with `cmdline`, the image
+/// as `/dev/vda` (read-only), the `/var` disk as `/dev/vdb`; 2 GiB, 2 CPUs, no report
+/// port (the caller changes what it needs).
+pub fn machine(disks: &Disks, accel: Accel, cmdline: String, console: Console) -> Machine {
+    Machine {
+        name: None,
+        accel,
+        memory_mb: 2048,
+        cpus: 2,
+        boot: Boot::Kernel {
+            kernel: disks.kernel.clone(),
+            initrd: Some(disks.initrd.clone()),
+            cmdline,
+        },
+        drives: vec![
+            Drive {
+                path: disks.root.clone(),
+                mode: DriveMode::ReadOnly,
+            },
+            Drive {
+                path: disks.var.clone(),
+                mode: DriveMode::Writable,
+            },
+        ],
+        shares: Vec::new(),
+        console,
+        report: None,
+        run_as: None,
+    }
 }
 
 /// How to boot for a check.
@@ -79,9 +120,9 @@ pub struct CheckOptions {
 /// What one checked boot gave.
 #[derive(Debug, Clone)]
 pub struct CheckOutcome {
-    pub accel: qemu::Accel,
+    pub accel: Accel,
     pub cmdline: String,
-    pub report: report::Report,
+    pub report: qemu::Report,
     pub verdicts: Vec<report::Verdict>,
     pub console: PathBuf,
     pub report_file: PathBuf,
@@ -101,13 +142,6 @@ pub fn check(image: &Path, opts: &CheckOptions) -> Result<CheckOutcome, Error> {
     fs::create_dir_all(&opts.dir).map_err(io(&opts.dir))?;
     let console = opts.dir.join("console.log");
     let report_file = opts.dir.join("report.txt");
-    let qemu_log = opts.dir.join("qemu.log");
-    for f in [&console, &report_file, &qemu_log] {
-        match fs::remove_file(f) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(io(f)(e)),
-            _ => {}
-        }
-    }
     let t = Instant::now();
     let disks = disk::prepare(image, &opts.dir, &opts.dir.join("disks.log"))?;
     let disk_secs = t.elapsed().as_secs_f64();
@@ -116,54 +150,78 @@ pub fn check(image: &Path, opts: &CheckOptions) -> Result<CheckOutcome, Error> {
         root_fstype: disks.root_fstype.to_owned(),
         var_log_absent_at_build: disks.var_log_absent,
     };
-    let cmdline = qemu::kernel_cmdline(&disks, opts.selinux.as_ref().map(|s| s.0), true);
-    let q = qemu::Qemu {
-        accel: qemu::Accel::detect(&disks.kernel, &opts.dir),
+    let cmdline = kernel_cmdline(&disks, opts.selinux.as_ref().map(|s| s.0), true);
+    let accel = Accel::detect(&disks.kernel, &opts.dir);
+    let log = Console::Log {
+        path: console.clone(),
+        echo: false,
+    };
+    let m = Machine {
         memory_mb: opts.memory_mb,
         cpus: opts.cpus,
-        disks,
-        append: cmdline.clone(),
-        console: qemu::Console::File(console.clone()),
         report: Some(report_file.clone()),
+        ..machine(&disks, accel, cmdline.clone(), log)
     };
-    let t = Instant::now();
-    // 124/137: `timeout` stopped QEMU (TERM, then KILL): reported below with the console.
-    let out = q
-        .command(opts.limit)
-        .ok_codes(&[0, 124, 137])
-        .log(&qemu_log)
-        .output()?;
-    let boot_secs = t.elapsed().as_secs_f64();
-    let console_text = fs::read(&console)
-        .map(|b| String::from_utf8_lossy(&b).into_owned())
-        .unwrap_or_default();
-    let tail = exec::tail_lines(&console_text, 25);
-    if console_text.contains("Kernel panic") {
-        return Err(Error::Panic { console, tail });
+    let run = qemu::run::run(&m, Some(Duration::from_secs(opts.limit)))?;
+    if run.report.sections.is_empty() {
+        let missing = "a report from the boot check (is keel-check.target in the image?)";
+        return Err(run.unreported("the machine", missing).into());
     }
-    let report_text = fs::read(&report_file)
-        .map(|b| String::from_utf8_lossy(&b).into_owned())
-        .unwrap_or_default();
-    let report = report::Report::parse(&report_text);
-    if matches!(out.status.code(), Some(124 | 137)) {
-        return Err(Error::Timeout {
-            limit: opts.limit,
-            console,
-            tail,
-        });
-    }
-    if report.sections.is_empty() {
-        return Err(Error::NoReport { console, tail });
-    }
-    let verdicts = report::verdicts(&report, &expect);
+    let verdicts = report::verdicts(&run.report, &expect);
     Ok(CheckOutcome {
-        accel: q.accel,
+        accel,
         cmdline,
-        report,
+        report: run.report,
         verdicts,
         console,
         report_file,
         disk_secs,
-        boot_secs,
+        boot_secs: run.secs,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_boot_machine_and_its_kernel_command_line() {
+        let disks = Disks {
+            root: "/o/v.squashfs".into(),
+            root_fstype: "squashfs",
+            var: "/w/var.img".into(),
+            kernel: "/w/vmlinuz".into(),
+            initrd: "/w/initrd.img".into(),
+            var_log_absent: true,
+        };
+        let plain = "root=/dev/vda rootfstype=squashfs ro console=ttyS0 loglevel=4 systemd.firstboot=off panic=-1";
+        assert_eq!(kernel_cmdline(&disks, None, false), plain);
+        assert_eq!(
+            kernel_cmdline(&disks, Some(true), true),
+            format!("{plain} security=selinux enforcing=1 systemd.unit=keel-check.target")
+        );
+        assert_eq!(
+            kernel_cmdline(&disks, Some(false), false),
+            format!("{plain} security=selinux enforcing=0")
+        );
+        let m = machine(&disks, Accel::Tcg, "c".into(), Console::Terminal);
+        assert_eq!(
+            m.boot,
+            Boot::Kernel {
+                kernel: disks.kernel.clone(),
+                initrd: Some(disks.initrd.clone()),
+                cmdline: "c".into(),
+            }
+        );
+        // the image is /dev/vda and read-only, the /var disk /dev/vdb and writable
+        let drives: Vec<_> = m.drives.iter().map(|d| (d.path.clone(), d.mode)).collect();
+        assert_eq!(
+            drives,
+            [
+                (disks.root.clone(), DriveMode::ReadOnly),
+                (disks.var.clone(), DriveMode::Writable)
+            ]
+        );
+        assert!(m.shares.is_empty() && m.report.is_none() && m.run_as.is_none());
+    }
 }

@@ -1,68 +1,15 @@
-//! What the running system reported, and the assertions on it. Pure: text in, verdicts out.
+//! The assertions on what the running system reported. Pure: a report in, verdicts out.
 //!
 //! The boot check in the image (`/usr/libexec/keel/boot-check`, run by
-//! `keel-check.service`) writes to the second serial port: `KEEL-CHECK-BEGIN`, then one
-//! section per fact (`@@ name` on a line of its own, then what the system printed), then
-//! `KEEL-CHECK-END`. It reports; the judging happens here, so a check is changed in one
-//! place and tested on recorded reports.
+//! `keel-check.service`) writes its report to the second serial port in the one report
+//! protocol of crate `qemu` (`qemu::report`): one section per fact (`@@ name` on a line
+//! of its own, then what the system printed) between the begin and end markers. It
+//! reports; the judging happens here, so a check is changed in one place and tested on
+//! recorded reports.
 
+use qemu::Report;
 use std::collections::BTreeMap;
 use std::fmt;
-
-/// A parsed report: section name -> the lines the system printed.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Report {
-    pub sections: BTreeMap<String, String>,
-    /// `KEEL-CHECK-END` was seen: the check ran to its end.
-    pub complete: bool,
-}
-
-impl Report {
-    pub fn parse(text: &str) -> Report {
-        let mut r = Report::default();
-        let mut cur: Option<String> = None;
-        let mut started = false;
-        for raw in text.lines() {
-            let line = raw.trim_end_matches('\r');
-            if line == "KEEL-CHECK-BEGIN" {
-                started = true;
-                continue;
-            }
-            if !started {
-                continue;
-            }
-            if line == "KEEL-CHECK-END" {
-                r.complete = true;
-                break;
-            }
-            if let Some(name) = line.strip_prefix("@@ ") {
-                let name = name.trim().to_owned();
-                r.sections.entry(name.clone()).or_default();
-                cur = Some(name);
-                continue;
-            }
-            if let Some(c) = &cur {
-                let s = r.sections.entry(c.clone()).or_default();
-                s.push_str(line);
-                s.push('\n');
-            }
-        }
-        r
-    }
-
-    /// A section's text, trimmed ("" when absent).
-    pub fn get(&self, name: &str) -> &str {
-        self.sections.get(name).map(|s| s.trim()).unwrap_or("")
-    }
-
-    /// `key value` lines of a section: the value after the first word `key`.
-    fn field<'a>(&'a self, section: &str, key: &str) -> Option<&'a str> {
-        self.get(section).lines().find_map(|l| {
-            let (k, v) = l.split_once(' ').unwrap_or((l, ""));
-            (k == key).then(|| v.trim())
-        })
-    }
-}
 
 /// What the variant promises.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -210,7 +157,7 @@ fn check_completed(r: &Report, _: &Expect) -> Result<String, String> {
     if r.complete {
         Ok(format!("uptime at end of boot {}s", r.get("uptime")))
     } else {
-        Err("the report ends before KEEL-CHECK-END".into())
+        Err(format!("the report ends before {}", qemu::report::END))
     }
 }
 

@@ -9,8 +9,11 @@ use std::ffi::{OsStr, OsString};
 use std::fmt;
 use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
 
 /// How many lines of output an error shows.
 pub const TAIL_LINES: usize = 20;
@@ -49,7 +52,8 @@ pub enum Error {
     },
 }
 
-fn indent(s: &str) -> String {
+/// Each line of `s` behind `    | `: command output quoted in an error message.
+pub fn indent(s: &str) -> String {
     s.lines()
         .map(|l| format!("    | {l}"))
         .collect::<Vec<_>>()
@@ -237,7 +241,12 @@ impl Cmd {
 
     /// Start the command with its stdout and stderr merged, each chunk copied as it comes
     /// to the log and to `echo` (the terminal): for long commands the user watches, like
-    /// a VM's console. [`Teed::wait`] judges the exit status like [`Cmd::run`].
+    /// a VM's console. [`Teed::wait`] judges the exit status like [`Cmd::run`];
+    /// [`Teed::wait_bounded`] also stops the command at a time limit or when asked.
+    ///
+    /// The command leads a process group of its own, so that stopping it stops whatever it
+    /// started too, and a Ctrl-C on the terminal reaches Keel, not the command: the caller
+    /// decides what a signal means for it.
     pub fn spawn_teed(&self, log: &Path, echo: Box<dyn Write + Send>) -> Result<Teed, Error> {
         let log_err = |source| Error::Log {
             path: log.to_owned(),
@@ -261,20 +270,37 @@ impl Cmd {
         let (reader, writer) = std::io::pipe().map_err(spawn_err)?;
         let writer2 = writer.try_clone().map_err(spawn_err)?;
         let mut cmd = self.command();
-        cmd.stdout(writer).stderr(writer2);
+        cmd.stdout(writer).stderr(writer2).process_group(0);
         let child = cmd.spawn().map_err(spawn_err)?;
         // Our copies of the write end must be gone, or the pump never sees end of file.
         drop(cmd);
         let sink = f.try_clone().map_err(log_err)?;
-        let pump = std::thread::spawn(move || pump(reader, sink, echo));
+        let (done, pumped) = mpsc::channel();
+        std::thread::spawn(move || {
+            pump(reader, sink, echo);
+            let _ = done.send(());
+        });
         Ok(Teed {
             child,
-            pump: Some(pump),
+            pumped,
             cmd: self.clone(),
             log: log.to_owned(),
             file: f,
             start,
         })
+    }
+
+    /// Run with the terminal as stdin, stdout and stderr: for a program the user drives
+    /// (a VM's console), the one exception to the closed stdin. The user saw the output, so
+    /// the exit status is returned for the caller to judge, not turned into an error.
+    pub fn run_interactive(&self) -> Result<ExitStatus, Error> {
+        self.command()
+            .stdin(Stdio::inherit())
+            .status()
+            .map_err(|source| Error::Spawn {
+                cmdline: self.cmdline(),
+                source,
+            })
     }
 
     fn accepts(&self, status: ExitStatus) -> bool {
@@ -296,34 +322,134 @@ impl Cmd {
 #[derive(Debug)]
 pub struct Teed {
     child: std::process::Child,
-    pump: Option<std::thread::JoinHandle<()>>,
+    /// Says when the pump has copied the last of the output.
+    pumped: mpsc::Receiver<()>,
     cmd: Cmd,
     log: PathBuf,
     file: File,
     start: u64,
 }
 
+/// How long a command stopped by [`Teed::wait_bounded`] gets between SIGTERM and SIGKILL.
+pub const GRACE: Duration = Duration::from_secs(10);
+
+/// How often [`Teed::wait_bounded`] looks at the command and asks `stop`.
+const POLL: Duration = Duration::from_millis(50);
+
+/// Why [`Teed::wait_bounded`] returned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ending {
+    /// The command ended by itself; its status was judged as [`Cmd::run`] judges it.
+    Exited,
+    /// The time limit passed, and the command was stopped.
+    Deadline,
+    /// `stop` asked for it, and the command was stopped.
+    Stopped,
+}
+
+/// What [`Teed::wait_bounded`] gave.
+#[derive(Debug, Clone, Copy)]
+pub struct Bounded {
+    pub status: ExitStatus,
+    pub ending: Ending,
+    /// From the start of the wait to the command's end.
+    pub elapsed: Duration,
+}
+
 impl Teed {
-    /// The process id (to signal it).
+    /// The process id (also its process group's).
     pub fn id(&self) -> u32 {
         self.child.id()
     }
 
     /// Wait for the command and for the last of its output; an exit status outside the
     /// accepted codes is an [`Error::Failed`] carrying the tail of what it printed.
-    pub fn wait(mut self) -> Result<ExitStatus, Error> {
-        let status = self.child.wait().map_err(|source| Error::Spawn {
+    pub fn wait(self) -> Result<ExitStatus, Error> {
+        self.wait_bounded(None, &mut || false).map(|b| b.status)
+    }
+
+    /// Wait at most `limit`, and ask `stop` every 50 ms whether to stop waiting. At the
+    /// limit, or when `stop` says so, the command's process group gets SIGTERM, and SIGKILL
+    /// [`GRACE`] later; the status of a command stopped so is not judged (its
+    /// [`Bounded::ending`] says why it ended). Whatever is left of the group when the
+    /// command has ended is killed, and the output is waited for at most [`GRACE`], so the
+    /// wait ends even when something outside the group holds the output open.
+    pub fn wait_bounded(
+        mut self,
+        limit: Option<Duration>,
+        stop: &mut dyn FnMut() -> bool,
+    ) -> Result<Bounded, Error> {
+        let t0 = Instant::now();
+        let mut ending = Ending::Exited;
+        let mut term_at: Option<Instant> = None;
+        let mut killed = false;
+        let spawn_err = |source| Error::Spawn {
             cmdline: self.cmd.cmdline(),
             source,
-        })?;
-        if let Some(p) = self.pump.take() {
-            let _ = p.join();
+        };
+        loop {
+            // Ended? Asked without reaping it, so that its process group id cannot be taken
+            // by another process before what is left of the group is killed below.
+            match self.exited() {
+                Ok(true) => break,
+                Ok(false) => {}
+                Err(e) => {
+                    self.signal_group(rustix::process::Signal::Kill);
+                    let _ = self.child.wait();
+                    return Err(spawn_err(e));
+                }
+            }
+            match term_at {
+                None => {
+                    if limit.is_some_and(|l| t0.elapsed() >= l) {
+                        ending = Ending::Deadline;
+                    } else if stop() {
+                        ending = Ending::Stopped;
+                    }
+                    if ending != Ending::Exited {
+                        self.signal_group(rustix::process::Signal::Term);
+                        term_at = Some(Instant::now());
+                    }
+                }
+                Some(t) if !killed && t.elapsed() >= GRACE => {
+                    self.signal_group(rustix::process::Signal::Kill);
+                    killed = true;
+                }
+                Some(_) => {}
+            }
+            std::thread::sleep(POLL);
         }
-        if self.cmd.accepts(status) {
-            return Ok(status);
+        let elapsed = t0.elapsed();
+        // What the command started and left behind in its group.
+        self.signal_group(rustix::process::Signal::Kill);
+        let status = self.child.wait().map_err(spawn_err)?;
+        let _ = self.pumped.recv_timeout(GRACE);
+        if ending == Ending::Exited && !self.cmd.accepts(status) {
+            let tail = tail_of_file(&mut self.file, self.start);
+            return Err(self.cmd.failed(status, tail, Some(self.log.clone())));
         }
-        let tail = tail_of_file(&mut self.file, self.start);
-        Err(self.cmd.failed(status, tail, Some(self.log.clone())))
+        Ok(Bounded {
+            status,
+            ending,
+            elapsed,
+        })
+    }
+
+    /// Whether the command has ended (it is left to be reaped).
+    fn exited(&self) -> std::io::Result<bool> {
+        use rustix::process::{waitid, Pid, WaitId, WaitidOptions};
+        let Some(pid) = Pid::from_raw(self.child.id() as i32) else {
+            return Ok(true);
+        };
+        let o = WaitidOptions::EXITED | WaitidOptions::NOHANG | WaitidOptions::NOWAIT;
+        Ok(waitid(WaitId::Pid(pid), o)?.is_some())
+    }
+
+    fn signal_group(&self, sig: rustix::process::Signal) {
+        if let Some(p) = rustix::process::Pid::from_raw(self.child.id() as i32) {
+            // ESRCH once the group is gone: nothing to stop.
+            let _ = rustix::process::kill_process_group(p, sig);
+        }
     }
 }
 
@@ -442,6 +568,93 @@ mod tests {
             .spawn_teed(&log, Box::new(std::io::sink()))
             .unwrap();
         assert!(ok.wait().unwrap().success());
+    }
+
+    /// Whether a process is gone (or a zombie waiting for its new parent to reap it).
+    fn gone(pid: &str) -> bool {
+        match fs::read_to_string(format!("/proc/{}/stat", pid.trim())) {
+            Err(_) => true,
+            Ok(stat) => stat
+                .rsplit_once(") ")
+                .is_some_and(|(_, r)| r.starts_with('Z')),
+        }
+    }
+
+    #[test]
+    fn bounded_wait_stops_the_whole_group_at_the_limit() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("b.log");
+        let pids = dir.path().join("pids");
+        let script = format!(
+            "sleep 100 & echo $! >{0}; echo $$ >>{0}; sleep 100",
+            pids.display()
+        );
+        let t = Cmd::new("sh")
+            .args(["-c", &script])
+            .spawn_teed(&log, Box::new(std::io::sink()))
+            .unwrap();
+        let b = t
+            .wait_bounded(Some(Duration::from_millis(300)), &mut || false)
+            .unwrap();
+        assert_eq!(b.ending, Ending::Deadline);
+        assert!(b.elapsed < Duration::from_secs(5), "{:?}", b.elapsed);
+        assert!(!b.status.success());
+        let pids = fs::read_to_string(&pids).unwrap();
+        assert_eq!(pids.lines().count(), 2, "{pids}");
+        for p in pids.lines() {
+            assert!(gone(p), "process {p} outlived the wait");
+        }
+    }
+
+    #[test]
+    fn bounded_wait_stops_when_asked_and_kills_what_ignores_sigterm() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("s.log");
+        let t = Cmd::new("sh")
+            .args(["-c", "trap '' TERM; echo ready; sleep 100"])
+            .spawn_teed(&log, Box::new(std::io::sink()))
+            .unwrap();
+        let mut asked = 0;
+        let b = t
+            .wait_bounded(None, &mut || {
+                asked += 1;
+                asked == 3
+            })
+            .unwrap();
+        assert_eq!(b.ending, Ending::Stopped);
+        assert_eq!(asked, 3);
+        // SIGTERM was ignored: SIGKILL came after the grace period.
+        assert!(
+            b.elapsed >= GRACE && b.elapsed < GRACE * 2,
+            "{:?}",
+            b.elapsed
+        );
+        assert!(fs::read_to_string(&log).unwrap().contains("ready\n"));
+    }
+
+    #[test]
+    fn bounded_wait_judges_a_command_that_ended_by_itself() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("e.log");
+        let start = |script: &str| {
+            Cmd::new("sh")
+                .args(["-c", script])
+                .spawn_teed(&log, Box::new(std::io::sink()))
+                .unwrap()
+        };
+        let b = start("echo fine")
+            .wait_bounded(Some(Duration::from_secs(60)), &mut || false)
+            .unwrap();
+        assert_eq!((b.ending, b.status.code()), (Ending::Exited, Some(0)));
+        let e = start("echo broken; exit 2")
+            .wait_bounded(Some(Duration::from_secs(60)), &mut || false)
+            .unwrap_err();
+        let msg = e.to_string();
+        assert!(
+            msg.contains("exit status: 2") && msg.contains("| broken"),
+            "{msg}"
+        );
+        assert!(msg.contains(&log.display().to_string()), "{msg}");
     }
 
     #[test]

@@ -72,7 +72,8 @@ fn debian_base_boots_clean() {
     ]);
     assert!(!ok);
     assert!(
-        stderr.contains("the boot did not finish within 5 s (QEMU stopped); console log "),
+        stderr.contains("the machine did not finish within 5 s (QEMU stopped): `setpriv ")
+            && stderr.contains("; console log "),
         "{stderr}"
     );
     let console = testutil::project_root().join("build/work/debian-base/boot/console.log");

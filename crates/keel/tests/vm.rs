@@ -89,7 +89,7 @@ impl Vm<'_> {
         let t = Instant::now();
         loop {
             let started = fs::read_to_string(&report)
-                .map(|r| r.contains("KEEL-VM-START"))
+                .map(|r| qemu::Report::parse(&r).sections.contains_key("start"))
                 .unwrap_or(false);
             if started || t.elapsed() > Duration::from_secs(900) {
                 break;

@@ -1,7 +1,8 @@
 #!/bin/sh
 # Keel build VM: PID 1 (docs/vm.md). Mounts what every run needs, runs the run script
 # the host wrote into the tools share, reports its exit code on the second serial port
-# and powers the machine off. It never returns: if it did, the kernel would panic, and
+# (the report protocol of crate qemu: KEEL-REPORT-BEGIN, `@@ name` sections,
+# KEEL-REPORT-END) and powers the machine off. It never returns: if it did, the kernel would panic, and
 # the VM would stop anyway (panic=-1 and QEMU's -no-reboot).
 PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 export PATH
@@ -15,9 +16,10 @@ mount -t tmpfs tmpfs /dev/shm
 mount -t tmpfs tmpfs /run
 mount -t tmpfs tmpfs /tmp
 modprobe -a 9pnet_virtio 9p 2>/dev/null
+echo KEEL-REPORT-BEGIN >/dev/ttyS1
 
 stop() {
-	echo "KEEL-VM-EXIT $1" >/dev/ttyS1
+	printf '@@ exit\n%s\nKEEL-REPORT-END\n' "$1" >/dev/ttyS1
 	sync
 	umount -a -r 2>/dev/null
 	sync

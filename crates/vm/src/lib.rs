@@ -26,9 +26,7 @@ use script::{Share, SETUP_FAILED};
 use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicI32, Ordering};
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -64,14 +62,9 @@ pub enum Error {
         name: String,
         console: PathBuf,
     },
-    #[error("keel vm: the VM `{name}` stopped without reporting an exit code ({why}); console log {}:\n{}", console.display(), indent(tail))]
-    NoExit {
-        name: String,
-        why: String,
-        console: PathBuf,
-        tail: String,
-    },
-    #[error("keel vm: setting up the VM `{name}` failed (exit {code}); console log {}:\n{}", console.display(), indent(tail))]
+    #[error(transparent)]
+    Qemu(#[from] qemu::Error),
+    #[error("keel vm: setting up the VM `{name}` failed (exit {code}); console log {}:\n{}", console.display(), exec::indent(tail))]
     Setup {
         name: String,
         code: i32,
@@ -85,13 +78,6 @@ pub(crate) fn io(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
         path: path.to_owned(),
         source,
     }
-}
-
-fn indent(s: &str) -> String {
-    s.lines()
-        .map(|l| format!("    | {l}"))
-        .collect::<Vec<_>>()
-        .join("\n")
 }
 
 /// One `keel vm` run.
@@ -203,14 +189,11 @@ pub fn run(opts: &Options, progress: &mut dyn Write) -> Result<Outcome, Error> {
         });
     };
     let log = state.join("vm.log");
-    let console = state.join("console.log");
-    let report = state.join("report");
-    for f in [&log, &console, &report] {
-        match fs::remove_file(f) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(io(f)(e)),
-            _ => {}
-        }
+    match fs::remove_file(&log) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(io(&log)(e)),
+        _ => {}
     }
+    let console = state.join("console.log");
 
     let root = rootdisk::ensure(
         &opts.build_dir.join("vm/images"),
@@ -288,67 +271,46 @@ pub fn run(opts: &Options, progress: &mut dyn Write) -> Result<Outcome, Error> {
     let run_file = tools.join("run");
     fs::write(&run_file, script::run_script(&spec)).map_err(io(&run_file))?;
 
-    let accel = boot::qemu::Accel::detect(&root.kernel, &state);
-    let mut args: Vec<String> = vec![
-        "--pdeathsig".into(),
-        "KILL".into(),
-        "--".into(),
-        boot::qemu::QEMU.into(),
-        "-name".into(),
-        format!("keel-vm-{},process=keel-vm", opts.name),
-    ];
+    let accel = qemu::Accel::detect(&root.kernel, &state);
     let (uid, gid) = opts.owner;
-    if uid != rustix::process::geteuid().as_raw() {
+    // The tools share is mounted by init.sh itself, the others by the run script.
+    let tools_share = share("tools", &tools, TOOLS, false).share;
+    let qemu_shares = std::iter::once(tools_share)
+        .chain(shares.iter().map(|s| s.share.clone()))
+        .collect();
+    let m = qemu::Machine {
+        name: Some(qemu::Name {
+            guest: format!("keel-vm-{}", opts.name),
+            process: "keel-vm".into(),
+        }),
+        accel,
+        memory_mb: opts.memory_mb,
+        cpus: opts.cpus,
+        boot: qemu::Boot::Kernel {
+            kernel: root.kernel.clone(),
+            initrd: Some(root.initrd.clone()),
+            cmdline: "root=/dev/vda rootfstype=ext4 rw console=ttyS0 quiet loglevel=3 panic=-1 init=/keel/init".into(),
+        },
+        drives: vec![
+            qemu::Drive {
+                path: root.disk.clone(),
+                mode: qemu::DriveMode::Snapshot,
+            },
+            qemu::Drive {
+                path: build_disk,
+                mode: qemu::DriveMode::Writable,
+            },
+        ],
+        shares: qemu_shares,
+        console: qemu::Console::Log {
+            path: console.clone(),
+            echo: true,
+        },
+        report: Some(state.join("report")),
         // QEMU opens the disks, the report file and the share roots first, then becomes
         // the invoking user: what the VM writes through the shares is theirs.
-        args.extend(boot::qemu::run_as(uid, gid));
-    }
-    args.extend(accel_args(accel));
-    args.extend([
-        "-m".into(),
-        opts.memory_mb.to_string(),
-        "-smp".into(),
-        opts.cpus.to_string(),
-        "-no-reboot".into(),
-        "-display".into(),
-        "none".into(),
-        "-nic".into(),
-        "none".into(),
-        "-device".into(),
-        "virtio-rng-pci".into(),
-        "-kernel".into(),
-        root.kernel.display().to_string(),
-        "-initrd".into(),
-        root.initrd.display().to_string(),
-        "-append".into(),
-        "root=/dev/vda rootfstype=ext4 rw console=ttyS0 quiet loglevel=3 panic=-1 init=/keel/init"
-            .into(),
-        "-drive".into(),
-        format!(
-            "file={},if=virtio,format=raw,snapshot=on",
-            drive(&root.disk)
-        ),
-        "-drive".into(),
-        format!("file={},if=virtio,format=raw", drive(&build_disk)),
-        "-virtfs".into(),
-        virtfs("tools", &tools, false),
-    ]);
-    for s in &shares {
-        args.push("-virtfs".into());
-        args.push(virtfs(&s.tag, &s.host, s.writable));
-    }
-    args.extend([
-        "-monitor".into(),
-        "none".into(),
-        "-serial".into(),
-        "stdio".into(),
-        "-serial".into(),
-        format!("file:{}", report.display()),
-    ]);
-    // The exit codes are the inner command's (read from the report), not QEMU's.
-    let cmd = Cmd::new("setpriv")
-        .args(&args)
-        .ok_codes(&(0..=255).collect::<Vec<i32>>());
+        run_as: (uid != rustix::process::geteuid().as_raw()).then(|| qemu::RunAs::probe(uid, gid)),
+    };
     let _ = writeln!(
         progress,
         "keel vm: starting VM `{}` ({:?}, {} MiB, {} CPUs); console log {}",
@@ -358,167 +320,52 @@ pub fn run(opts: &Options, progress: &mut dyn Write) -> Result<Outcome, Error> {
         opts.cpus,
         console.display()
     );
-
-    let interrupted = Arc::new(AtomicI32::new(0));
-    let t0 = Instant::now();
-    let teed = cmd.spawn_teed(&console, Box::new(std::io::stderr()))?;
-    let pid = teed.id();
-    let mut signals = signal_hook::iterator::Signals::new([
-        signal_hook::consts::SIGINT,
-        signal_hook::consts::SIGTERM,
-        signal_hook::consts::SIGHUP,
-    ])
-    .map_err(io(Path::new("signal handlers")))?;
-    let handle = signals.handle();
-    let flag = interrupted.clone();
-    let watcher = std::thread::spawn(move || {
-        if let Some(sig) = signals.forever().next() {
-            flag.store(sig, Ordering::SeqCst);
-            signal(pid, rustix::process::Signal::Term);
+    let run = match qemu::run::run(&m, opts.timeout.map(Duration::from_secs)) {
+        Ok(run) => run,
+        Err(qemu::Error::Interrupted { signal, at }) => {
+            return Err(Error::Interrupted {
+                signal,
+                name: opts.name.clone(),
+                console: at.console,
+            })
         }
-    });
-    // The host-side moment the command starts (when the report port says so), and the
-    // time limit.
-    let started = Arc::new(std::sync::Mutex::new(None::<f64>));
-    let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let timed_out = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let poller = {
-        let (started, done, timed_out, report) = (
-            started.clone(),
-            done.clone(),
-            timed_out.clone(),
-            report.clone(),
-        );
-        let limit = opts.timeout.map(Duration::from_secs);
-        std::thread::spawn(move || {
-            let mut seen = false;
-            let mut killed_at = None;
-            while !done.load(Ordering::SeqCst) {
-                if !seen {
-                    if let Ok(t) = fs::read_to_string(&report) {
-                        if t.contains("KEEL-VM-START") {
-                            seen = true;
-                            *started.lock().unwrap_or_else(|e| e.into_inner()) =
-                                Some(t0.elapsed().as_secs_f64());
-                        }
-                    }
-                }
-                if let Some(limit) = limit {
-                    if t0.elapsed() > limit && killed_at.is_none() {
-                        timed_out.store(true, Ordering::SeqCst);
-                        signal(pid, rustix::process::Signal::Term);
-                        killed_at = Some(Instant::now());
-                    }
-                }
-                if killed_at.is_some_and(|k: Instant| k.elapsed() > Duration::from_secs(10)) {
-                    signal(pid, rustix::process::Signal::Kill);
-                }
-                std::thread::sleep(Duration::from_millis(50));
-            }
-        })
+        Err(e) => return Err(e.into()),
     };
-    let status = teed.wait();
-    let vm_secs = t0.elapsed().as_secs_f64();
-    done.store(true, Ordering::SeqCst);
-    handle.close();
-    let _ = watcher.join();
-    let _ = poller.join();
-    let status = status?;
-
-    let tail = || {
-        let text = fs::read(&console)
-            .map(|b| String::from_utf8_lossy(&b).into_owned())
-            .unwrap_or_default();
-        exec::tail_lines(&text, 30)
-    };
-    let sig = interrupted.load(Ordering::SeqCst);
-    if sig != 0 {
-        return Err(Error::Interrupted {
-            signal: sig,
-            name: opts.name.clone(),
-            console,
-        });
-    }
-    let rep = script::parse_report(&fs::read_to_string(&report).unwrap_or_default());
-    let code = match rep.exit {
-        Some(SETUP_FAILED) if rep.started_at_uptime.is_none() => {
+    // The exit code is the inner command's, from the report (not QEMU's).
+    let started = !run.report.get(script::START).is_empty();
+    let code = match run.report.get(script::EXIT).parse::<i32>() {
+        Ok(SETUP_FAILED) if !started => {
             return Err(Error::Setup {
                 name: opts.name.clone(),
                 code: SETUP_FAILED,
-                tail: tail(),
+                tail: run.console_tail(),
                 console,
             })
         }
-        Some(c) => c,
-        None => {
-            let why = if timed_out.load(Ordering::SeqCst) {
-                format!(
-                    "stopped after the time limit of {} s",
-                    opts.timeout.unwrap_or(0)
-                )
-            } else if tail().contains("Kernel panic") {
-                "kernel panic".into()
-            } else {
-                format!("QEMU ended: {status}")
-            };
-            return Err(Error::NoExit {
-                name: opts.name.clone(),
-                why,
-                tail: tail(),
-                console,
-            });
+        Ok(c) => c,
+        Err(_) => {
+            let what = format!("keel vm: the VM `{}`", opts.name);
+            return Err(run.unreported(&what, "reporting an exit code").into());
         }
     };
-    let start_secs = *started.lock().unwrap_or_else(|e| e.into_inner());
     Ok(Outcome {
         code,
         console,
         disk_secs: root.made_secs,
-        start_secs,
-        vm_secs,
+        start_secs: run.arrived(script::START),
+        vm_secs: run.secs,
     })
-}
-
-fn signal(pid: u32, sig: rustix::process::Signal) {
-    if let Some(p) = rustix::process::Pid::from_raw(pid as i32) {
-        let _ = rustix::process::kill_process(p, sig);
-    }
 }
 
 fn share(tag: &str, host: &Path, guest: &str, writable: bool) -> Share {
     Share {
-        tag: tag.into(),
-        host: host.to_owned(),
+        share: qemu::Share {
+            tag: tag.into(),
+            path: host.to_owned(),
+            writable,
+        },
         guest: guest.into(),
-        writable,
     }
-}
-
-fn accel_args(a: boot::qemu::Accel) -> [String; 4] {
-    match a {
-        boot::qemu::Accel::Kvm => ["-accel", "kvm", "-cpu", "host"],
-        boot::qemu::Accel::Tcg => ["-accel", "tcg", "-cpu", "max"],
-    }
-    .map(String::from)
-}
-
-/// A path in QEMU's `key=value,...` option syntax (a comma is doubled).
-fn drive(p: &Path) -> String {
-    p.display().to_string().replace(',', ",,")
-}
-
-fn virtfs(tag: &str, host: &Path, writable: bool) -> String {
-    // security_model=none: files are created as the host user running QEMU (the invoking
-    // user) and modes are kept; a chown to another owner fails with EPERM in the guest
-    // (docs/vm.md); multidevs=remap: a share spanning filesystems keeps inode numbers unique.
-    let mut s = format!(
-        "local,path={},mount_tag={tag},security_model=none,multidevs=remap",
-        drive(host)
-    );
-    if !writable {
-        s.push_str(",readonly=on");
-    }
-    s
 }
 
 #[cfg(test)]

@@ -451,7 +451,41 @@ mod tests {
         let f = dir.path().join("init");
         fs::write(&f, INIT).unwrap();
         exec::Cmd::new("sh").arg("-n").arg(&f).run().unwrap();
-        assert!(INIT.contains("KEEL-VM-EXIT $1\" >/dev/ttyS1"));
         assert!(INIT.contains("echo o >/proc/sysrq-trigger"));
+    }
+
+    /// What PID 1 and the run script write to the report port, run by `sh` into a file,
+    /// is a complete report in crate qemu's protocol with the start and the exit code.
+    #[test]
+    fn init_and_run_script_speak_the_report_protocol() {
+        let dir = tempfile::tempdir().unwrap();
+        let port = dir.path().join("port");
+        let run = crate::script::run_script(&crate::script::RunSpec {
+            shares: Vec::new(),
+            build_device: "/dev/vdb".into(),
+            build_mount: "/keel/build".into(),
+            env: Vec::new(),
+            cwd: "/".into(),
+            command: vec!["true".into()],
+        });
+        let to_port = |text: &str| -> Vec<String> {
+            text.lines()
+                .filter(|l| l.contains(">/dev/ttyS1"))
+                // a device is not truncated by `>`; the file must be appended to
+                .map(|l| {
+                    l.trim()
+                        .replace(">/dev/ttyS1", &format!(">>{}", port.display()))
+                })
+                .collect()
+        };
+        let (init, run) = (to_port(INIT), to_port(&run));
+        assert_eq!((init.len(), run.len()), (2, 1), "{init:?} {run:?}");
+        // begin (PID 1), start (run script), exit code 7 (PID 1's stop)
+        let sh = format!("up=12.75\n{}\n{}\nset -- 7\n{}\n", init[0], run[0], init[1]);
+        exec::Cmd::new("sh").args(["-c", &sh]).run().unwrap();
+        let r = qemu::Report::read(&port);
+        assert!(r.complete, "{r:?}");
+        assert_eq!(r.get(crate::script::START), "12.75");
+        assert_eq!(r.get(crate::script::EXIT), "7");
     }
 }

@@ -3,16 +3,13 @@
 
 use exec::shell_quote;
 
-/// A host directory shared into the VM over virtio-9p.
+/// A host directory shared into the VM over virtio-9p (what QEMU is told), and where the
+/// run script mounts it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Share {
-    /// The 9p mount tag (QEMU `mount_tag=`).
-    pub tag: String,
-    /// The host directory.
-    pub host: std::path::PathBuf,
+    pub share: qemu::Share,
     /// Where it is mounted in the VM.
     pub guest: String,
-    pub writable: bool,
 }
 
 /// Everything the run script needs.
@@ -29,6 +26,13 @@ pub struct RunSpec {
     pub command: Vec<String>,
 }
 
+/// The report sections (the report protocol of crate `qemu`, on the second serial port):
+/// `start`, the guest's uptime when the command starts (written by the run script), and
+/// `exit`, the run script's exit code (written by PID 1, `init.sh`, which also writes the
+/// begin and end markers).
+pub const START: &str = "start";
+pub const EXIT: &str = "exit";
+
 /// Exit code of the run script when the VM could not be set up (a share or disk that
 /// would not mount, a missing working directory): `keel vm` says so instead of blaming
 /// the command.
@@ -41,10 +45,14 @@ pub fn run_script(spec: &RunSpec) -> String {
          m9() { mkdir -p \"$2\" && mount -t 9p -o \"trans=virtio,version=9p2000.L,msize=512000,$3\" \"$1\" \"$2\" || fail \"cannot mount share $1 on $2\"; }\n",
     );
     for sh in &spec.shares {
-        let opts = if sh.writable { "rw" } else { "ro,cache=loose" };
+        let opts = if sh.share.writable {
+            "rw"
+        } else {
+            "ro,cache=loose"
+        };
         s.push_str(&format!(
             "m9 {} {} {opts}\n",
-            shell_quote(&sh.tag),
+            shell_quote(&sh.share.tag),
             shell_quote(&sh.guest)
         ));
     }
@@ -64,7 +72,9 @@ pub fn run_script(spec: &RunSpec) -> String {
     let cmd: Vec<String> = spec.command.iter().map(|a| shell_quote(a)).collect();
     let cmd = cmd.join(" ");
     s.push_str("read up _ </proc/uptime\n");
-    s.push_str("echo \"KEEL-VM-START $up\" >/dev/ttyS1\n");
+    s.push_str(&format!(
+        "printf '@@ {START}\\n%s\\n' \"$up\" >/dev/ttyS1\n"
+    ));
     s.push_str(&format!(
         "echo \"keel vm: running {} (uptime $up s)\"\n",
         cmd.replace('\\', "\\\\")
@@ -76,27 +86,6 @@ pub fn run_script(spec: &RunSpec) -> String {
     s
 }
 
-/// What the second serial port said: the guest's uptime when the command started, and
-/// the command's exit code once it ended.
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
-pub struct Report {
-    pub started_at_uptime: Option<f64>,
-    pub exit: Option<i32>,
-}
-
-pub fn parse_report(text: &str) -> Report {
-    let mut r = Report::default();
-    for line in text.lines() {
-        let line = line.trim_end_matches('\r');
-        if let Some(v) = line.strip_prefix("KEEL-VM-START ") {
-            r.started_at_uptime = v.trim().parse().ok();
-        } else if let Some(v) = line.strip_prefix("KEEL-VM-EXIT ") {
-            r.exit = v.trim().parse().ok();
-        }
-    }
-    r
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -105,16 +94,20 @@ mod tests {
         RunSpec {
             shares: vec![
                 Share {
-                    tag: "src".into(),
-                    host: "/p".into(),
+                    share: qemu::Share {
+                        tag: "src".into(),
+                        path: "/p".into(),
+                        writable: false,
+                    },
                     guest: "/keel/src".into(),
-                    writable: false,
                 },
                 Share {
-                    tag: "out".into(),
-                    host: "/p/build".into(),
+                    share: qemu::Share {
+                        tag: "out".into(),
+                        path: "/p/build".into(),
+                        writable: true,
+                    },
                     guest: "/keel/out".into(),
-                    writable: true,
                 },
             ],
             build_device: "/dev/vdb".into(),
@@ -142,6 +135,11 @@ mod tests {
         assert!(src < out && out < disk && disk < cmd, "{s}");
         assert!(s.contains("export SOURCE_DATE_EPOCH=1700000000\n"));
         assert!(s.contains("cd '/keel/src/sub dir' ||"));
+        // the start is reported just before the command
+        let start = s
+            .find("printf '@@ start\\n%s\\n' \"$up\" >/dev/ttyS1\n")
+            .unwrap();
+        assert!(disk < start && start < cmd, "{s}");
         // the command is the last line: its exit code is the script's
         assert!(s.ends_with("'it'\\''s $x'\n"));
     }
@@ -152,13 +150,5 @@ mod tests {
         let f = dir.path().join("run");
         std::fs::write(&f, run_script(&spec())).unwrap();
         exec::Cmd::new("sh").arg("-n").arg(&f).run().unwrap();
-    }
-
-    #[test]
-    fn report_lines() {
-        let r = parse_report("junk\nKEEL-VM-START 7.25\r\nKEEL-VM-EXIT 3\n");
-        assert_eq!(r.exit, Some(3));
-        assert_eq!(r.started_at_uptime, Some(7.25));
-        assert_eq!(parse_report("KEEL-VM-START 1.0\n").exit, None);
     }
 }

@@ -82,7 +82,7 @@ fn each_assertion_fails_on_its_own_evidence() {
         };
         assert_eq!(failed(&r, &e), [*name], "{section}: {text}");
     }
-    let mut cut = Report::parse(&DEBIAN_BASE.replace("KEEL-CHECK-END", ""));
+    let mut cut = Report::parse(&DEBIAN_BASE.replace("KEEL-REPORT-END", ""));
     assert_eq!(failed(&cut, &e), ["check-completed"]);
     cut.sections.clear();
     assert!(failed(&cut, &e).len() > 5);

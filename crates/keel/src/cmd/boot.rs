@@ -72,30 +72,34 @@ pub fn run(project: &Project, a: &Args) -> Result<ExitCode> {
         let dir = paths.work.join("boot-interactive");
         let disks = boot::disk::prepare(&image, &dir, &dir.join("disks.log"))
             .context("making the boot disks")?;
-        let append = boot::qemu::kernel_cmdline(&disks, selinux.as_ref().map(|s| s.0), false);
+        let append = boot::kernel_cmdline(&disks, selinux.as_ref().map(|s| s.0), false);
         let console = match &a.console_log {
-            Some(p) => boot::qemu::Console::File(p.clone()),
-            None => boot::qemu::Console::Terminal,
+            Some(p) => qemu::Console::Log {
+                path: p.clone(),
+                echo: false,
+            },
+            None => qemu::Console::Terminal,
         };
-        let q = boot::qemu::Qemu {
-            accel: boot::qemu::Accel::detect(&disks.kernel, &dir),
+        let accel = qemu::Accel::detect(&disks.kernel, &dir);
+        let m = qemu::Machine {
             memory_mb: a.memory_mb,
             cpus: a.cpus,
-            disks,
-            append,
-            console,
-            report: None,
+            ..boot::machine(&disks, accel, append, console)
         };
         eprintln!(
-            "starting QEMU ({:?}); {}",
-            q.accel,
+            "starting QEMU ({accel:?}); {}",
             if a.console_log.is_some() {
-                "the console goes to the log file; `poweroff` in the guest or kill QEMU ends it"
+                "the console goes to the log file; `poweroff` in the guest, Ctrl-C or a signal to keel ends it"
             } else {
                 "Ctrl-a x quits"
             }
         );
-        let status = q.run_interactive()?;
+        if a.console_log.is_some() {
+            let run = qemu::run::run(&m, None)?;
+            eprintln!("the machine stopped after {:.1} s", run.secs);
+            return Ok(ExitCode::SUCCESS);
+        }
+        let status = qemu::run::run_interactive(&m)?;
         Ok(if status.success() {
             ExitCode::SUCCESS
         } else {

@@ -118,20 +118,13 @@ pub fn run(project: &Project, a: Args) -> Result<ExitCode> {
         );
     }
     if out.code != 0 {
-        let text = std::fs::read(&out.console)
-            .map(|b| String::from_utf8_lossy(&b).into_owned())
-            .unwrap_or_default();
         eprintln!(
             "error: `keel {}` failed in VM `{}` with exit code {}; console log {}; its last lines:\n{}",
             opts.args.join(" "),
             opts.name,
             out.code,
             out.console.display(),
-            exec::tail_lines(&text, 20)
-                .lines()
-                .map(|l| format!("    | {l}"))
-                .collect::<Vec<_>>()
-                .join("\n")
+            exec::indent(&qemu::console::tail(&out.console))
         );
     }
     Ok(ExitCode::from(u8::try_from(out.code).unwrap_or(1)))
