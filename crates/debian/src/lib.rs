@@ -43,10 +43,9 @@ pub enum Error {
         atom: String,
         message: String,
     },
-    #[error("{loc}: `{atom}`: Debian has no package `{name}` in {suite} (log: {})", log.display())]
+    #[error("{loc}: `{CATEGORY}/{name}`: Debian has no package `{name}` in {suite} (log: {})", log.display())]
     NoSuchPackage {
         loc: Loc,
-        atom: String,
         name: String,
         suite: String,
         log: PathBuf,
@@ -518,7 +517,6 @@ impl Debian {
                     if let Some(p) = pkgs.iter().find(|p| p.name == name) {
                         return Error::NoSuchPackage {
                             loc: p.loc.clone(),
-                            atom: format!("{CATEGORY}/{name}"),
                             name: name.to_owned(),
                             suite: self.suite.clone(),
                             log: log.to_owned(),

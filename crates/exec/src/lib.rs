@@ -32,24 +32,31 @@ pub struct Cmd {
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("cannot start `{cmdline}`: {source}")]
+    #[error("cannot start `{cmdline}`: {cause}")]
     Spawn {
         cmdline: String,
-        source: std::io::Error,
+        cause: std::io::Error,
     },
-    #[error("cannot open log `{}`: {source}", path.display())]
+    #[error("cannot open log `{}`: {cause}", path.display())]
     Log {
         path: PathBuf,
-        source: std::io::Error,
+        cause: std::io::Error,
     },
-    #[error("`{cmdline}` failed ({status}){}\n{}", log.as_ref().map(|l| format!("; log: {}", l.display())).unwrap_or_default(), indent(tail))]
-    Failed {
-        cmdline: String,
-        status: String,
-        code: Option<i32>,
-        tail: String,
-        log: Option<PathBuf>,
-    },
+    /// Boxed: every crate's error carries this one, and a `Result` stays small.
+    #[error(transparent)]
+    Failed(Box<Failed>),
+}
+
+/// A command that ran and exited with a code it was not allowed.
+#[derive(Debug, thiserror::Error)]
+#[error("`{cmdline}` failed ({status}){}\n{}", log.as_ref().map(|l| format!("; log: {}", l.display())).unwrap_or_default(), indent(tail))]
+pub struct Failed {
+    pub cmdline: String,
+    pub status: String,
+    pub code: Option<i32>,
+    /// The last lines it printed.
+    pub tail: String,
+    pub log: Option<PathBuf>,
 }
 
 /// Each line of `s` behind `    | `: command output quoted in an error message.
@@ -169,7 +176,7 @@ impl Cmd {
     fn run_logged(&self, path: &Path) -> Result<ExitStatus, Error> {
         let log_err = |source| Error::Log {
             path: path.to_owned(),
-            source,
+            cause: source,
         };
         if let Some(parent) = path.parent() {
             fs::create_dir_all(parent).map_err(log_err)?;
@@ -191,7 +198,7 @@ impl Cmd {
             .status()
             .map_err(|source| Error::Spawn {
                 cmdline: self.cmdline(),
-                source,
+                cause: source,
             })?;
         if self.accepts(status) {
             return Ok(status);
@@ -209,14 +216,14 @@ impl Cmd {
             .output()
             .map_err(|source| Error::Spawn {
                 cmdline: self.cmdline(),
-                source,
+                cause: source,
             })?;
         let stdout = String::from_utf8_lossy(&o.stdout).into_owned();
         let stderr = String::from_utf8_lossy(&o.stderr).into_owned();
         if let Some(path) = &self.log {
             let log_err = |source| Error::Log {
                 path: path.to_owned(),
-                source,
+                cause: source,
             };
             if let Some(parent) = path.parent() {
                 fs::create_dir_all(parent).map_err(log_err)?;
@@ -250,7 +257,7 @@ impl Cmd {
     pub fn spawn_teed(&self, log: &Path, echo: Box<dyn Write + Send>) -> Result<Teed, Error> {
         let log_err = |source| Error::Log {
             path: log.to_owned(),
-            source,
+            cause: source,
         };
         if let Some(parent) = log.parent() {
             fs::create_dir_all(parent).map_err(log_err)?;
@@ -265,7 +272,7 @@ impl Cmd {
         writeln!(f, "$ {}", self.cmdline()).map_err(log_err)?;
         let spawn_err = |source| Error::Spawn {
             cmdline: self.cmdline(),
-            source,
+            cause: source,
         };
         let (reader, writer) = std::io::pipe().map_err(spawn_err)?;
         let writer2 = writer.try_clone().map_err(spawn_err)?;
@@ -299,7 +306,7 @@ impl Cmd {
             .status()
             .map_err(|source| Error::Spawn {
                 cmdline: self.cmdline(),
-                source,
+                cause: source,
             })
     }
 
@@ -308,13 +315,13 @@ impl Cmd {
     }
 
     fn failed(&self, status: ExitStatus, tail: String, log: Option<PathBuf>) -> Error {
-        Error::Failed {
+        Error::Failed(Box::new(Failed {
             cmdline: self.cmdline(),
             status: status.to_string(),
             code: status.code(),
             tail,
             log,
-        }
+        }))
     }
 }
 
@@ -385,7 +392,7 @@ impl Teed {
         let mut killed = false;
         let spawn_err = |source| Error::Spawn {
             cmdline: self.cmd.cmdline(),
-            source,
+            cause: source,
         };
         loop {
             // Ended? Asked without reaping it, so that its process group id cannot be taken

@@ -507,8 +507,8 @@ mod tests {
     use std::cell::RefCell;
     use std::rc::Rc;
 
-    /// A stage that writes `<dir>/<name>` (or, in place, appends to `<dir>/tree`), and
-    /// fails when told to.
+    /// A stage: overlay makes `<dir>/tree`, tmpfiles and fixups write into it in place,
+    /// image writes `<dir>/image`; each fails when told to.
     struct Fake {
         id: StageId,
         input: Rc<RefCell<String>>,
@@ -530,7 +530,10 @@ mod tests {
             Ok(())
         }
         fn outputs(&self) -> Vec<PathBuf> {
-            vec![self.dir.join("tree")]
+            match self.id {
+                StageId::Image => vec![self.dir.join("image")],
+                _ => vec![self.dir.join("tree")],
+            }
         }
         fn in_place(&self) -> bool {
             self.in_place
@@ -538,9 +541,13 @@ mod tests {
         fn run(&self, _: &Path) -> Result<(), stage::BoxError> {
             self.runs.borrow_mut().push(self.id);
             let tree = self.dir.join("tree");
-            if !self.in_place {
+            if self.id == StageId::Overlay {
                 let _ = fs::remove_dir_all(&tree);
                 fs::create_dir_all(&tree)?;
+            }
+            if self.id == StageId::Image {
+                fs::write(self.dir.join("image"), self.input.borrow().as_bytes())?;
+                return Ok(());
             }
             if *self.fail.borrow() {
                 return Err("told to fail".into());

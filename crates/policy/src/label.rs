@@ -78,7 +78,8 @@ pub fn validate(policy: &Path, fcs: &FileContexts, log: &Path) -> Result<(), Err
             .run();
         if let Err(e) = r {
             let detail = match &e {
-                exec::Error::Failed { tail, .. } => tail
+                exec::Error::Failed(f) => f
+                    .tail
                     .lines()
                     .filter(|l| {
                         l.contains("invalid context")

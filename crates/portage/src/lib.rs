@@ -759,7 +759,10 @@ fn python_shebang(path: &Path) -> bool {
 /// Turn an emerge failure into an error that names what the user can fix: the set file and
 /// line of an atom Portage cannot satisfy, or the failing package and its build log.
 fn explain(e: exec::Error, resolved: &Resolved, kind: SetKind) -> Error {
-    let exec::Error::Failed { log: Some(log), .. } = &e else {
+    let exec::Error::Failed(failed) = &e else {
+        return Error::Exec(e);
+    };
+    let Some(log) = &failed.log else {
         return Error::Exec(e);
     };
     let text = fs::read_to_string(log).unwrap_or_default();

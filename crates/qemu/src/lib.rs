@@ -35,10 +35,10 @@ pub const QEMU: &str = "qemu-system-x86_64";
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("{}: {source}", path.display())]
+    #[error("{}: {cause}", path.display())]
     Io {
         path: PathBuf,
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     /// QEMU could not start, or failed (the console log holds what it printed).
     #[error(transparent)]
@@ -84,6 +84,6 @@ impl std::fmt::Display for Seen {
 pub(crate) fn io(path: &std::path::Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
     move |source| Error::Io {
         path: path.to_owned(),
-        source,
+        cause: source,
     }
 }

@@ -190,7 +190,7 @@ pub fn ensure(
         .run()
         .map_err(|e| Error::BuildEnv {
             log: log.clone(),
-            source: Box::new(e),
+            cause: Box::new(e),
         })?;
     let marker = made.join(COMPLETE);
     fs::write(&marker, inputs.describe(SCRIPT)).map_err(io(&marker))?;

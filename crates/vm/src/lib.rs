@@ -30,10 +30,10 @@ use std::time::Duration;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("{}: {source}", path.display())]
+    #[error("{}: {cause}", path.display())]
     Io {
         path: PathBuf,
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     #[error(transparent)]
     Exec(#[from] exec::Error),
@@ -47,10 +47,10 @@ pub enum Error {
     Portage(#[from] portage::venv::Error),
     #[error(transparent)]
     Debian(Box<debian::Error>),
-    #[error("keel vm: making the default build environment failed (log {}; the next run makes it again, or give --image): {source}", log.display())]
+    #[error("keel vm: making the default build environment failed (log {}; the next run makes it again, or give --image): {cause}", log.display())]
     BuildEnv {
         log: PathBuf,
-        source: Box<exec::Error>,
+        cause: Box<exec::Error>,
     },
     #[error("{0}")]
     Invalid(String),
@@ -76,7 +76,7 @@ pub enum Error {
 pub(crate) fn io(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
     move |source| Error::Io {
         path: path.to_owned(),
-        source,
+        cause: source,
     }
 }
 
