@@ -23,11 +23,8 @@ use std::time::{Duration, Instant};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("{}: {cause}", path.display())]
-    Io {
-        path: PathBuf,
-        cause: std::io::Error,
-    },
+    #[error(transparent)]
+    Io(#[from] rootdir::PathError),
     #[error(transparent)]
     Exec(#[from] exec::Error),
     #[error(transparent)]
@@ -43,10 +40,8 @@ pub enum Error {
 }
 
 pub(crate) fn io(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
-    move |source| Error::Io {
-        path: path.to_owned(),
-        cause: source,
-    }
+    let at = rootdir::PathError::at(path);
+    move |e| Error::Io(at(e))
 }
 
 /// The kernel command line for Keel's disk layout.

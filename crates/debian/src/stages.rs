@@ -23,12 +23,10 @@ impl<'a> Apt<'a> {
     }
 
     fn deb(&self) -> Result<&Debian, Error> {
-        if let Some(d) = self.deb.get() {
-            return Ok(d);
-        }
-        check_sets(self.build.resolved)?;
-        let d = Debian::new(&self.build.layout.cache, self.build.resolved)?;
-        Ok(self.deb.get_or_init(|| d))
+        stage::once(&self.deb, || {
+            check_sets(self.build.resolved)?;
+            Debian::new(&self.build.layout.cache, self.build.resolved)
+        })
     }
 
     /// The initramfs configuration of the overlay layers: read while packages install.

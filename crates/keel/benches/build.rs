@@ -21,23 +21,14 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+#[path = "../tests/common/mod.rs"]
+mod common;
+
 fn main() {
-    let real = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .ancestors()
-        .nth(2)
-        .expect("root")
-        .to_owned();
-    let venv = fs::read_dir(real.join("build/tools")).ok().and_then(|rd| {
-        rd.flatten()
-            .map(|e| e.path())
-            .find(|p| p.join(".keel-complete").exists())
-    });
-    let Some(venv) = venv else {
-        eprintln!("no Portage venv under build/tools: run `cargo xtask test` (or `keel tools portage-venv`) first");
-        std::process::exit(1);
-    };
-    let dir = tempfile::tempdir().expect("tempdir");
-    let root = project_copy(&real, &venv, &dir.path().join("p"));
+    let real = testutil::project_root();
+    let p = common::project()
+        .expect("the tools and the Portage venv (`cargo xtask test` installs them)");
+    let root = p.root.clone();
     let keel = PathBuf::from(env!("CARGO_BIN_EXE_keel"));
     let repo = real.join("tests/fixtures/gentoo-mini");
 
@@ -46,7 +37,7 @@ fn main() {
         let (clean, peak) = with_peak(&root.join("build/work").join(variant), || {
             build(&keel, &root, &repo, variant)
         });
-        let emerges = emerge_count(&root, variant);
+        let emerges = common::emerge_runs(&p, variant);
         for (stage, secs) in &clean.stages {
             println!("  {stage:<11} {secs:>7.1} s");
         }
@@ -68,7 +59,7 @@ fn main() {
             100.0 * own / clean.wall
         );
         let noop = build(&keel, &root, &repo, variant);
-        let after = emerge_count(&root, variant);
+        let after = common::emerge_runs(&p, variant);
         println!("  no-op rebuild: {:.3} s, stages run: {}, emerge invocations: {} (target: under 1 s, 0 emerge)", noop.wall, noop.stages.len(), after - emerges);
         let (tree, sysroot) = sizes(&root, variant);
         print_peak("this Keel", peak, tree, sysroot);
@@ -76,11 +67,10 @@ fn main() {
         println!("  overlay-only rebuild: median {ov:.2} s of 3, stages run: {names}");
         if let Some(old) = std::env::var_os("KEEL_BENCH_BASELINE").filter(|v| !v.is_empty()) {
             let old = PathBuf::from(old);
-            let odir = tempfile::tempdir().expect("tempdir");
-            let oroot = project_copy(&real, &venv, &odir.path().join("p"));
-            // The baseline shares this build's binary packages: only its own stages run.
-            let cache = root.join("build/cache");
-            copy(&cache, &oroot.join("build/cache"));
+            let op = common::project().expect("a second project copy");
+            let oroot = op.root.clone();
+            // The baseline starts from this build's binary packages.
+            common::copy_tree(&root.join("build/cache"), &oroot.join("build/cache"));
             let (_, opeak) = with_peak(&oroot.join("build/work").join(variant), || {
                 build(&old, &oroot, &repo, variant)
             });
@@ -199,37 +189,6 @@ fn with_peak<T>(dir: &Path, f: impl FnOnce() -> T) -> (T, u64) {
     (out, peak.load(Ordering::Relaxed))
 }
 
-fn copy(from: &Path, to: &Path) {
-    if let Some(parent) = to.parent() {
-        fs::create_dir_all(parent).expect("mkdir");
-    }
-    let ok = Command::new("cp")
-        .arg("-a")
-        .arg(from)
-        .arg(to)
-        .status()
-        .expect("cp")
-        .success();
-    assert!(ok);
-}
-
-/// A copy of the project's variants and layers at `root`, sharing the Portage venv.
-fn project_copy(real: &Path, venv: &Path, root: &Path) -> PathBuf {
-    fs::create_dir_all(root.join("build/tools")).expect("mkdir");
-    for d in ["variants", "portage", "overlay", "tmpfiles.d", "policy"] {
-        if real.join(d).exists() {
-            copy(&real.join(d), &root.join(d));
-        }
-    }
-    std::os::unix::fs::symlink(
-        venv,
-        root.join("build/tools")
-            .join(venv.file_name().expect("name")),
-    )
-    .expect("symlink");
-    root.to_owned()
-}
-
 struct Run {
     wall: f64,
     stages: Vec<(String, f64)>,
@@ -261,24 +220,6 @@ fn build(keel: &Path, root: &Path, repo: &Path, variant: &str) -> Run {
         })
         .collect();
     Run { wall, stages }
-}
-
-fn emerge_count(root: &Path, variant: &str) -> usize {
-    let logs = root.join("build/work").join(variant).join("logs");
-    fs::read_dir(logs)
-        .map(|rd| {
-            rd.flatten()
-                .filter(|e| e.path().extension().is_some_and(|x| x == "log"))
-                .map(|e| {
-                    fs::read_to_string(e.path())
-                        .unwrap_or_default()
-                        .lines()
-                        .filter(|l| l.starts_with("$ ") && l.contains("/emerge "))
-                        .count()
-                })
-                .sum()
-        })
-        .unwrap_or(0)
 }
 
 /// mksquashfs alone on the variant's final tree, as the image stage runs it.

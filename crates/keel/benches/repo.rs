@@ -18,45 +18,25 @@ use std::time::Instant;
 const CATEGORIES: usize = 200;
 const PACKAGES: usize = 148;
 
+#[path = "../tests/common/mod.rs"]
+mod common;
+
 fn main() {
-    let real = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .ancestors()
-        .nth(2)
-        .expect("root")
-        .to_owned();
-    let venv = fs::read_dir(real.join("build/tools")).ok().and_then(|rd| {
-        rd.flatten()
-            .map(|e| e.path())
-            .find(|p| p.join(".keel-complete").exists())
-    });
-    let Some(venv) = venv else {
-        eprintln!("no Portage venv under build/tools: run `cargo xtask test` (or `keel tools portage-venv`) first");
-        std::process::exit(1);
-    };
-    let dir = tempfile::tempdir().expect("tempdir");
-    let root = dir.path().join("p");
-    fs::create_dir_all(root.join("build/tools")).expect("mkdir");
-    for d in ["variants", "portage", "overlay", "tmpfiles.d", "policy"] {
-        if real.join(d).exists() {
-            cp(&real.join(d), &root.join(d));
-        }
-    }
-    std::os::unix::fs::symlink(
-        &venv,
-        root.join("build/tools")
-            .join(venv.file_name().expect("name")),
-    )
-    .expect("symlink");
+    let real = testutil::project_root();
+    let p = common::project()
+        .expect("the tools and the Portage venv (`cargo xtask test` installs them)");
+    let root = p.root.clone();
     // The binary packages this checkout already built: the first build takes them.
     if real.join("build/cache/binpkgs").is_dir() {
-        cp(
+        fs::create_dir_all(root.join("build/cache")).expect("mkdir");
+        common::copy_tree(
             &real.join("build/cache/binpkgs"),
             &root.join("build/cache/binpkgs"),
         );
     }
-
+    let dir = tempfile::tempdir().expect("tempdir");
     let repo = dir.path().join("repo");
-    cp(&real.join("tests/fixtures/gentoo-mini"), &repo);
+    common::copy_tree(&common::repo(), &repo);
     let t = Instant::now();
     let generated = generate(&repo);
     let files = count_files(&repo);
@@ -193,20 +173,6 @@ fn count_files(dir: &Path) -> usize {
         }
     }
     n
-}
-
-fn cp(from: &Path, to: &Path) {
-    if let Some(parent) = to.parent() {
-        fs::create_dir_all(parent).expect("mkdir");
-    }
-    let ok = Command::new("cp")
-        .arg("-a")
-        .arg(from)
-        .arg(to)
-        .status()
-        .expect("cp")
-        .success();
-    assert!(ok);
 }
 
 /// `keel build --variant selinux` against `repo`: the stages that ran.

@@ -13,7 +13,7 @@
 
 mod common;
 
-use common::{build, from, keel, project, Project};
+use common::{build, emerge_runs, from, keel, project};
 use pipeline::StageId;
 use std::fs;
 use std::path::Path;
@@ -25,22 +25,6 @@ const HOST_PORTAGE_PATHS: &[&str] = &[
     "/var/cache/edb",
     "/var/lib/portage",
 ];
-
-fn emerge_runs(p: &Project, variant: &str) -> usize {
-    let logs = p.root.join("build/work").join(variant).join("logs");
-    fs::read_dir(logs)
-        .unwrap()
-        .flatten()
-        .filter(|e| e.path().extension().is_some_and(|x| x == "log"))
-        .map(|e| {
-            fs::read_to_string(e.path())
-                .unwrap()
-                .lines()
-                .filter(|l| l.starts_with("$ ") && l.contains("/emerge "))
-                .count()
-        })
-        .sum()
-}
 
 fn installed(root: &Path) -> Vec<String> {
     let mut out = Vec::new();

@@ -10,7 +10,7 @@
 
 mod common;
 
-use common::{project, ran, text, Project};
+use common::{emerge_runs, project, ran, text, Project};
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -45,22 +45,6 @@ fn would_run(p: &Project, repo: &Path) -> Option<String> {
         .map(str::to_owned)
 }
 
-/// The emerge invocations the logs of the stages' last runs record.
-fn emerges(p: &Project) -> usize {
-    let logs = p.root.join("build/work/base/logs");
-    fs::read_dir(logs)
-        .unwrap()
-        .flatten()
-        .map(|e| {
-            fs::read_to_string(e.path())
-                .unwrap_or_default()
-                .lines()
-                .filter(|l| l.starts_with("$ ") && l.contains("/emerge "))
-                .count()
-        })
-        .sum()
-}
-
 fn append(path: &Path, text: &str) {
     let old = fs::read_to_string(path).unwrap_or_default();
     fs::write(path, format!("{old}{text}")).unwrap();
@@ -90,13 +74,13 @@ fn expect_rerun(
 /// Apply `change` and build: no stage and no emerge may run.
 fn expect_no_rerun(p: &Project, repo: &Path, what: &str, change: impl FnOnce()) {
     change();
-    let before = emerges(p);
+    let before = emerge_runs(p, "base");
     assert_eq!(
         build(p, repo),
         Vec::<String>::new(),
         "{what}: nothing may run"
     );
-    assert_eq!(emerges(p), before, "{what}: no emerge may run");
+    assert_eq!(emerge_runs(p, "base"), before, "{what}: no emerge may run");
 }
 
 /// The stand-in repository, plus: an eclass chain a package of the graph inherits, a

@@ -30,12 +30,7 @@ pub enum Error {
     #[error(transparent)]
     Portage(#[from] portage::Error),
     #[error(transparent)]
-    Fingerprint(#[from] fingerprint::Error),
-    #[error("{}: {cause}", path.display())]
-    Io {
-        path: PathBuf,
-        cause: std::io::Error,
-    },
+    Io(#[from] rootdir::PathError),
     #[error("stage {stage} failed: {cause}")]
     Stage {
         stage: StageId,
@@ -54,10 +49,8 @@ pub enum Error {
 }
 
 pub(crate) fn io(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
-    move |source| Error::Io {
-        path: path.to_owned(),
-        cause: source,
-    }
+    let at = rootdir::PathError::at(path);
+    move |e| Error::Io(at(e))
 }
 
 /// Paths that stay writable at run time (plus the variant's `etc-writable`): tmpfiles

@@ -30,13 +30,7 @@ struct Cx<'a> {
 impl Cx<'_> {
     /// Keel's own code: its stages rerun when it changes.
     fn keel(&self, fp: &mut Fingerprint) -> Result<(), BoxError> {
-        let id = match self.keel.get() {
-            Some(k) => k,
-            None => {
-                let k = keel_identity(&self.b.layout)?;
-                self.keel.get_or_init(|| k)
-            }
-        };
+        let id = stage::once(&self.keel, || keel_identity(&self.b.layout))?;
         fp.str("keel", id);
         Ok(())
     }

@@ -25,11 +25,8 @@ use variant::Resolved;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("{}: {cause}", path.display())]
-    Io {
-        path: PathBuf,
-        cause: std::io::Error,
-    },
+    #[error(transparent)]
+    Io(#[from] rootdir::PathError),
     #[error(transparent)]
     Exec(#[from] exec::Error),
     #[error(transparent)]
@@ -46,10 +43,8 @@ pub enum Error {
 
 impl Error {
     pub fn io(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
-        move |source| Error::Io {
-            path: path.to_owned(),
-            cause: source,
-        }
+        let at = rootdir::PathError::at(path);
+        move |e| Error::Io(at(e))
     }
 }
 

@@ -34,14 +34,13 @@ impl<'a> Gentoo<'a> {
     }
 
     fn cx(&self) -> Result<&Cx, Error> {
-        if let Some(cx) = self.cx.get() {
-            return Ok(cx);
-        }
-        let b = self.build;
-        let install = Install::detect(&b.layout.build)?;
-        let portage = Portage::new(install, b.repo.clone(), b.layout.clone())?;
-        let composed = portage.compose(b.project, b.resolved)?;
-        Ok(self.cx.get_or_init(|| Cx { portage, composed }))
+        stage::once(&self.cx, || {
+            let b = self.build;
+            let install = Install::detect(&b.layout.build)?;
+            let portage = Portage::new(install, b.repo.clone(), b.layout.clone())?;
+            let composed = portage.compose(b.project, b.resolved)?;
+            Ok(Cx { portage, composed })
+        })
     }
 }
 
@@ -205,15 +204,9 @@ impl Stage for Destroot<'_> {
     fn run(&self, log: &Path) -> Result<(), BoxError> {
         let cx = self.g.cx()?;
         let b = self.g.build;
-        let cfg = match self.cfg.get() {
-            Some(c) => c,
-            None => {
-                let c = cx
-                    .portage
-                    .destroot_config(b.resolved, &cx.composed.sysroot)?;
-                self.cfg.get_or_init(|| c)
-            }
-        };
+        let cfg = stage::once(&self.cfg, || {
+            cx.portage.destroot_config(b.resolved, &cx.composed.sysroot)
+        })?;
         // Built in `<dest>.new` and moved into place only when complete, so no root that
         // looks complete is ever left by a failed or killed build.
         let dest = b.layout.destroot();

@@ -35,11 +35,8 @@ pub const QEMU: &str = "qemu-system-x86_64";
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("{}: {cause}", path.display())]
-    Io {
-        path: PathBuf,
-        cause: std::io::Error,
-    },
+    #[error(transparent)]
+    Io(#[from] rootdir::PathError),
     /// QEMU could not start, or failed (the console log holds what it printed).
     #[error(transparent)]
     Exec(#[from] exec::Error),
@@ -82,8 +79,6 @@ impl std::fmt::Display for Seen {
 }
 
 pub(crate) fn io(path: &std::path::Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
-    move |source| Error::Io {
-        path: path.to_owned(),
-        cause: source,
-    }
+    let at = rootdir::PathError::at(path);
+    move |e| Error::Io(at(e))
 }

@@ -11,20 +11,13 @@ use std::collections::BTreeMap;
 use std::fs;
 use std::io::Read;
 use std::os::unix::fs::MetadataExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-#[derive(Debug, thiserror::Error)]
-#[error("{}: {cause}", path.display())]
-pub struct Error {
-    pub path: PathBuf,
-    pub cause: std::io::Error,
-}
+/// A file or directory that could not be read, and why.
+pub type Error = rootdir::PathError;
 
-fn io(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
-    move |source| Error {
-        path: path.to_owned(),
-        cause: source,
-    }
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> Error {
+    rootdir::PathError::at(path.to_path_buf())
 }
 
 /// Accumulates labelled inputs; [`Fingerprint::hex`] gives the digest.

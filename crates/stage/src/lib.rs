@@ -91,6 +91,19 @@ pub trait Stage {
     fn run(&self, log: &Path) -> Result<(), BoxError>;
 }
 
+/// `cell`'s value, made by `make` the first time it is asked for: what a backend or a
+/// stage needs is made when the first stage needs it, so making a plan does no work.
+pub fn once<T, E>(
+    cell: &std::cell::OnceCell<T>,
+    make: impl FnOnce() -> Result<T, E>,
+) -> Result<&T, E> {
+    if let Some(v) = cell.get() {
+        return Ok(v);
+    }
+    let v = make()?;
+    Ok(cell.get_or_init(|| v))
+}
+
 /// A build's stages, in order.
 pub type Plan<'a> = Vec<Box<dyn Stage + 'a>>;
 

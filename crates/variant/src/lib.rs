@@ -18,11 +18,8 @@ pub const LAYER_KINDS: [&str; 5] = ["portage", "overlay", "tmpfiles.d", "policy"
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("{}: {cause}", path.display())]
-    Io {
-        path: PathBuf,
-        cause: std::io::Error,
-    },
+    #[error(transparent)]
+    Io(#[from] rootdir::PathError),
     /// A project file that is a link out of the project, not a regular file, or too big.
     #[error(transparent)]
     Tree(#[from] rootdir::Error),
@@ -137,10 +134,8 @@ impl Resolved {
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
-    move |source| Error::Io {
-        path: path.to_owned(),
-        cause: source,
-    }
+    let at = rootdir::PathError::at(path);
+    move |e| Error::Io(at(e))
 }
 
 /// The most a `variant.toml` or a package set file may hold (1 MiB; the project's own are

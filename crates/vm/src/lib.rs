@@ -30,11 +30,8 @@ use std::time::Duration;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("{}: {cause}", path.display())]
-    Io {
-        path: PathBuf,
-        cause: std::io::Error,
-    },
+    #[error(transparent)]
+    Io(#[from] rootdir::PathError),
     #[error(transparent)]
     Exec(#[from] exec::Error),
     #[error(transparent)]
@@ -74,10 +71,8 @@ pub enum Error {
 }
 
 pub(crate) fn io(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
-    move |source| Error::Io {
-        path: path.to_owned(),
-        cause: source,
-    }
+    let at = rootdir::PathError::at(path);
+    move |e| Error::Io(at(e))
 }
 
 /// One `keel vm` run.

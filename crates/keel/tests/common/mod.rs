@@ -212,3 +212,23 @@ pub fn manifest_for_snapshot(manifest: &str) -> String {
         .collect::<Vec<_>>()
         .join("\n")
 }
+
+/// The emerge invocations recorded in the logs of a variant's stages (each log holds the
+/// stage's last run only).
+pub fn emerge_runs(p: &Project, variant: &str) -> usize {
+    let logs = p.root.join("build/work").join(variant).join("logs");
+    fs::read_dir(logs)
+        .map(|rd| {
+            rd.flatten()
+                .filter(|e| e.path().extension().is_some_and(|x| x == "log"))
+                .map(|e| {
+                    fs::read_to_string(e.path())
+                        .unwrap_or_default()
+                        .lines()
+                        .filter(|l| l.starts_with("$ ") && l.contains("/emerge "))
+                        .count()
+                })
+                .sum()
+        })
+        .unwrap_or(0)
+}
