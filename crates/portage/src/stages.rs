@@ -107,7 +107,8 @@ impl Stage for Sysroot<'_> {
     fn inputs(&self, fp: &mut Fingerprint) -> Result<(), BoxError> {
         let b = self.0.build;
         let cx = self.0.cx()?;
-        let cache_file = b.layout.stamps().join("repo.statcache");
+        // Each stage its own cache: it holds what that stage's inputs read, no more.
+        let cache_file = b.layout.stamps().join("sysroot.statcache");
         let mut cache = StatCache::load(&cache_file);
         fp.str("sysroot-config", &cx.composed.sysroot.render())
             .str("kernel-config", &cx.composed.kernel.render())
@@ -189,7 +190,7 @@ impl Stage for Destroot<'_> {
         fp.str("destroot-config", &cfg.render());
         b.destroot_inputs(fp);
         let _ = self.cfg.set(cfg);
-        let cache_file = b.layout.stamps().join("repo.statcache");
+        let cache_file = b.layout.stamps().join("destroot.statcache");
         let mut cache = StatCache::load(&cache_file);
         repo_inputs(b, StageId::Destroot, fp, &mut cache)?;
         cache.save(&cache_file)?;

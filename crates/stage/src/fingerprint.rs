@@ -107,10 +107,13 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// Content hashes of files, keyed by path and validated by stat data.
+/// Content hashes of files, keyed by path and validated by stat data. Saving keeps only
+/// the entries looked up since loading: a cache holds what its user reads now, so one
+/// that once walked a whole repository shrinks to what the last run read.
 #[derive(Debug, Default)]
 pub struct StatCache {
     entries: BTreeMap<String, (String, String)>,
+    used: std::collections::BTreeSet<String>,
     dirty: bool,
 }
 
@@ -127,17 +130,18 @@ impl StatCache {
         }
         StatCache {
             entries,
+            used: Default::default(),
             dirty: false,
         }
     }
 
     /// Write the cache atomically (temp file + rename).
     pub fn save(&self, path: &Path) -> Result<(), Error> {
-        if !self.dirty {
+        if !self.dirty && self.used.len() == self.entries.len() {
             return Ok(());
         }
         let mut text = String::new();
-        for (p, (stat, hash)) in &self.entries {
+        for (p, (stat, hash)) in self.entries.iter().filter(|(p, _)| self.used.contains(*p)) {
             text.push_str(&format!("{stat}\t{hash}\t{p}\n"));
         }
         write_atomic(path, text.as_bytes())
@@ -153,6 +157,7 @@ impl StatCache {
             meta.ctime_nsec(),
             meta.ino()
         );
+        self.used.insert(key.clone());
         if let Some((s, h)) = self.entries.get(&key) {
             if *s == stat {
                 return Ok(h.clone());
@@ -273,5 +278,30 @@ mod tests {
         let two = tree_listing(&d.path().join("t"), Some(&mut cache), false).unwrap();
         assert_ne!(one, two);
         assert_eq!(two, tree_listing(&d.path().join("t"), None, false).unwrap());
+    }
+
+    #[test]
+    fn stat_cache_keeps_what_was_looked_up() {
+        let d = tempfile::tempdir().unwrap();
+        for f in ["a", "b"] {
+            fs::write(d.path().join(f), f).unwrap();
+        }
+        let cpath = d.path().join("cache");
+        let mut cache = StatCache::load(&cpath);
+        for f in ["a", "b"] {
+            Fingerprint::new()
+                .file_cached(f, &d.path().join(f), &mut cache)
+                .unwrap();
+        }
+        cache.save(&cpath).unwrap();
+        assert_eq!(fs::read_to_string(&cpath).unwrap().lines().count(), 2);
+        let mut cache = StatCache::load(&cpath);
+        Fingerprint::new()
+            .file_cached("a", &d.path().join("a"), &mut cache)
+            .unwrap();
+        cache.save(&cpath).unwrap();
+        let kept = fs::read_to_string(&cpath).unwrap();
+        assert_eq!(kept.lines().count(), 1, "{kept}");
+        assert!(kept.ends_with("/a\n"), "{kept}");
     }
 }
