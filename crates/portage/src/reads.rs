@@ -25,7 +25,6 @@ use crate::Error;
 use pkgsets::{Atom, ParseOptions};
 use stage::{Fingerprint, StatCache};
 use std::collections::BTreeSet;
-use std::fs;
 use std::path::Path;
 
 /// The dependency variables of a package's database entry.
@@ -70,43 +69,60 @@ impl Reads {
     }
 
     /// Add the read set's current state in `repo` to `fp`: each file by content (through
-    /// `cache`), each directory by its listing.
+    /// `cache`), each directory by its listing. Everything is looked at beneath the
+    /// repository: a path that leads out of it through a link counts as that, never as
+    /// what the link points to.
     pub fn fingerprint(
         &self,
         repo: &Path,
         fp: &mut Fingerprint,
         cache: &mut StatCache,
-    ) -> Result<(), stage::fingerprint::Error> {
+    ) -> Result<(), Error> {
+        let tree = rootdir::Root::open(repo)?;
         fp.str("repo-reads", &self.render());
         for d in &self.dirs {
-            fp.str(&format!("repo:{d}/"), &listing(&repo.join(d)));
+            fp.str(&format!("repo:{d}/"), &listing(&tree, Path::new(d)));
         }
         for f in &self.files {
-            fp.file_cached(&format!("repo:{f}"), &repo.join(f), cache)?;
+            let label = format!("repo:{f}");
+            match tree.lstat(Path::new(f)) {
+                // Beneath the repository: by content (a link by its target).
+                Ok(_) => {
+                    fp.file_cached(&label, &repo.join(f), cache)?;
+                }
+                Err(e) => {
+                    fp.str(
+                        &label,
+                        &format!("(not readable beneath the repository: {e})"),
+                    );
+                }
+            }
         }
         Ok(())
     }
 }
 
-/// A directory's entries, sorted, with a kind letter each (`(absent)` when it is not a
-/// directory).
-fn listing(dir: &Path) -> String {
-    let Ok(rd) = fs::read_dir(dir) else {
+/// A directory's entries beneath `tree`, sorted, with a kind letter each (`(absent)` when
+/// it is not a directory there).
+fn listing(tree: &rootdir::Root, dir: &Path) -> String {
+    let Ok(names) = tree.names(dir) else {
         return "(absent)".into();
     };
-    let mut names: Vec<String> = rd
-        .flatten()
-        .map(|e| {
-            let kind = match e.file_type() {
-                Ok(t) if t.is_dir() => 'd',
-                Ok(t) if t.is_symlink() => 'l',
-                _ => 'f',
+    names
+        .iter()
+        .map(|n| {
+            let kind = match tree.lstat(&dir.join(n)) {
+                Ok(Some(st)) => match rustix::fs::FileType::from_raw_mode(st.st_mode) {
+                    rustix::fs::FileType::Directory => 'd',
+                    rustix::fs::FileType::Symlink => 'l',
+                    _ => 'f',
+                },
+                _ => '?',
             };
-            format!("{kind} {}", e.file_name().to_string_lossy())
+            format!("{kind} {n}")
         })
-        .collect();
-    names.sort();
-    names.join("\n")
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 /// A regular file's text beneath `tree` (never through a link out of it, never a FIFO),
@@ -166,9 +182,9 @@ pub fn of(
     r.files.insert("metadata/layout.conf".into());
     r.files.insert("profiles/repo_name".into());
     r.dirs.insert("profiles".into());
-    files_in(repo, "profiles", &mut r)?;
+    files_in(&tree, "profiles", &mut r);
     r.dirs.insert("profiles/updates".into());
-    files_in(repo, "profiles/updates", &mut r)?;
+    files_in(&tree, "profiles/updates", &mut r);
     profile_chain(&tree, &format!("profiles/{profile}"), &mut r, 0)?;
 
     let mut packages: BTreeSet<String> = atoms.into_iter().collect();
@@ -176,13 +192,12 @@ pub fn of(
     let mut eclasses: BTreeSet<String> = BTreeSet::new();
     for root in roots {
         let db = rootdir::Root::open(root)?;
-        let vdb = root.join("var/db/pkg");
-        for cat in names(&vdb) {
-            for pf in names(&vdb.join(&cat)) {
-                let entry = vdb.join(&cat).join(&pf);
-                let rel = Path::new("var/db/pkg").join(&cat).join(&pf);
+        let vdb = Path::new("var/db/pkg");
+        for cat in names(&db, vdb) {
+            for pf in names(&db, &vdb.join(&cat)) {
+                let rel = vdb.join(&cat).join(&pf);
                 // The package's `cat/pkg`: from its ebuild's name in the entry.
-                let Some(pkg) = names(&entry)
+                let Some(pkg) = names(&db, &rel)
                     .into_iter()
                     .find_map(|n| n.strip_suffix(".ebuild").map(str::to_owned))
                     .and_then(|p| package_of(&cat, &p))
@@ -203,15 +218,14 @@ pub fn of(
     }
     packages.extend(installed.iter().cloned());
     let has_cache = repo.join("metadata/md5-cache").is_dir();
-    for cp in &packages {
-        let dir = cp.clone();
+    for dir in &packages {
         r.dirs.insert(dir.clone());
         r.files.insert(format!("{dir}/Manifest"));
-        let cat = cp.split('/').next().unwrap_or("");
-        for name in names(&repo.join(&dir)) {
+        let cat = dir.split('/').next().unwrap_or("");
+        for name in names(&tree, Path::new(dir)) {
             if let Some(pf) = name.strip_suffix(".ebuild") {
                 r.files.insert(format!("{dir}/{name}"));
-                if let Some(text) = read_text(&tree, &Path::new(&dir).join(&name)) {
+                if let Some(text) = read_text(&tree, &Path::new(dir).join(&name)) {
                     eclasses.extend(inherits_in(&text));
                 }
                 if has_cache {
@@ -219,8 +233,8 @@ pub fn of(
                 }
             }
         }
-        if installed.contains(cp) {
-            files_under(repo, &format!("{dir}/files"), &mut r)?;
+        if installed.contains(dir) {
+            files_under(&tree, &format!("{dir}/files"), &mut r);
         }
     }
     // Eclasses, transitively.
@@ -245,44 +259,38 @@ fn package_of(cat: &str, pf: &str) -> Option<String> {
     Some(atom.package().to_owned())
 }
 
-/// Sorted names in a directory (none when it is not one).
-fn names(dir: &Path) -> Vec<String> {
-    let mut v: Vec<String> = fs::read_dir(dir)
-        .map(|rd| {
-            rd.flatten()
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                .collect()
-        })
-        .unwrap_or_default();
-    v.sort();
-    v
+/// Sorted names in the directory `rel` beneath `tree` (none when it is not one there).
+fn names(tree: &rootdir::Root, rel: &Path) -> Vec<String> {
+    tree.names(rel).unwrap_or_default()
 }
 
-/// The regular files directly in `rel` (a directory of the repository).
-fn files_in(repo: &Path, rel: &str, r: &mut Reads) -> Result<(), Error> {
-    for name in names(&repo.join(rel)) {
+fn is_dir(tree: &rootdir::Root, rel: &str) -> bool {
+    tree.lstat(Path::new(rel)).ok().flatten().is_some_and(|st| {
+        rustix::fs::FileType::from_raw_mode(st.st_mode) == rustix::fs::FileType::Directory
+    })
+}
+
+/// The entries directly in `rel` that are not directories (a repository directory).
+fn files_in(tree: &rootdir::Root, rel: &str, r: &mut Reads) {
+    for name in names(tree, Path::new(rel)) {
         let p = format!("{rel}/{name}");
-        if fs::symlink_metadata(repo.join(&p)).is_ok_and(|m| !m.is_dir()) {
+        if !is_dir(tree, &p) {
             r.files.insert(p);
         }
     }
-    Ok(())
 }
 
 /// Every file and directory under `rel`.
-fn files_under(repo: &Path, rel: &str, r: &mut Reads) -> Result<(), Error> {
+fn files_under(tree: &rootdir::Root, rel: &str, r: &mut Reads) {
     r.dirs.insert(rel.to_owned());
-    for name in names(&repo.join(rel)) {
+    for name in names(tree, Path::new(rel)) {
         let p = format!("{rel}/{name}");
-        match fs::symlink_metadata(repo.join(&p)) {
-            Ok(m) if m.is_dir() => files_under(repo, &p, r)?,
-            Ok(_) => {
-                r.files.insert(p);
-            }
-            Err(_) => {}
+        if is_dir(tree, &p) {
+            files_under(tree, &p, r);
+        } else {
+            r.files.insert(p);
         }
     }
-    Ok(())
 }
 
 /// A profile directory's files, then its parents' (the `parent` file, relative paths).
@@ -295,7 +303,7 @@ fn profile_chain(
     if depth > 64 || !r.dirs.insert(rel.to_owned()) {
         return Ok(());
     }
-    files_in(tree.path(), rel, r)?;
+    files_in(tree, rel, r);
     let Some(text) = read_text(tree, &Path::new(rel).join("parent")) else {
         return Ok(());
     };
@@ -331,6 +339,7 @@ fn normalize(p: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::fs;
 
     #[test]
     fn depend_strings_name_every_package() {
@@ -362,6 +371,35 @@ mod tests {
         assert_eq!(Reads::parse(&r.render()), Some(r));
         assert_eq!(Reads::parse("x y"), None);
         assert_eq!(Reads::parse(""), None);
+    }
+
+    #[test]
+    fn a_link_out_of_the_repository_is_not_followed() {
+        let d = tempfile::tempdir().unwrap();
+        let repo = d.path().join("repo");
+        let outside = d.path().join("outside");
+        fs::create_dir_all(repo.join("sys-apps")).unwrap();
+        fs::create_dir_all(&outside).unwrap();
+        fs::write(outside.join("x-1.ebuild"), "SECRET").unwrap();
+        std::os::unix::fs::symlink(&outside, repo.join("sys-apps/x")).unwrap();
+        let r = of(&repo, "none", &[], ["sys-apps/x".to_owned()]).unwrap();
+        assert!(!r.render().contains("x-1.ebuild"), "{}", r.render());
+        let mut reads = r.clone();
+        reads.files.insert("sys-apps/x/x-1.ebuild".into());
+        let fp = |reads: &Reads| {
+            let mut cache = StatCache::default();
+            let mut fp = Fingerprint::new();
+            reads.fingerprint(&repo, &mut fp, &mut cache).unwrap();
+            fp.hex()
+        };
+        let before = fp(&reads);
+        fs::write(outside.join("x-1.ebuild"), "CHANGED").unwrap();
+        fs::write(outside.join("x-2.ebuild"), "NEW").unwrap();
+        assert_eq!(
+            fp(&reads),
+            before,
+            "what lies outside the repository counted"
+        );
     }
 
     #[test]

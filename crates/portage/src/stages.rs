@@ -107,15 +107,10 @@ impl Stage for Sysroot<'_> {
     fn inputs(&self, fp: &mut Fingerprint) -> Result<(), BoxError> {
         let b = self.0.build;
         let cx = self.0.cx()?;
-        // Each stage its own cache: it holds what that stage's inputs read, no more.
-        let cache_file = b.layout.stamps().join("sysroot.statcache");
-        let mut cache = StatCache::load(&cache_file);
         fp.str("sysroot-config", &cx.composed.sysroot.render())
             .str("kernel-config", &cx.composed.kernel.render())
             .str("build.packages", &b.set_text(SetKind::Build));
-        repo_inputs(b, StageId::Sysroot, fp, &mut cache)?;
-        cache.save(&cache_file)?;
-        Ok(())
+        repo_inputs(b, StageId::Sysroot, fp)
     }
     fn inputs_from_run(&self) -> bool {
         true
@@ -171,6 +166,18 @@ struct Destroot<'a> {
     cfg: OnceCell<crate::config::Tree>,
 }
 
+impl Destroot<'_> {
+    /// The destroot configuration, made once (it reads the sysroot's Python packages, so
+    /// not before the sysroot stage).
+    fn cfg(&self) -> Result<&crate::config::Tree, Error> {
+        let cx = self.g.cx()?;
+        stage::once(&self.cfg, || {
+            cx.portage
+                .destroot_config(self.g.build.resolved, &cx.composed.sysroot)
+        })
+    }
+}
+
 impl Stage for Destroot<'_> {
     fn id(&self) -> StageId {
         StageId::Destroot
@@ -182,19 +189,10 @@ impl Stage for Destroot<'_> {
         )
     }
     fn inputs(&self, fp: &mut Fingerprint) -> Result<(), BoxError> {
-        let cx = self.g.cx()?;
         let b = self.g.build;
-        let cfg = cx
-            .portage
-            .destroot_config(b.resolved, &cx.composed.sysroot)?;
-        fp.str("destroot-config", &cfg.render());
+        fp.str("destroot-config", &self.cfg()?.render());
         b.destroot_inputs(fp);
-        let _ = self.cfg.set(cfg);
-        let cache_file = b.layout.stamps().join("destroot.statcache");
-        let mut cache = StatCache::load(&cache_file);
-        repo_inputs(b, StageId::Destroot, fp, &mut cache)?;
-        cache.save(&cache_file)?;
-        Ok(())
+        repo_inputs(b, StageId::Destroot, fp)
     }
     fn inputs_from_run(&self) -> bool {
         true
@@ -205,9 +203,7 @@ impl Stage for Destroot<'_> {
     fn run(&self, log: &Path) -> Result<(), BoxError> {
         let cx = self.g.cx()?;
         let b = self.g.build;
-        let cfg = stage::once(&self.cfg, || {
-            cx.portage.destroot_config(b.resolved, &cx.composed.sysroot)
-        })?;
+        let cfg = self.cfg()?;
         // Built in `<dest>.new` and moved into place only when complete, so no root that
         // looks complete is ever left by a failed or killed build.
         let dest = b.layout.destroot();
@@ -236,20 +232,19 @@ fn reads_file(b: &Build, stage: StageId) -> PathBuf {
 }
 
 /// The repository as a stage's input: what its last run read ([`crate::reads`]), or, with
-/// no record of that (a first build), the whole tree.
-fn repo_inputs(
-    b: &Build,
-    stage: StageId,
-    fp: &mut Fingerprint,
-    cache: &mut StatCache,
-) -> Result<(), BoxError> {
+/// no record of that (a first build), the whole tree. Files are hashed through the stage's
+/// own stat cache, which keeps what the stage read, no more.
+fn repo_inputs(b: &Build, stage: StageId, fp: &mut Fingerprint) -> Result<(), BoxError> {
+    let cache_file = b.layout.stamps().join(format!("{stage}.statcache"));
+    let mut cache = StatCache::load(&cache_file);
     let record = fs::read_to_string(reads_file(b, stage)).unwrap_or_default();
     match Reads::parse(&record) {
-        Some(reads) => reads.fingerprint(&b.repo, fp, cache)?,
+        Some(reads) => reads.fingerprint(&b.repo, fp, &mut cache)?,
         None => {
-            fp.tree("repo", &b.repo, Some(cache))?;
+            fp.tree("repo", &b.repo, Some(&mut cache))?;
         }
     }
+    cache.save(&cache_file)?;
     Ok(())
 }
 
