@@ -187,23 +187,25 @@ impl Runner<'_> {
                     }
                     Some(w) => why = w,
                 }
-                if self.dry_run {
-                    self.say(&format!("[    would run] {id}{why}"));
-                    for later in &plan[i + 1..] {
-                        self.say(&format!("[    would run] {}", later.id()));
-                    }
-                    outcome.ran = plan[chain_start(plan, i)..]
-                        .iter()
-                        .map(|s| s.id())
-                        .collect();
-                    return Ok(outcome);
-                }
                 let start = chain_start(plan, i);
                 if start < i {
                     why = format!(
                         "{why} (it works in place on the tree {} made: from there)",
                         plan[start].id()
                     );
+                }
+                if self.dry_run {
+                    // What a build would run: from the start of the chain on.
+                    self.say(&format!("[    would run] {id}{why}"));
+                    for (k, other) in plan.iter().enumerate().skip(start) {
+                        if k != i {
+                            self.say(&format!("[    would run] {}", other.id()));
+                        }
+                    }
+                    outcome.ran = plan[start..].iter().map(|s| s.id()).collect();
+                    return Ok(outcome);
+                }
+                if start < i {
                     self.say(&format!("[      changed] {id}{why}"));
                     outcome.timings.truncate(start);
                     i = start;
@@ -586,9 +588,19 @@ mod tests {
             }
         }
 
-        /// overlay makes the tree; tmpfiles and fixups change it in place; image reads it
-        /// (its output, for the test, is the tree too).
+        /// overlay makes the tree; tmpfiles and fixups change it in place; image writes its
+        /// own file. The stages that ran.
         fn build(&self) -> Result<Vec<StageId>, Error> {
+            self.run(false).map(|_| self.runs.borrow().clone())
+        }
+
+        /// A dry run: the stages it says would run, and what it printed.
+        fn dry_run(&self) -> (Vec<StageId>, String) {
+            let (outcome, said) = self.run(true).unwrap();
+            (outcome.ran, said)
+        }
+
+        fn run(&self, dry_run: bool) -> Result<(Outcome, String), Error> {
             let plan: Plan = IDS
                 .iter()
                 .enumerate()
@@ -607,12 +619,12 @@ mod tests {
             let mut out = Vec::new();
             let mut r = Runner {
                 layout: &self.layout,
-                dry_run: false,
+                dry_run,
                 out: &mut out,
                 log: None,
             };
-            r.run(&plan)?;
-            Ok(self.runs.borrow().clone())
+            let outcome = r.run(&plan)?;
+            Ok((outcome, String::from_utf8_lossy(&out).into_owned()))
         }
     }
 
@@ -634,6 +646,21 @@ mod tests {
         *w.inputs[2].borrow_mut() = "new".into();
         assert_eq!(w.build().unwrap(), IDS);
         assert_eq!(w.build().unwrap(), []);
+    }
+
+    #[test]
+    fn a_dry_run_of_an_in_place_change_names_the_chain_and_runs_nothing() {
+        let w = World::new();
+        w.build().unwrap();
+        *w.inputs[1].borrow_mut() = "new".into();
+        let (ran, said) = w.dry_run();
+        assert_eq!(ran, IDS, "{said}");
+        assert!(
+            said.contains("[    would run] tmpfiles (changed: tmpfiles) (it works in place on the tree overlay made: from there)"),
+            "{said}"
+        );
+        assert!(said.contains("[    would run] overlay"), "{said}");
+        assert_eq!(*w.runs.borrow(), Vec::<StageId>::new());
     }
 
     #[test]
