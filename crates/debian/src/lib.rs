@@ -20,6 +20,7 @@
 //! `etc/initramfs-tools/`, copied in before the packages are installed; the overlay stage
 //! later copies the same files again.
 
+pub mod dpkg;
 pub mod stages;
 
 use exec::Cmd;
@@ -59,6 +60,8 @@ pub enum Error {
     Python { variant: String, found: Vec<String> },
     #[error(transparent)]
     Portage(#[from] portage::Error),
+    #[error(transparent)]
+    Tree(#[from] rootdir::Error),
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {

@@ -49,6 +49,33 @@ enum Command {
         /// Say which stages would run and why (which inputs changed), and run none
         #[arg(long)]
         dry_run: bool,
+        /// Nothing on stderr but errors (the image's path still goes to stdout)
+        #[arg(short, long, conflicts_with = "verbose")]
+        quiet: bool,
+        /// Stream the tools' output (what the stage logs get) to stderr as it comes
+        #[arg(short, long)]
+        verbose: bool,
+        /// Print the build summary as one JSON object on stdout instead of the image's path
+        #[arg(long)]
+        json: bool,
+    },
+    /// What changed between two builds: packages, files (type, mode, owner, content, label), sizes
+    Diff {
+        /// A build: its output directory or record.json, a history entry (build/V/history/N), a manifest, an image or a tree
+        a: PathBuf,
+        /// The other build, as A
+        b: PathBuf,
+        /// One JSON object instead of text
+        #[arg(long)]
+        json: bool,
+    },
+    /// Where the image's bytes go: each package's installed size, largest first, with its share
+    Size {
+        #[arg(long)]
+        variant: String,
+        /// One JSON object instead of text
+        #[arg(long)]
+        json: bool,
     },
     /// Boot a variant's image under QEMU (building what is missing first); `--check` runs the boot check
     Boot {
@@ -121,8 +148,27 @@ fn main() -> ExitCode {
             gentoo_repo,
             output,
             dry_run,
-        } => cmd::project(cli.project.as_deref())
-            .and_then(|p| cmd::build::run(&p, &variant, gentoo_repo, output, dry_run)),
+            quiet,
+            verbose,
+            json,
+        } => cmd::project(cli.project.as_deref()).and_then(|p| {
+            cmd::build::run(
+                &p,
+                &cmd::build::Args {
+                    variant,
+                    repo: gentoo_repo,
+                    output,
+                    dry_run,
+                    quiet,
+                    verbose,
+                    json,
+                },
+            )
+        }),
+        Command::Diff { a, b, json } => cmd::diff::run(&a, &b, json),
+        Command::Size { variant, json } => {
+            cmd::project(cli.project.as_deref()).and_then(|p| cmd::size::run(&p, &variant, json))
+        }
         Command::Boot {
             variant,
             check,
@@ -159,7 +205,12 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {}", error_chain(&e));
+            let error = if cmd::build::color_wanted() {
+                "\x1b[31merror\x1b[0m"
+            } else {
+                "error"
+            };
+            eprintln!("{error}: {}", error_chain(&e));
             ExitCode::FAILURE
         }
     }

@@ -11,7 +11,11 @@
 //! from the stage that made the tree, and while it runs the stamps of that chain are
 //! away too.
 
+pub mod history;
 pub mod tree;
+mod watch;
+
+pub use watch::Show;
 
 use stage::fingerprint::write_atomic;
 pub use stage::{fingerprint, Build, Layout, Plan, Stage, StageId};
@@ -70,6 +74,8 @@ pub struct Options {
     pub selinux_probe: Box<dyn policy::Probe>,
     /// Say which stages would run and why, and run none (`keel build --dry-run`).
     pub dry_run: bool,
+    /// What a running stage shows on stderr ([`Show`]).
+    pub show: Show,
 }
 
 /// The stages of a build of `b.resolved`, in order: the package backend's (they make the
@@ -100,6 +106,15 @@ pub struct Outcome {
     pub manifest: PathBuf,
     /// Per stage: id, seconds, ran?
     pub timings: Vec<(StageId, f64, bool)>,
+    /// `build.log` beside the image, and the stages' logs.
+    pub build_log: PathBuf,
+    pub logs: PathBuf,
+    /// `record.json` beside the image, and what it holds.
+    pub record: PathBuf,
+    pub record_data: Option<record::Record>,
+    /// What changed since the previous build kept in the history, in one paragraph
+    /// (`None`: no earlier build is kept).
+    pub since_previous: Option<String>,
 }
 
 /// Runs a plan's stages against their stamps.
@@ -110,6 +125,16 @@ struct Runner<'a> {
     out: &'a mut dyn Write,
     /// `build.log` in the output directory: the same lines.
     log: Option<fs::File>,
+    show: Show,
+}
+
+/// The SGR colour of a stage line's tag.
+#[derive(Clone, Copy)]
+enum Tone {
+    Dim,
+    Busy,
+    Good,
+    Bad,
 }
 
 /// A stage's stamp files: the fingerprint, the inputs that made it (for "why did it
@@ -130,8 +155,25 @@ fn remove_if_there(f: &Path) -> Result<(), Error> {
 }
 
 impl Runner<'_> {
-    fn say(&mut self, line: &str) {
-        let _ = writeln!(self.out, "{line}");
+    /// A stage line, `[tag] rest`: on `out` (coloured on a terminal that wants colour,
+    /// nothing when quiet) and in `build.log`.
+    fn say(&mut self, tag: &str, tone: Tone, rest: &str) {
+        let line = format!("[{tag:>13}] {rest}");
+        match self.show {
+            Show::Quiet => {}
+            Show::Terminal { color: true, .. } => {
+                let sgr = match tone {
+                    Tone::Dim => "2",
+                    Tone::Busy => "36",
+                    Tone::Good => "32",
+                    Tone::Bad => "31",
+                };
+                let _ = writeln!(self.out, "\x1b[{sgr}m[{tag:>13}]\x1b[0m {rest}");
+            }
+            _ => {
+                let _ = writeln!(self.out, "{line}");
+            }
+        }
         if let Some(f) = &mut self.log {
             let _ = writeln!(f, "{line}");
         }
@@ -180,7 +222,7 @@ impl Runner<'_> {
             if !forced {
                 match self.stale(s, &prints[i].1) {
                     None => {
-                        self.say(&format!("[   up to date] {id}"));
+                        self.say("up to date", Tone::Dim, id.name());
                         outcome.timings.push((id, 0.0, false));
                         i += 1;
                         continue;
@@ -196,17 +238,17 @@ impl Runner<'_> {
                 }
                 if self.dry_run {
                     // What a build would run: from the start of the chain on.
-                    self.say(&format!("[    would run] {id}{why}"));
+                    self.say("would run", Tone::Busy, &format!("{id}{why}"));
                     for (k, other) in plan.iter().enumerate().skip(start) {
                         if k != i {
-                            self.say(&format!("[    would run] {}", other.id()));
+                            self.say("would run", Tone::Busy, other.id().name());
                         }
                     }
                     outcome.ran = plan[start..].iter().map(|s| s.id()).collect();
                     return Ok(outcome);
                 }
                 if start < i {
-                    self.say(&format!("[      changed] {id}{why}"));
+                    self.say("changed", Tone::Busy, &format!("{id}{why}"));
                     outcome.timings.truncate(start);
                     i = start;
                     forced = true;
@@ -252,18 +294,27 @@ impl Runner<'_> {
                 remove_if_there(&f)?;
             }
         }
-        self.say(&format!("[      running] {id}: {}{why}", s.what()));
+        self.say("running", Tone::Busy, &format!("{id}: {}{why}", s.what()));
         // A stage's log holds its last run only.
         let log = self.layout.stage_log(id);
         remove_if_there(&log)?;
         if let Some(parent) = log.parent() {
             fs::create_dir_all(parent).map_err(io(parent))?;
         }
+        let times = watch::times_file(&self.layout.cache, &self.layout.variant, id);
+        let watch = watch::start(&log, id, self.show, &times);
         let t = Instant::now();
-        if let Err(source) = s.run(&log) {
+        let ran = s.run(&log);
+        let tracker = watch.and_then(watch::Watch::finish);
+        if let Err(source) = ran {
             // The caller prints the error; the build log gets it too.
+            self.say(
+                "failed",
+                Tone::Bad,
+                &format!("{id} (log: {})", log.display()),
+            );
             if let Some(f) = &mut self.log {
-                let _ = writeln!(f, "[       failed] {id}: {source}");
+                let _ = writeln!(f, "[{:>13}] {id}: {source}", "failed");
             }
             return Err(Error::Stage {
                 stage: id,
@@ -271,6 +322,14 @@ impl Runner<'_> {
             });
         }
         let secs = t.elapsed().as_secs_f64();
+        if let Some(history) = tracker.map(|t| t.history()) {
+            if !history.packages.is_empty() {
+                if let Some(dir) = times.parent() {
+                    fs::create_dir_all(dir).map_err(io(dir))?;
+                }
+                write_atomic(&times, history.render().as_bytes())?;
+            }
+        }
         let outputs = s.outputs();
         let refs: Vec<&Path> = outputs.iter().map(PathBuf::as_path).collect();
         let made = identities(&refs).map_err(|missing| Error::Stage {
@@ -304,7 +363,11 @@ impl Runner<'_> {
         } else {
             String::new()
         };
-        self.say(&format!("[{secs:>11.1}s] {id}: done{log}"));
+        self.say(
+            &format!("{secs:.1}s"),
+            Tone::Good,
+            &format!("{id}: done{log}"),
+        );
         outcome.ran.push(id);
         outcome.timings.push((id, secs, true));
         Ok(after)
@@ -422,6 +485,7 @@ pub fn build(
     let mut runner = Runner {
         layout,
         dry_run: opts.dry_run,
+        show: opts.show,
         out,
         log: if opts.dry_run {
             None
@@ -435,6 +499,11 @@ pub fn build(
     outcome.tree = layout.tree();
     outcome.image = tree::image_path(&b);
     outcome.manifest = layout.output.join("manifest.txt");
+    outcome.build_log = build_log;
+    outcome.logs = layout.logs();
+    if !opts.dry_run {
+        history::record(&b, &mut outcome)?;
+    }
     Ok(outcome)
 }
 
@@ -622,6 +691,7 @@ mod tests {
                 dry_run,
                 out: &mut out,
                 log: None,
+                show: Show::Lines,
             };
             let outcome = r.run(&plan)?;
             Ok((outcome, String::from_utf8_lossy(&out).into_owned()))

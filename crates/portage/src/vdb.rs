@@ -134,6 +134,84 @@ pub fn normalize(root: &Path, epoch: Option<i64>) -> Result<(), Error> {
     Ok(())
 }
 
+/// The most a package database file may hold (a `CONTENTS` of a very large package is a
+/// few MiB).
+const DB_FILE_LIMIT: u64 = 64 << 20;
+
+/// The packages installed in `root` (the build record's package list): name and version
+/// from the database directory's name, the installed size from `SIZE`, the paths from
+/// `CONTENTS` (every entry but directories). Read through a handle on `root`: a link in
+/// the database never leads out of it.
+pub fn packages(root: &Path) -> Result<Vec<record::Package>, Error> {
+    let r = rootdir::Root::open(root)?;
+    let vdb = Path::new("var/db/pkg");
+    let mut out = Vec::new();
+    if !r.is_dir(vdb) {
+        return Ok(out);
+    }
+    for cat in r.names(vdb)? {
+        let cat_dir = vdb.join(&cat);
+        if !r.is_dir(&cat_dir) {
+            continue;
+        }
+        for pf in r.names(&cat_dir)? {
+            let dir = cat_dir.join(&pf);
+            if pf.starts_with('-') || !r.is_dir(&dir) {
+                continue;
+            }
+            let atom = pkgsets::atom::Atom::parse(&format!("={cat}/{pf}"), Default::default())
+                .map_err(|e| {
+                    Error::Config(format!(
+                        "{}: not a package's database entry: {e}",
+                        r.display(&dir).display()
+                    ))
+                })?;
+            let version = pf
+                .strip_prefix(atom.package())
+                .and_then(|v| v.strip_prefix('-'))
+                .unwrap_or_default()
+                .to_owned();
+            let text = |name: &str| -> Result<String, Error> {
+                let f = dir.join(name);
+                if !r.is_file(&f) {
+                    return Ok(String::new());
+                }
+                let bytes = r.read(&f, DB_FILE_LIMIT, "a package database file")?;
+                Ok(String::from_utf8_lossy(&bytes).into_owned())
+            };
+            let size = text("SIZE")?.trim().parse().unwrap_or(0);
+            let files = text("CONTENTS")?
+                .lines()
+                .filter_map(contents_path)
+                .collect();
+            out.push(record::Package {
+                name: atom.key().to_owned(),
+                version,
+                size,
+                files,
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// The path of a `CONTENTS` line that is not a directory: `obj PATH MD5 MTIME`,
+/// `sym PATH -> TARGET MTIME`, `fif PATH`, `dev PATH`.
+pub fn contents_path(line: &str) -> Option<String> {
+    let (kind, rest) = line.split_at_checked(4)?;
+    let path = match kind {
+        "obj " => {
+            let mut it = rest.rsplitn(3, ' ');
+            let (_mtime, _md5) = (it.next()?, it.next()?);
+            it.next()?
+        }
+        "sym " => rest.rsplit_once(' ')?.0.split_once(" -> ")?.0,
+        "fif " | "dev " => rest,
+        _ => return None,
+    };
+    Some(path.to_owned())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -214,5 +292,20 @@ mod tests {
         fs::create_dir_all(e.path().join("var/db")).unwrap();
         std::os::unix::fs::symlink(outside.path(), e.path().join("var/db/pkg")).unwrap();
         assert!(normalize(e.path(), Some(1000)).is_err());
+    }
+
+    #[test]
+    fn contents_lines_give_their_paths() {
+        assert_eq!(
+            contents_path("obj /usr/bin/a b 0123abcd 1700000000").as_deref(),
+            Some("/usr/bin/a b")
+        );
+        assert_eq!(
+            contents_path("sym /usr/lib/x.so -> x.so.1 1700000000").as_deref(),
+            Some("/usr/lib/x.so")
+        );
+        assert_eq!(contents_path("dir /usr/bin"), None);
+        assert_eq!(contents_path("fif /run/f").as_deref(), Some("/run/f"));
+        assert_eq!(contents_path("obj"), None);
     }
 }

@@ -1,0 +1,29 @@
+//! `keel size --variant V`: where the image's bytes go, by package.
+
+use anyhow::{bail, Context, Result};
+use std::process::ExitCode;
+use variant::Project;
+
+pub fn run(project: &Project, variant: &str, json: bool) -> Result<ExitCode> {
+    project.resolve(variant)?;
+    let out = pipeline::Layout::new(&project.root, variant, None).output;
+    let record = out.join(pipeline::history::RECORD);
+    if !record.is_file() {
+        bail!(
+            "{}: no build record: build `{variant}` first (`keel build --variant {variant}`)",
+            record.display()
+        );
+    }
+    let loaded = pipeline::history::load(&record)
+        .with_context(|| format!("reading {}", record.display()))?;
+    let Some(rec) = &loaded.record else {
+        bail!("{}: not a build record", record.display());
+    };
+    let table = record::size::table(rec, Some(&loaded.manifest));
+    if json {
+        println!("{}", serde_json::to_string_pretty(&table)?);
+    } else {
+        print!("{}", record::size::render(&table));
+    }
+    Ok(ExitCode::SUCCESS)
+}
