@@ -115,7 +115,7 @@ pub fn make(spec: &Spec) -> Result<(), Error> {
                 .arg(&partial)
                 .args([
                     "-noappend",
-                    "-no-progress",
+                    "-progress",
                     "-quiet",
                     "-reproducible",
                     "-xattrs",

@@ -6,7 +6,7 @@
 //! destroot stages) and mksquashfs (timed separately on the same tree); then the peak
 //! size of `build/work/V` during the clean build against the final tree, and the median of
 //! three overlay-only edits (issue 15: under 3 s for `selinux`, peak under 2.5 times the
-//! final tree).
+//! final tree); then the build from destroot on with progress on and off (issue 21).
 //!
 //! `KEEL_BENCH_BASELINE=/path/to/an/older/keel` runs the same peak-size and overlay-edit
 //! measurements with that binary too, side by side, in its own project copy.
@@ -65,6 +65,11 @@ fn main() {
         print_peak("this Keel", peak, tree, sysroot);
         let (ov, names) = overlay_edits(&keel, &root, &repo, variant);
         println!("  overlay-only rebuild: median {ov:.2} s of 3, stages run: {names}");
+        let (on, off) = progress_on_off(&keel, &root, &repo, variant);
+        println!(
+            "  progress (issue 21): destroot onward with progress lines {on:.2} s vs --quiet (log not followed) {off:.2} s, median of 3 each, alternating: ratio {:.3}",
+            on / off
+        );
         if let Some(old) = std::env::var_os("KEEL_BENCH_BASELINE").filter(|v| !v.is_empty()) {
             let old = PathBuf::from(old);
             let op = common::project().expect("a second project copy");
@@ -144,6 +149,43 @@ fn overlay_edits(keel: &Path, root: &Path, repo: &Path, variant: &str) -> (f64, 
     }
     times.sort_by(f64::total_cmp);
     (times[1], names)
+}
+
+/// The build from destroot on (its stamp removed), with progress on (stderr a pipe: the
+/// stage logs followed, a line per package) and off (`--quiet`), alternating: the medians.
+fn progress_on_off(keel: &Path, root: &Path, repo: &Path, variant: &str) -> (f64, f64) {
+    let stamp = root
+        .join("build/work")
+        .join(variant)
+        .join("stamps/destroot");
+    let mut on = Vec::new();
+    let mut off = Vec::new();
+    for i in 0..6 {
+        fs::remove_file(&stamp).expect("the destroot stamp");
+        let quiet = i % 2 == 1;
+        let t = Instant::now();
+        let mut c = Command::new(keel);
+        c.arg("-C")
+            .arg(root)
+            .args(["build", "--variant", variant, "--gentoo-repo"])
+            .arg(repo)
+            .env("SOURCE_DATE_EPOCH", "1700000000");
+        if quiet {
+            c.arg("--quiet");
+        }
+        let o = c.output().expect("run keel");
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(
+            err.lines().any(|l| l.contains("] destroot: 1 of ")),
+            !quiet,
+            "{err}"
+        );
+        if quiet { &mut off } else { &mut on }.push(t.elapsed().as_secs_f64());
+    }
+    on.sort_by(f64::total_cmp);
+    off.sort_by(f64::total_cmp);
+    (on[1], off[1])
 }
 
 /// Disk usage of a tree (allocated blocks, hard links once), as `du -s` counts it.

@@ -13,11 +13,16 @@
 
 mod common;
 
-use common::{build, emerge_runs, from, keel, project};
+use common::{build, emerge_runs, from, keel, keel_cmd, project, Project};
 use pipeline::StageId;
 use std::fs;
+use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::Command;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// The builds `keel diff` compares are reproducible: the same inputs, the same image.
+const EPOCH: &str = "1700000000";
 
 const HOST_PORTAGE_PATHS: &[&str] = &[
     "/etc/portage",
@@ -48,6 +53,33 @@ fn has_pkg(list: &[String], key: &str) -> bool {
             rest.starts_with('-') && rest[1..].starts_with(|c: char| c.is_ascii_digit())
         })
     })
+}
+
+/// A build with stderr not a terminal, read as it comes: each line with when it arrived.
+fn build_live(p: &Project, variant: &str) -> (Vec<String>, Vec<(Instant, String)>) {
+    let mut child = keel_cmd(p, &["build", "--variant", variant])
+        .env("SOURCE_DATE_EPOCH", EPOCH)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let lines: Vec<(Instant, String)> = BufReader::new(child.stderr.take().unwrap())
+        .lines()
+        .map(|l| (Instant::now(), l.unwrap()))
+        .collect();
+    let st = child.wait().unwrap();
+    let err: String = lines.iter().map(|(_, l)| format!("{l}\n")).collect();
+    assert!(st.success(), "build of {variant} failed:\n{err}");
+    (common::ran(&err), lines)
+}
+
+/// When the line that ends with `needle` arrived.
+fn arrived(lines: &[(Instant, String)], needle: &str) -> Instant {
+    lines
+        .iter()
+        .find(|(_, l)| l.contains(needle))
+        .unwrap_or_else(|| panic!("no line with `{needle}`"))
+        .0
 }
 
 fn snapshot_host() -> Vec<String> {
@@ -86,8 +118,30 @@ fn portage_backend_end_to_end() {
         .join("usr/lib/tmpfiles.d/var.conf")
         .exists());
 
-    let (ran, sdest) = build(&p, "selinux");
+    // Live progress (issue 21), stderr a pipe: a plain `N of M` line for each package
+    // emerge takes on, arriving while the stage still runs, not when it ends.
+    let (ran, lines) = build_live(&p, "selinux");
+    let sdest = p
+        .root
+        .join("build/work/selinux/destroot")
+        .display()
+        .to_string();
     assert_eq!(ran, from(&p, StageId::HostTools, "selinux"));
+    let sysroot_done = arrived(&lines, "] sysroot: done");
+    let progress: Vec<&(Instant, String)> = lines
+        .iter()
+        .filter(|(_, l)| l.contains("] sysroot: ") && l.contains(" of ") && l.contains("/"))
+        .collect();
+    assert!(progress.len() >= 10, "one line per package: {lines:#?}");
+    assert!(
+        progress[0].1.starts_with("[") && progress[0].1.contains("] sysroot: 1 of "),
+        "{}",
+        progress[0].1
+    );
+    assert!(
+        sysroot_done.duration_since(progress[0].0) > Duration::from_secs(5),
+        "the first package's line came when the stage ended: {lines:#?}"
+    );
     let se_pkgs = installed(Path::new(&sdest));
     for key in [
         "sys-libs/libselinux",
@@ -222,16 +276,144 @@ fn portage_backend_end_to_end() {
     // 5. The host's Portage state is untouched.
     assert_eq!(snapshot_host(), host_before);
 
-    // 6. A user patch that no longer applies fails the build, naming the patch. A changed
+    // 6. What changed between builds (issue 21). One more package and one overlay file
+    // are exactly what the build's summary and `keel diff` report.
+    let sets: Vec<(std::path::PathBuf, String)> = ["build", "install"]
+        .iter()
+        .map(|k| {
+            let f = p.root.join(format!("variants/selinux/{k}.packages"));
+            let t = fs::read_to_string(&f).unwrap();
+            (f, t)
+        })
+        .collect();
+    for (f, t) in &sets {
+        fs::write(f, format!("{t}app-misc/pax-utils\n")).unwrap();
+    }
+    let added = p.root.join("overlay/etc/keel-diff-test");
+    fs::write(&added, "one overlay file\n").unwrap();
+    let o = keel_cmd(&p, &["build", "--variant", "selinux", "--json"])
+        .env("SOURCE_DATE_EPOCH", EPOCH)
+        .output()
+        .unwrap();
+    let (ok, out, err) = common::text(&o);
+    assert!(ok, "{err}");
+    let summary: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let image = Path::new(summary["image"].as_str().unwrap());
+    assert_eq!(
+        summary["image_bytes"].as_u64().unwrap(),
+        fs::metadata(image).unwrap().len()
+    );
+    assert_eq!(summary["packages"], 19, "{summary:#}");
+    assert!(
+        summary["since_previous"].as_str().unwrap().starts_with(
+            "1 package added (app-misc/pax-utils 1.3.7); 1 file added (/etc/keel-diff-test)"
+        ),
+        "{summary:#}"
+    );
+    let stages: Vec<(&str, bool)> = summary["stages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| (s["stage"].as_str().unwrap(), s["seconds"].is_number()))
+        .collect();
+    assert_eq!(stages[0], ("host-tools", false), "{summary:#}");
+    assert!(stages[1..].iter().all(|(_, ran)| *ran), "{summary:#}");
+    let history = p.root.join("build/selinux/history");
+    let (one, two) = (history.join("0001"), history.join("0002"));
+    let (ok, out, err) = keel(
+        &p,
+        &[
+            "diff",
+            one.to_str().unwrap(),
+            two.to_str().unwrap(),
+            "--json",
+        ],
+    );
+    assert!(ok, "{err}");
+    let d: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        d["packages"],
+        serde_json::json!([{"change": "added", "name": "app-misc/pax-utils", "version": "1.3.7",
+            "size": d["packages"][0]["size"], "files": 6}]),
+        "{d:#}"
+    );
+    assert_eq!(
+        d["files"],
+        serde_json::json!([{"path": "/etc/keel-diff-test", "change": "added", "what": ["file"]}]),
+        "{d:#}"
+    );
+    let (ok, out, _) = keel(&p, &["size", "--variant", "selinux"]);
+    assert!(ok);
+    assert!(out.contains("app-misc/pax-utils 1.3.7"), "{out}");
+
+    // Undone, under a pseudo-terminal: one status line rewritten in place (no plain
+    // progress lines), no colour with NO_COLOR; the image is the first one again.
+    for (f, t) in &sets {
+        fs::write(f, t).unwrap();
+    }
+    fs::remove_file(&added).unwrap();
+    let cmdline = format!(
+        "{} -C {} build --variant selinux --gentoo-repo {}",
+        env!("CARGO_BIN_EXE_keel"),
+        p.root.display(),
+        common::repo().display()
+    );
+    let o = Command::new("script")
+        .args(["-q", "-e", "-c", &cmdline, "/dev/null"])
+        .env("NO_COLOR", "1")
+        .env("COLUMNS", "100")
+        .env("SOURCE_DATE_EPOCH", EPOCH)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let tty = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{tty}");
+    assert!(
+        tty.contains("\r\x1b[2K[      running] destroot: 1 of "),
+        "no status line: {tty:?}"
+    );
+    assert!(
+        !tty.lines()
+            .any(|l| l.contains("s] destroot: ") && l.contains(" of ")),
+        "plain progress lines on a terminal: {tty:?}"
+    );
+    assert!(
+        tty.contains("\r\x1b[2K[         ") && tty.contains("destroot: done"),
+        "the status line is cleared before the stage's last line: {tty:?}"
+    );
+    assert!(!tty.contains("\x1b[3"), "colour despite NO_COLOR: {tty:?}");
+    for status in tty.split("\r\x1b[2K").skip(1) {
+        let line = status.split(['\r', '\n']).next().unwrap();
+        assert!(
+            line.chars().count() <= 100,
+            "wider than the terminal: {line:?}"
+        );
+    }
+    let three = history.join("0003");
+    let (ok, out, err) = keel(
+        &p,
+        &["diff", one.to_str().unwrap(), three.to_str().unwrap()],
+    );
+    assert!(ok, "{err}");
+    assert_eq!(out, "", "identical builds differ");
+
+    // 7. A user patch that no longer applies fails the build, naming the patch. A changed
     // patch set rebuilds its package (Portage itself does not track user patches).
     let stale = p
         .root
         .join("variants/selinux/portage/patches/sec-policy/selinux-base/9999-keel-stale.patch");
     fs::write(&stale, "--- a/policy/modules/kernel/kernel.te\n+++ b/policy/modules/kernel/kernel.te\n@@ -1,3 +1,3 @@\n-this line is not in the file\n+nor is this one\n context\n context\n").unwrap();
-    let (ok, _, err) = keel(&p, &["build", "--variant", "selinux"]);
+    // With --verbose the tools' output reaches stderr as it comes, and the failed stage's
+    // line names its log.
+    let (ok, _, err) = keel(&p, &["build", "--variant", "selinux", "--verbose"]);
     assert!(!ok);
     assert!(
         err.contains("user patch ") && err.contains("9999-keel-stale.patch does not apply"),
+        "{err}"
+    );
+    assert!(err.contains("\n>>> Emerging (1 of "), "{err}");
+    assert!(
+        err.contains("] sysroot (log: ") && err.contains("logs/sysroot.log)"),
         "{err}"
     );
 }
