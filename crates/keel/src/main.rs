@@ -3,7 +3,7 @@
 
 mod cmd;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -132,6 +132,17 @@ enum Command {
     },
     /// Run a Keel command in a build VM made from a container image (default: Keel's Debian build environment), e.g. `keel vm -- build --variant selinux`
     Vm(cmd::vm::Args),
+    /// Print the shell completion script for keel, e.g. `keel completions bash > /etc/bash_completion.d/keel`
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page keel(1), or write it and one page per subcommand (keel-build.1, ...) into a directory
+    Man {
+        /// Write keel.1 and the subcommands' pages here, and print their paths
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -201,6 +212,8 @@ fn main() -> ExitCode {
         Command::Vm(args) => {
             cmd::project(cli.project.as_deref()).and_then(|p| cmd::vm::run(&p, args))
         }
+        Command::Completions { shell } => cmd::completions::run(shell, Cli::command()),
+        Command::Man { out } => cmd::man::run(Cli::command(), out.as_deref()),
     };
     match result {
         Ok(code) => code,

@@ -451,3 +451,142 @@ fn overlay_sync_into_its_own_source_is_refused() {
     assert_eq!(fs::read_dir(d.join("b/in")).unwrap().count(), 0);
     fs::remove_dir_all(&d).unwrap();
 }
+
+/// The subcommands `keel --help` lists (without `help`).
+fn subcommands() -> Vec<String> {
+    let o = keel(&testutil::project_root(), &["--help"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let help = stdout(&o);
+    let names: Vec<String> = help
+        .split("Commands:\n")
+        .nth(1)
+        .unwrap_or("")
+        .lines()
+        .take_while(|l| l.starts_with("  "))
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|n| *n != "help")
+        .map(str::to_owned)
+        .collect();
+    assert!(names.len() > 10, "{help}");
+    names
+}
+
+/// Whether an optional shell is here (fish and zsh are not CI packages: checked locally).
+fn have(program: &str) -> bool {
+    let here = testutil::find(program).is_some();
+    if !here {
+        eprintln!("note: `{program}` is not installed; its syntax check is skipped");
+    }
+    here
+}
+
+/// `keel completions SHELL` for bash, zsh and fish: a script naming every subcommand that the
+/// shell's own parser accepts (bash always; zsh and fish where installed), and bash's
+/// completes `keel pl` to `plan`.
+#[test]
+fn completions_name_every_subcommand_and_parse() {
+    let root = testutil::project_root();
+    let subs = subcommands();
+    let dir = tempfile::tempdir().unwrap();
+    for (shell, check) in [
+        ("bash", Some(&["bash", "-n"][..])),
+        ("zsh", have("zsh").then_some(&["zsh", "-n"][..])),
+        (
+            "fish",
+            have("fish").then_some(&["fish", "--no-execute"][..]),
+        ),
+    ] {
+        let o = keel(&root, &["completions", shell]);
+        assert!(o.status.success(), "{shell}: {}", stderr(&o));
+        let script = stdout(&o);
+        for s in &subs {
+            assert!(
+                script.contains(s.as_str()),
+                "{shell}: no `{s}` in\n{script}"
+            );
+        }
+        let file = dir.path().join(shell);
+        fs::write(&file, &script).unwrap();
+        if let Some([program, args @ ..]) = check {
+            let o = Command::new(program)
+                .args(args)
+                .arg(&file)
+                .output()
+                .unwrap();
+            assert!(o.status.success(), "{program} {args:?}: {}", stderr(&o));
+        }
+    }
+    let o = Command::new("bash")
+        .arg("-c")
+        .arg(format!(
+            "source {}; COMP_WORDS=(keel pl); COMP_CWORD=1; _keel keel pl keel; printf '%s\\n' \"${{COMPREPLY[@]}}\"",
+            dir.path().join("bash").display()
+        ))
+        .output()
+        .unwrap();
+    assert_eq!(stdout(&o), "plan\n", "{}", stderr(&o));
+
+    let o = keel(&root, &["completions", "tcsh"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("invalid value 'tcsh'"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+/// `keel man` prints keel(1), which lists every subcommand; `keel man --out DIR` writes it
+/// and a page for each subcommand (nested ones too), each of which groff renders without a
+/// warning.
+#[test]
+fn man_pages_name_every_subcommand_and_render() {
+    let root = testutil::project_root();
+    let subs = subcommands();
+    let o = keel(&root, &["man"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let page = stdout(&o);
+    assert!(page.contains("\n.TH keel 1 "), "{page}");
+    for s in &subs {
+        assert!(
+            page.contains(&format!("keel\\-{s}(1)")),
+            "no `{s}` in\n{page}"
+        );
+    }
+
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("man1");
+    let o = keel(&root, &["man", "--out", out.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let mut written: Vec<String> = fs::read_dir(&out)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    written.sort();
+    assert_eq!(stdout(&o).lines().count(), written.len(), "{}", stdout(&o));
+    let mut want: Vec<String> = subs.iter().map(|s| format!("keel-{s}.1")).collect();
+    want.extend(["keel.1", "keel-atom-check.1", "keel-tmpfiles-apply.1"].map(String::from));
+    for w in &want {
+        assert!(written.contains(w), "no {w} in {written:?}");
+    }
+    assert!(!written.iter().any(|w| w.contains("help")), "{written:?}");
+    assert_eq!(fs::read_to_string(out.join("keel.1")).unwrap(), page);
+
+    if testutil::require("groff") {
+        for w in &written {
+            let o = Command::new("groff")
+                .args(["-man", "-Tutf8", "-ww", "-z"])
+                .arg(out.join(w))
+                .output()
+                .unwrap();
+            assert!(
+                o.status.success() && o.stderr.is_empty(),
+                "groff on {w}: {}",
+                stderr(&o)
+            );
+        }
+    }
+
+    let o = keel(&root, &["man", "--out", "/dev/null/man"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("/dev/null/man"), "{}", stderr(&o));
+}
