@@ -590,3 +590,184 @@ fn man_pages_name_every_subcommand_and_render() {
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains("/dev/null/man"), "{}", stderr(&o));
 }
+
+fn json(o: &Output) -> serde_json::Value {
+    assert!(o.status.success(), "{}", stderr(o));
+    serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("{e}: {}", stdout(o)))
+}
+
+/// The words of each line of a text output: padding is not content.
+fn words(text: &str) -> Vec<Vec<String>> {
+    text.lines()
+        .map(|l| l.split_whitespace().map(str::to_owned).collect())
+        .collect()
+}
+
+fn str_of(v: &serde_json::Value) -> &str {
+    v.as_str().unwrap_or_else(|| panic!("not a string: {v}"))
+}
+
+#[test]
+fn variants_json_is_the_text_as_an_array() {
+    let root = testutil::project_root();
+    let v = json(&keel(&root, &["variants", "--json"]));
+    let text = stdout(&keel(&root, &["variants"]));
+    let from_json: String = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| {
+            let chain: Vec<&str> = o["chain"].as_array().unwrap().iter().map(str_of).collect();
+            format!("{} {}\n", str_of(&o["name"]), chain.join(" -> "))
+        })
+        .collect();
+    assert_eq!(words(&from_json), words(&text));
+    insta::assert_snapshot!(
+        "variants-json",
+        stdout(&keel(&root, &["variants", "--json"]))
+    );
+}
+
+/// `keel plan --json` of every shipped variant says what the text says: the text, written
+/// again from the JSON, has the same words on every line.
+#[test]
+fn plan_json_is_the_text_as_an_object() {
+    let root = testutil::project_root();
+    let project = variant::Project::load(&root).unwrap();
+    for name in project.variants.keys() {
+        let p = json(&keel(&root, &["plan", "--variant", name, "--json"]));
+        let text = stdout(&keel(&root, &["plan", "--variant", name]));
+        let mut t = format!(
+            "variant: {}\nchain: {}\ndistribution: {}",
+            str_of(&p["variant"]),
+            p["chain"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(str_of)
+                .collect::<Vec<_>>()
+                .join(" -> "),
+            str_of(&p["distribution"])
+        );
+        if let Some(suite) = p["suite"].as_str() {
+            t += &format!(" ({suite})");
+        }
+        t += "\n";
+        if let Some(profile) = p["profile"].as_str() {
+            t += &format!("profile: {profile}\n");
+        }
+        t += &format!("image: {}\n", str_of(&p["image"]));
+        t += &match &p["selinux"] {
+            serde_json::Value::Null => "selinux: off\n".to_owned(),
+            s => format!("selinux: {} ({})\n", str_of(&s["mode"]), str_of(&s["type"])),
+        };
+        t += &format!(
+            "python: {}\n",
+            if p["python"].as_bool().unwrap() {
+                "allowed"
+            } else {
+                "forbidden"
+            }
+        );
+        // The text's set order.
+        for set in [
+            "build.packages",
+            "install.packages",
+            "host-tools.packages",
+            "installonly.packages",
+        ] {
+            let atoms = p["sets"][set].as_array().unwrap();
+            t += &format!("set {set} ({} atoms):\n", atoms.len());
+            for a in atoms {
+                t += &format!(
+                    "{} {}:{}\n",
+                    str_of(&a["atom"]),
+                    str_of(&a["file"]),
+                    a["line"]
+                );
+            }
+        }
+        assert_eq!(p["sets"].as_object().unwrap().len(), 4, "{p}");
+        t += "layers:\n";
+        for l in p["layers"].as_array().unwrap() {
+            t += &format!("{} {}\n", str_of(&l["kind"]), str_of(&l["path"]));
+        }
+        t += "stages:\n";
+        for s in p["stages"].as_array().unwrap() {
+            t += &format!("{} {}\n", str_of(&s["name"]), str_of(&s["what"]));
+        }
+        assert_eq!(words(&t), words(&text), "{name}:\n{t}\n---\n{text}");
+    }
+    let selinux = stdout(&keel(&root, &["plan", "--variant", "selinux", "--json"]));
+    insta::assert_snapshot!(
+        "plan-json-selinux",
+        selinux.replace(root.to_str().unwrap(), "[project]")
+    );
+}
+
+/// `keel manifest --json` of a tree with every kind of line: each entry is its text line's
+/// columns (written back, the same line); names that need escapes stay escaped.
+#[test]
+fn manifest_json_is_the_text_as_entries() {
+    use std::os::unix::fs::PermissionsExt;
+    let d = tempfile::tempdir().unwrap();
+    let r = d.path().join("root");
+    fs::create_dir_all(r.join("etc")).unwrap();
+    fs::write(r.join("etc/a file"), "hello\n").unwrap();
+    fs::write(r.join("etc/tab\there"), "").unwrap();
+    std::os::unix::fs::symlink("../etc/a file", r.join("link")).unwrap();
+    mkfifo(&r.join("fifo"));
+    for (p, mode) in [
+        ("", 0o755),
+        ("etc", 0o750),
+        ("etc/a file", 0o4755),
+        ("etc/tab\there", 0o600),
+        ("fifo", 0o640),
+    ] {
+        fs::set_permissions(r.join(p), fs::Permissions::from_mode(mode)).unwrap();
+    }
+    let root = r.to_str().unwrap();
+    let m = json(&keel(d.path(), &["manifest", root, "--json"]));
+    let text = stdout(&keel(d.path(), &["manifest", root]));
+    let entries = m["entries"].as_array().unwrap();
+    assert_eq!(m.as_object().unwrap().len(), 1, "{m}");
+    let back: String = entries
+        .iter()
+        .map(|e| {
+            let (what, hash) = match str_of(&e["type"]) {
+                "f" => (e["size"].to_string(), str_of(&e["sha256"]).to_owned()),
+                "l" => (format!("-> {}", str_of(&e["target"])), "-".into()),
+                "c" | "b" => (format!("{},{}", e["device"][0], e["device"][1]), "-".into()),
+                _ => ("-".into(), "-".into()),
+            };
+            format!(
+                "{}\t{}\t{}\t{}:{}\t{what}\t{hash}\t{}\n",
+                str_of(&e["path"]),
+                str_of(&e["type"]),
+                str_of(&e["mode"]),
+                e["uid"],
+                e["gid"],
+                e["label"].as_str().unwrap_or("-")
+            )
+        })
+        .collect();
+    assert_eq!(back, text);
+    // Stable apart from the owner, whoever runs the test.
+    let (uid, gid) = (&entries[0]["uid"], &entries[0]["gid"]);
+    insta::assert_snapshot!(
+        "manifest-json",
+        stdout(&keel(d.path(), &["manifest", root, "--json"]))
+            .replace(&format!("\"uid\": {uid},"), "\"uid\": 0,")
+            .replace(&format!("\"gid\": {gid},"), "\"gid\": 0,")
+    );
+
+    let o = keel(d.path(), &["manifest", "--json", "/nonexistent/x"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("/nonexistent/x"), "{}", stderr(&o));
+    assert!(o.stdout.is_empty());
+}
+
+fn mkfifo(path: &Path) {
+    let o = Command::new("mkfifo").arg(path).output().unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+}

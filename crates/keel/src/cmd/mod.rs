@@ -30,7 +30,7 @@ pub fn project(dir: Option<&Path>) -> Result<Project> {
     Ok(project)
 }
 
-/// Write `bytes` to stdout. A reader that closed the pipe (`keel man | head`) has
+/// Write `bytes` to stdout. A reader that closed the pipe (`keel manifest IMAGE | head`) has
 /// what it wanted: the rest is dropped quietly (`print!` panics there, exit 101); any other
 /// write error is an error.
 pub fn write_stdout(bytes: &[u8]) -> Result<()> {
@@ -40,6 +40,14 @@ pub fn write_stdout(bytes: &[u8]) -> Result<()> {
         Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
         _ => Ok(()),
     }
+}
+
+/// `value` as pretty-printed JSON and a newline on stdout (the `--json` of `plan`,
+/// `variants` and `manifest`).
+pub fn print_json(value: &impl serde::Serialize) -> Result<()> {
+    let mut text = serde_json::to_vec_pretty(value)?;
+    text.push(b'\n');
+    write_stdout(&text)
 }
 
 /// The widest a padded column of a table gets; longer cells overflow it.
