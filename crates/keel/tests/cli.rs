@@ -771,3 +771,70 @@ fn mkfifo(path: &Path) {
     let o = Command::new("mkfifo").arg(path).output().unwrap();
     assert!(o.status.success(), "{}", stderr(&o));
 }
+
+/// The exit codes the README's "Exit codes" section documents, for the commands that need
+/// no build.
+#[test]
+fn exit_codes_are_as_documented() {
+    let root = testutil::project_root();
+    let code = |args: &[&str]| keel(&root, args).status.code();
+    // Usage errors are clap's: 2.
+    assert_eq!(code(&[]), Some(2));
+    assert_eq!(code(&["--bogus"]), Some(2));
+    assert_eq!(code(&["plan"]), Some(2));
+    assert_eq!(code(&["completions", "tcsh"]), Some(2));
+    assert_eq!(code(&["--help"]), Some(0));
+    assert_eq!(code(&["--version"]), Some(0));
+    // An error: 1.
+    assert_eq!(code(&["plan", "--variant", "nope"]), Some(1));
+    assert_eq!(code(&["atom", "check", "sys-apps/ok", "=bad"]), Some(1));
+    // tmpfiles apply: systemd-tmpfiles' codes, 65 for a bad line, 73 for a failed one.
+    let d = tempfile::tempdir().unwrap();
+    let conf = d.path().join("etc/tmpfiles.d");
+    fs::create_dir_all(&conf).unwrap();
+    fs::write(d.path().join("file"), "").unwrap();
+    let apply = |line: &str| {
+        fs::write(conf.join("x.conf"), line).unwrap();
+        let o = keel(
+            &root,
+            &["tmpfiles", "apply", "--root", d.path().to_str().unwrap()],
+        );
+        (o.status.code(), stderr(&o))
+    };
+    let (c, err) = apply("d /a 0755 no-such-user - -\nd /valid 0755 - - -\n");
+    assert_eq!(c, Some(65), "{err}");
+    assert!(
+        d.path().join("valid").is_dir(),
+        "the valid line was not applied"
+    );
+    let (c, err) = apply("f /file/below 0644 - - -\n");
+    assert_eq!(c, Some(73), "{err}");
+    let (c, err) = apply("d /a 0755 - - -\n");
+    assert_eq!(c, Some(0), "{err}");
+}
+
+/// A reader that closes the pipe early (`keel manifest IMAGE | head`) ends the output
+/// quietly with exit 0; `print!` panicked there (exit 101).
+#[test]
+fn a_closed_stdout_ends_the_output_quietly() {
+    let d = tempfile::tempdir().unwrap();
+    let r = d.path().join("root");
+    fs::create_dir_all(&r).unwrap();
+    // Well past a pipe's 64 KiB buffer.
+    for i in 0..2000 {
+        fs::write(r.join(format!("file-{i:04}")), "").unwrap();
+    }
+    for args in [&["manifest"][..], &["manifest", "--json"][..]] {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_keel"))
+            .args(args)
+            .arg(&r)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        drop(child.stdout.take());
+        let o = child.wait_with_output().unwrap();
+        assert_eq!(o.status.code(), Some(0), "{args:?}: {}", stderr(&o));
+        assert!(o.stderr.is_empty(), "{args:?}: {}", stderr(&o));
+    }
+}
