@@ -215,6 +215,9 @@ impl Line {
         let [path, kind, mode, owner, what, hash, label] = fields[..] else {
             return Err(format!("{} tab-separated fields; want 7", fields.len()));
         };
+        if !path.starts_with('/') {
+            return Err(format!("path `{path}`: want one from the root (`/...`)"));
+        }
         let mut chars = kind.chars();
         let kind = match (chars.next(), chars.next()) {
             (Some(c), None) if "fdlcbps?".contains(c) => c,
@@ -283,14 +286,22 @@ impl Line {
     }
 }
 
-impl std::fmt::Display for Line {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let (what, hash) = match &self.content {
+impl Line {
+    /// The two columns that depend on the type, as the text has them: the size, `-> target`
+    /// or `major,minor` (else `-`), and the SHA-256 (else `-`).
+    pub fn content_columns(&self) -> (String, &str) {
+        match &self.content {
             Content::File { size, sha256 } => (size.to_string(), sha256.as_str()),
             Content::Link { target } => (format!("-> {target}"), "-"),
             Content::Device { major, minor } => (format!("{major},{minor}"), "-"),
             Content::None => ("-".to_owned(), "-"),
-        };
+        }
+    }
+}
+
+impl std::fmt::Display for Line {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let (what, hash) = self.content_columns();
         write!(
             f,
             "{}\t{}\t{:04o}\t{}:{}\t{what}\t{hash}\t{}",
@@ -394,6 +405,7 @@ mod tests {
     fn a_bad_line_is_an_error_naming_it() {
         for (text, want) in [
             ("/\td\t0755\t0:0\t-\t-", "6 tab-separated fields; want 7"),
+            ("etc\td\t0755\t0:0\t-\t-\t-", "path `etc`"),
             ("/\tx\t0755\t0:0\t-\t-\t-", "type `x`"),
             ("/\td\t755\t0:0\t-\t-\t-", "mode `755`"),
             ("/\td\t0755\t0\t-\t-\t-", "owner `0`"),
