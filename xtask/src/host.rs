@@ -177,6 +177,12 @@ const NEEDS: &[(&str, &str, &str, bool)] = &[
         true,
     ),
     (
+        "/usr/bin/groff",
+        "groff-base",
+        "the man page test renders every page `keel man` writes",
+        false,
+    ),
+    (
         "/usr/bin/skopeo",
         "skopeo",
         "makes the oci-archive the oci archive tests read",

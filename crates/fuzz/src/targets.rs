@@ -1303,6 +1303,10 @@ fn image_manifest_harness() -> Harness {
             .unwrap_or_else(|e| panic!("no manifest of a tree of {} entries: {e}", made.len()));
         let mut listed: Vec<Vec<u8>> = Vec::new();
         for line in m.lines() {
+            // What `keel manifest --json` reads: the line parsed, and written back the same.
+            let parsed = image::manifest::Line::parse(line)
+                .unwrap_or_else(|e| panic!("manifest line `{line}` does not parse: {e}"));
+            assert_eq!(parsed.to_string(), line);
             let fields: Vec<&str> = line.split('\t').collect();
             assert_eq!(fields.len(), 7, "manifest line `{line}`");
             listed

@@ -3,7 +3,7 @@
 
 mod cmd;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -30,11 +30,18 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// List the variants, one line each: name and inheritance chain
-    Variants,
+    Variants {
+        /// Print a JSON array of {"name", "chain"} instead
+        #[arg(long)]
+        json: bool,
+    },
     /// Show what a build of a variant would do: chain, merged package sets, layers, stages
     Plan {
         #[arg(long)]
         variant: String,
+        /// Print the same as one JSON object
+        #[arg(long)]
+        json: bool,
     },
     /// Build a variant: every stage whose inputs changed since the last build, and all later ones
     Build {
@@ -109,6 +116,9 @@ enum Command {
     Manifest {
         /// A directory, or a squashfs/EROFS image
         path: PathBuf,
+        /// Print one JSON object: an `entries` array, one object per line
+        #[arg(long)]
+        json: bool,
     },
     /// Package atoms (PMS, EAPI 8)
     Atom {
@@ -132,16 +142,28 @@ enum Command {
     },
     /// Run a Keel command in a build VM made from a container image (default: Keel's Debian build environment), e.g. `keel vm -- build --variant selinux`
     Vm(cmd::vm::Args),
+    /// Print the shell completion script for keel, e.g. `keel completions bash > /etc/bash_completion.d/keel`
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page keel(1), or write it and one page per subcommand (keel-build.1, ...) into a directory
+    Man {
+        /// Write keel.1 and the subcommands' pages here, and print their paths
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
+    },
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Variants => {
-            cmd::project(cli.project.as_deref()).and_then(|p| cmd::variants::run(&p))
+        Command::Variants { json } => {
+            cmd::project(cli.project.as_deref()).and_then(|p| cmd::variants::run(&p, json))
         }
-        Command::Plan { variant } => {
-            cmd::project(cli.project.as_deref()).and_then(|p| cmd::plan::run(&p, &variant))
+        Command::Plan { variant, json } => {
+            let project = cmd::project(cli.project.as_deref());
+            project.and_then(|p| cmd::plan::run(&p, &variant, json))
         }
         Command::Build {
             variant,
@@ -189,7 +211,7 @@ fn main() -> ExitCode {
                 },
             )
         }),
-        Command::Manifest { path } => cmd::manifest::run(&path),
+        Command::Manifest { path, json } => cmd::manifest::run(&path, json),
         Command::Clean { variant, all } => cmd::project(cli.project.as_deref())
             .and_then(|p| cmd::clean::run(&p, variant.as_deref(), all)),
         Command::Atom { command } => command.run(),
@@ -201,6 +223,8 @@ fn main() -> ExitCode {
         Command::Vm(args) => {
             cmd::project(cli.project.as_deref()).and_then(|p| cmd::vm::run(&p, args))
         }
+        Command::Completions { shell } => cmd::completions::run(shell, Cli::command()),
+        Command::Man { out } => cmd::man::run(Cli::command(), out.as_deref()),
     };
     match result {
         Ok(code) => code,

@@ -451,3 +451,390 @@ fn overlay_sync_into_its_own_source_is_refused() {
     assert_eq!(fs::read_dir(d.join("b/in")).unwrap().count(), 0);
     fs::remove_dir_all(&d).unwrap();
 }
+
+/// The subcommands `keel --help` lists (without `help`).
+fn subcommands() -> Vec<String> {
+    let o = keel(&testutil::project_root(), &["--help"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let help = stdout(&o);
+    let names: Vec<String> = help
+        .split("Commands:\n")
+        .nth(1)
+        .unwrap_or("")
+        .lines()
+        .take_while(|l| l.starts_with("  "))
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|n| *n != "help")
+        .map(str::to_owned)
+        .collect();
+    assert!(names.len() > 10, "{help}");
+    names
+}
+
+/// Whether an optional shell is here (fish and zsh are not CI packages: checked locally).
+fn have(program: &str) -> bool {
+    let here = testutil::find(program).is_some();
+    if !here {
+        eprintln!("note: `{program}` is not installed; its syntax check is skipped");
+    }
+    here
+}
+
+/// `keel completions SHELL` for bash, zsh and fish: a script naming every subcommand that the
+/// shell's own parser accepts (bash always; zsh and fish where installed), and bash's
+/// completes `keel pl` to `plan`.
+#[test]
+fn completions_name_every_subcommand_and_parse() {
+    let root = testutil::project_root();
+    let subs = subcommands();
+    let dir = tempfile::tempdir().unwrap();
+    for (shell, check) in [
+        ("bash", Some(&["bash", "-n"][..])),
+        ("zsh", have("zsh").then_some(&["zsh", "-n"][..])),
+        (
+            "fish",
+            have("fish").then_some(&["fish", "--no-execute"][..]),
+        ),
+    ] {
+        let o = keel(&root, &["completions", shell]);
+        assert!(o.status.success(), "{shell}: {}", stderr(&o));
+        let script = stdout(&o);
+        for s in &subs {
+            assert!(
+                script.contains(s.as_str()),
+                "{shell}: no `{s}` in\n{script}"
+            );
+        }
+        let file = dir.path().join(shell);
+        fs::write(&file, &script).unwrap();
+        if let Some([program, args @ ..]) = check {
+            let o = Command::new(program)
+                .args(args)
+                .arg(&file)
+                .output()
+                .unwrap();
+            assert!(o.status.success(), "{program} {args:?}: {}", stderr(&o));
+        }
+    }
+    let o = Command::new("bash")
+        .arg("-c")
+        .arg(format!(
+            "source {}; COMP_WORDS=(keel pl); COMP_CWORD=1; _keel keel pl keel; printf '%s\\n' \"${{COMPREPLY[@]}}\"",
+            dir.path().join("bash").display()
+        ))
+        .output()
+        .unwrap();
+    assert_eq!(stdout(&o), "plan\n", "{}", stderr(&o));
+
+    let o = keel(&root, &["completions", "tcsh"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("invalid value 'tcsh'"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+/// `keel man` prints keel(1), which lists every subcommand; `keel man --out DIR` writes it
+/// and a page for each subcommand (nested ones too), each of which groff renders without a
+/// warning.
+#[test]
+fn man_pages_name_every_subcommand_and_render() {
+    let root = testutil::project_root();
+    let subs = subcommands();
+    let o = keel(&root, &["man"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let page = stdout(&o);
+    assert!(page.contains("\n.TH keel 1 "), "{page}");
+    for s in &subs {
+        assert!(
+            page.contains(&format!("keel\\-{s}(1)")),
+            "no `{s}` in\n{page}"
+        );
+    }
+
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("man1");
+    let o = keel(&root, &["man", "--out", out.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let mut written: Vec<String> = fs::read_dir(&out)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    written.sort();
+    assert_eq!(stdout(&o).lines().count(), written.len(), "{}", stdout(&o));
+    let mut want: Vec<String> = subs.iter().map(|s| format!("keel-{s}.1")).collect();
+    want.extend(["keel.1", "keel-atom-check.1", "keel-tmpfiles-apply.1"].map(String::from));
+    for w in &want {
+        assert!(written.contains(w), "no {w} in {written:?}");
+    }
+    assert!(!written.iter().any(|w| w.contains("help")), "{written:?}");
+    assert_eq!(fs::read_to_string(out.join("keel.1")).unwrap(), page);
+
+    if testutil::require("groff") {
+        for w in &written {
+            let o = Command::new("groff")
+                .args(["-man", "-Tutf8", "-ww", "-z"])
+                .arg(out.join(w))
+                .output()
+                .unwrap();
+            assert!(
+                o.status.success() && o.stderr.is_empty(),
+                "groff on {w}: {}",
+                stderr(&o)
+            );
+        }
+    }
+
+    let o = keel(&root, &["man", "--out", "/dev/null/man"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("/dev/null/man"), "{}", stderr(&o));
+}
+
+fn json(o: &Output) -> serde_json::Value {
+    assert!(o.status.success(), "{}", stderr(o));
+    serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("{e}: {}", stdout(o)))
+}
+
+/// The words of each line of a text output: padding is not content.
+fn words(text: &str) -> Vec<Vec<String>> {
+    text.lines()
+        .map(|l| l.split_whitespace().map(str::to_owned).collect())
+        .collect()
+}
+
+fn str_of(v: &serde_json::Value) -> &str {
+    v.as_str().unwrap_or_else(|| panic!("not a string: {v}"))
+}
+
+#[test]
+fn variants_json_is_the_text_as_an_array() {
+    let root = testutil::project_root();
+    let v = json(&keel(&root, &["variants", "--json"]));
+    let text = stdout(&keel(&root, &["variants"]));
+    let from_json: String = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| {
+            let chain: Vec<&str> = o["chain"].as_array().unwrap().iter().map(str_of).collect();
+            format!("{} {}\n", str_of(&o["name"]), chain.join(" -> "))
+        })
+        .collect();
+    assert_eq!(words(&from_json), words(&text));
+    insta::assert_snapshot!(
+        "variants-json",
+        stdout(&keel(&root, &["variants", "--json"]))
+    );
+}
+
+/// `keel plan --json` of every shipped variant says what the text says: the text, written
+/// again from the JSON, has the same words on every line.
+#[test]
+fn plan_json_is_the_text_as_an_object() {
+    let root = testutil::project_root();
+    let project = variant::Project::load(&root).unwrap();
+    for name in project.variants.keys() {
+        let p = json(&keel(&root, &["plan", "--variant", name, "--json"]));
+        let text = stdout(&keel(&root, &["plan", "--variant", name]));
+        let mut t = format!(
+            "variant: {}\nchain: {}\ndistribution: {}",
+            str_of(&p["variant"]),
+            p["chain"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(str_of)
+                .collect::<Vec<_>>()
+                .join(" -> "),
+            str_of(&p["distribution"])
+        );
+        if let Some(suite) = p["suite"].as_str() {
+            t += &format!(" ({suite})");
+        }
+        t += "\n";
+        if let Some(profile) = p["profile"].as_str() {
+            t += &format!("profile: {profile}\n");
+        }
+        t += &format!("image: {}\n", str_of(&p["image"]));
+        t += &match &p["selinux"] {
+            serde_json::Value::Null => "selinux: off\n".to_owned(),
+            s => format!("selinux: {} ({})\n", str_of(&s["mode"]), str_of(&s["type"])),
+        };
+        t += &format!(
+            "python: {}\n",
+            if p["python"].as_bool().unwrap() {
+                "allowed"
+            } else {
+                "forbidden"
+            }
+        );
+        // The text's set order.
+        for set in [
+            "build.packages",
+            "install.packages",
+            "host-tools.packages",
+            "installonly.packages",
+        ] {
+            let atoms = p["sets"][set].as_array().unwrap();
+            t += &format!("set {set} ({} atoms):\n", atoms.len());
+            for a in atoms {
+                t += &format!(
+                    "{} {}:{}\n",
+                    str_of(&a["atom"]),
+                    str_of(&a["file"]),
+                    a["line"]
+                );
+            }
+        }
+        assert_eq!(p["sets"].as_object().unwrap().len(), 4, "{p}");
+        t += "layers:\n";
+        for l in p["layers"].as_array().unwrap() {
+            t += &format!("{} {}\n", str_of(&l["kind"]), str_of(&l["path"]));
+        }
+        t += "stages:\n";
+        for s in p["stages"].as_array().unwrap() {
+            t += &format!("{} {}\n", str_of(&s["name"]), str_of(&s["what"]));
+        }
+        assert_eq!(words(&t), words(&text), "{name}:\n{t}\n---\n{text}");
+    }
+    let selinux = stdout(&keel(&root, &["plan", "--variant", "selinux", "--json"]));
+    insta::assert_snapshot!(
+        "plan-json-selinux",
+        selinux.replace(root.to_str().unwrap(), "[project]")
+    );
+}
+
+/// `keel manifest --json` of a tree with every kind of line: each entry is its text line's
+/// columns (written back, the same line); names that need escapes stay escaped.
+#[test]
+fn manifest_json_is_the_text_as_entries() {
+    use std::os::unix::fs::PermissionsExt;
+    let d = tempfile::tempdir().unwrap();
+    let r = d.path().join("root");
+    fs::create_dir_all(r.join("etc")).unwrap();
+    fs::write(r.join("etc/a file"), "hello\n").unwrap();
+    fs::write(r.join("etc/tab\there"), "").unwrap();
+    std::os::unix::fs::symlink("../etc/a file", r.join("link")).unwrap();
+    mkfifo(&r.join("fifo"));
+    for (p, mode) in [
+        ("", 0o755),
+        ("etc", 0o750),
+        ("etc/a file", 0o4755),
+        ("etc/tab\there", 0o600),
+        ("fifo", 0o640),
+    ] {
+        fs::set_permissions(r.join(p), fs::Permissions::from_mode(mode)).unwrap();
+    }
+    let root = r.to_str().unwrap();
+    let m = json(&keel(d.path(), &["manifest", root, "--json"]));
+    let text = stdout(&keel(d.path(), &["manifest", root]));
+    let entries = m["entries"].as_array().unwrap();
+    assert_eq!(m.as_object().unwrap().len(), 1, "{m}");
+    let back: String = entries
+        .iter()
+        .map(|e| {
+            let (what, hash) = match str_of(&e["type"]) {
+                "f" => (e["size"].to_string(), str_of(&e["sha256"]).to_owned()),
+                "l" => (format!("-> {}", str_of(&e["target"])), "-".into()),
+                "c" | "b" => (format!("{},{}", e["device"][0], e["device"][1]), "-".into()),
+                _ => ("-".into(), "-".into()),
+            };
+            format!(
+                "{}\t{}\t{}\t{}:{}\t{what}\t{hash}\t{}\n",
+                str_of(&e["path"]),
+                str_of(&e["type"]),
+                str_of(&e["mode"]),
+                e["uid"],
+                e["gid"],
+                e["label"].as_str().unwrap_or("-")
+            )
+        })
+        .collect();
+    assert_eq!(back, text);
+    // Stable apart from the owner, whoever runs the test.
+    let (uid, gid) = (&entries[0]["uid"], &entries[0]["gid"]);
+    insta::assert_snapshot!(
+        "manifest-json",
+        stdout(&keel(d.path(), &["manifest", root, "--json"]))
+            .replace(&format!("\"uid\": {uid},"), "\"uid\": 0,")
+            .replace(&format!("\"gid\": {gid},"), "\"gid\": 0,")
+    );
+
+    let o = keel(d.path(), &["manifest", "--json", "/nonexistent/x"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("/nonexistent/x"), "{}", stderr(&o));
+    assert!(o.stdout.is_empty());
+}
+
+fn mkfifo(path: &Path) {
+    let o = Command::new("mkfifo").arg(path).output().unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+}
+
+/// The exit codes the README's "Exit codes" section documents, for the commands that need
+/// no build.
+#[test]
+fn exit_codes_are_as_documented() {
+    let root = testutil::project_root();
+    let code = |args: &[&str]| keel(&root, args).status.code();
+    // Usage errors are clap's: 2.
+    assert_eq!(code(&[]), Some(2));
+    assert_eq!(code(&["--bogus"]), Some(2));
+    assert_eq!(code(&["plan"]), Some(2));
+    assert_eq!(code(&["completions", "tcsh"]), Some(2));
+    assert_eq!(code(&["--help"]), Some(0));
+    assert_eq!(code(&["--version"]), Some(0));
+    // An error: 1.
+    assert_eq!(code(&["plan", "--variant", "nope"]), Some(1));
+    assert_eq!(code(&["atom", "check", "sys-apps/ok", "=bad"]), Some(1));
+    // tmpfiles apply: systemd-tmpfiles' codes, 65 for a bad line, 73 for a failed one.
+    let d = tempfile::tempdir().unwrap();
+    let conf = d.path().join("etc/tmpfiles.d");
+    fs::create_dir_all(&conf).unwrap();
+    fs::write(d.path().join("file"), "").unwrap();
+    let apply = |line: &str| {
+        fs::write(conf.join("x.conf"), line).unwrap();
+        let o = keel(
+            &root,
+            &["tmpfiles", "apply", "--root", d.path().to_str().unwrap()],
+        );
+        (o.status.code(), stderr(&o))
+    };
+    let (c, err) = apply("d /a 0755 no-such-user - -\nd /valid 0755 - - -\n");
+    assert_eq!(c, Some(65), "{err}");
+    assert!(
+        d.path().join("valid").is_dir(),
+        "the valid line was not applied"
+    );
+    let (c, err) = apply("f /file/below 0644 - - -\n");
+    assert_eq!(c, Some(73), "{err}");
+    let (c, err) = apply("d /a 0755 - - -\n");
+    assert_eq!(c, Some(0), "{err}");
+}
+
+/// A reader that closes the pipe early (`keel manifest IMAGE | head`) ends the output
+/// quietly with exit 0; `print!` panicked there (exit 101).
+#[test]
+fn a_closed_stdout_ends_the_output_quietly() {
+    let d = tempfile::tempdir().unwrap();
+    let r = d.path().join("root");
+    fs::create_dir_all(&r).unwrap();
+    // Well past a pipe's 64 KiB buffer.
+    for i in 0..2000 {
+        fs::write(r.join(format!("file-{i:04}")), "").unwrap();
+    }
+    for args in [&["manifest"][..], &["manifest", "--json"][..]] {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_keel"))
+            .args(args)
+            .arg(&r)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        drop(child.stdout.take());
+        let o = child.wait_with_output().unwrap();
+        assert_eq!(o.status.code(), Some(0), "{args:?}: {}", stderr(&o));
+        assert!(o.stderr.is_empty(), "{args:?}: {}", stderr(&o));
+    }
+}

@@ -429,16 +429,16 @@ mod tests {
     }
 
     const A: &str = "\
-/etc/motd\tf\t0644\t0:0\t5\taaa\tetc_t
-/usr/bin/old\tf\t0755\t0:0\t100\tbbb\tbin_t
+/etc/motd\tf\t0644\t0:0\t5\taaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\tetc_t
+/usr/bin/old\tf\t0755\t0:0\t100\tbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb\tbin_t
 /usr/lib/libx.so\tl\t0777\t0:0\t-> libx.so.1\t-\tlib_t
-/var/db/pkg/a/old-1/COUNTER\tf\t0644\t0:0\t2\tc1\tvar_t
+/var/db/pkg/a/old-1/COUNTER\tf\t0644\t0:0\t2\tc1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1\tvar_t
 ";
     const B: &str = "\
-/etc/motd\tf\t0644\t0:0\t9\tccc\tetc_t
-/usr/bin/new\tf\t0755\t0:0\t300\tddd\tbin_t
+/etc/motd\tf\t0644\t0:0\t9\tcccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccc\tetc_t
+/usr/bin/new\tf\t0755\t0:0\t300\tdddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddd\tbin_t
 /usr/lib/libx.so\tl\t0777\t0:0\t-> libx.so.2\t-\tlib_t
-/var/db/pkg/a/new-2/COUNTER\tf\t0644\t0:0\t2\tc2\tvar_t
+/var/db/pkg/a/new-2/COUNTER\tf\t0644\t0:0\t2\tc2c2c2c2c2c2c2c2c2c2c2c2c2c2c2c2c2c2c2c2c2c2c2c2c2c2c2c2c2c2c2c2\tvar_t
 ";
 
     #[test]

@@ -107,28 +107,23 @@ impl Entry {
 /// A manifest: path to entry.
 pub type Manifest = BTreeMap<String, Entry>;
 
-/// Parse a manifest; an error names the line (`what:N`).
+/// Parse a manifest (each line read by `image::manifest::Line`, the format's own reader); an
+/// error names the line (`what:N`) and what is wrong with it.
 pub fn parse_manifest(text: &str, what: &str) -> Result<Manifest, String> {
     let mut m = Manifest::new();
     for (i, line) in text.lines().enumerate() {
-        let f: Vec<&str> = line.split('\t').collect();
-        if f.len() != 7 || !f[0].starts_with('/') {
-            return Err(format!(
-                "{what}:{}: not a manifest line (path, type, mode, owner, size, SHA-256, label separated by tabs)",
-                i + 1
-            ));
-        }
-        m.insert(
-            f[0].to_owned(),
-            Entry {
-                kind: f[1].to_owned(),
-                mode: f[2].to_owned(),
-                owner: f[3].to_owned(),
-                size_or_target: f[4].to_owned(),
-                sha256: f[5].to_owned(),
-                label: f[6].to_owned(),
-            },
-        );
+        let l = image::manifest::Line::parse(line)
+            .map_err(|reason| format!("{what}:{}: not a manifest line: {reason}", i + 1))?;
+        let (size_or_target, sha256) = l.content_columns();
+        let entry = Entry {
+            kind: l.kind.to_string(),
+            mode: format!("{:04o}", l.mode),
+            owner: format!("{}:{}", l.uid, l.gid),
+            size_or_target,
+            sha256: sha256.to_owned(),
+            label: l.label.as_deref().unwrap_or("-").to_owned(),
+        };
+        m.insert(l.path, entry);
     }
     Ok(m)
 }
@@ -162,7 +157,10 @@ mod tests {
     #[test]
     fn manifests_parse_and_bad_lines_are_named() {
         let m = parse_manifest(
-            "/\td\t0755\t0:0\t-\t-\t-\n/a\tf\t0644\t0:0\t12\tabc\tsystem_u:object_r:etc_t:s0\n",
+            &format!(
+                "/\td\t0755\t0:0\t-\t-\t-\n/a\tf\t0644\t0:0\t12\t{}\tsystem_u:object_r:etc_t:s0\n",
+                "ab".repeat(32)
+            ),
             "m.txt",
         )
         .unwrap();

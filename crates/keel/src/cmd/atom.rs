@@ -32,7 +32,7 @@ impl AtomCommand {
             allow_repo: !no_repo,
         };
         let (report, all_valid) = check(&atoms, opts);
-        print!("{report}");
+        super::write_stdout(report.as_bytes())?;
         Ok(if all_valid {
             ExitCode::SUCCESS
         } else {

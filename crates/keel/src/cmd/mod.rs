@@ -4,7 +4,9 @@ pub mod atom;
 pub mod boot;
 pub mod build;
 pub mod clean;
+pub mod completions;
 pub mod diff;
+pub mod man;
 pub mod manifest;
 pub mod overlay;
 pub mod plan;
@@ -26,6 +28,26 @@ pub fn project(dir: Option<&Path>) -> Result<Project> {
     };
     let project = Project::load(&root)?;
     Ok(project)
+}
+
+/// Write `bytes` to stdout. A reader that closed the pipe (`keel manifest IMAGE | head`) has
+/// what it wanted: the rest is dropped quietly (`print!` panics there, exit 101); any other
+/// write error is an error.
+pub fn write_stdout(bytes: &[u8]) -> Result<()> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    match out.write_all(bytes).and_then(|()| out.flush()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
+        _ => Ok(()),
+    }
+}
+
+/// `value` as pretty-printed JSON and a newline on stdout (the `--json` of `plan`,
+/// `variants` and `manifest`).
+pub fn print_json(value: &impl serde::Serialize) -> Result<()> {
+    let mut text = serde_json::to_vec_pretty(value)?;
+    text.push(b'\n');
+    write_stdout(&text)
 }
 
 /// The widest a padded column of a table gets; longer cells overflow it.

@@ -37,7 +37,7 @@ impl TmpfilesCommand {
         match self {
             TmpfilesCommand::Cat { root } => {
                 let r = apply::open_root(&root)?;
-                print!("{}", apply::cat(&r)?);
+                super::write_stdout(apply::cat(&r)?.as_bytes())?;
                 Ok(ExitCode::SUCCESS)
             }
             TmpfilesCommand::Apply {
