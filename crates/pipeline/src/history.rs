@@ -79,7 +79,7 @@ fn make(
 ) -> Result<Record, Error> {
     for p in &mut packages {
         p.files
-            .retain(|f| manifest.get(f).is_some_and(|e| e.kind != "d"));
+            .retain(|f| manifest.get(f).is_some_and(|e| e.kind != 'd'));
         p.files.sort();
         p.files.dedup();
     }

@@ -7,7 +7,8 @@
 //! compared field by field: type, mode, owner, content (size and SHA-256, a link's target,
 //! a device's numbers) and SELinux label. Sizes are compared last, largest change first.
 
-use crate::{human, signed, Entry, Manifest, Package, Record};
+use crate::manifest::{Content, Line};
+use crate::{human, signed, Manifest, Package, Record};
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
@@ -81,21 +82,21 @@ impl Diff {
     }
 }
 
-fn kind_name(kind: &str) -> &'static str {
+fn kind_name(kind: char) -> &'static str {
     match kind {
-        "f" => "file",
-        "d" => "directory",
-        "l" => "symlink",
-        "c" => "character device",
-        "b" => "block device",
-        "p" => "fifo",
-        "s" => "socket",
+        'f' => "file",
+        'd' => "directory",
+        'l' => "symlink",
+        'c' => "character device",
+        'b' => "block device",
+        'p' => "fifo",
+        's' => "socket",
         _ => "unknown",
     }
 }
 
-/// What differs between two entries of one path.
-fn aspects(a: &Entry, b: &Entry) -> Vec<&'static str> {
+/// What differs between two lines of one path.
+fn aspects(a: &Line, b: &Line) -> Vec<&'static str> {
     let mut what = Vec::new();
     if a.kind != b.kind {
         what.push("type");
@@ -103,13 +104,13 @@ fn aspects(a: &Entry, b: &Entry) -> Vec<&'static str> {
     if a.mode != b.mode {
         what.push("mode");
     }
-    if a.owner != b.owner {
+    if (a.uid, a.gid) != (b.uid, b.gid) {
         what.push("owner");
     }
-    if a.kind == b.kind && (a.size_or_target != b.size_or_target || a.sha256 != b.sha256) {
-        what.push(match a.kind.as_str() {
-            "l" => "target",
-            "c" | "b" => "device",
+    if a.kind == b.kind && a.content != b.content {
+        what.push(match a.content {
+            Content::Link { .. } => "target",
+            Content::Device { .. } => "device",
             _ => "content",
         });
     }
@@ -220,7 +221,7 @@ pub fn diff(a: &Side, b: &Side) -> Diff {
                 FileChange {
                     path: path.clone(),
                     change: "added",
-                    what: vec![kind_name(&y.kind)],
+                    what: vec![kind_name(y.kind)],
                 }
             }
             (Some(x), None) => {
@@ -233,7 +234,7 @@ pub fn diff(a: &Side, b: &Side) -> Diff {
                 FileChange {
                     path: path.clone(),
                     change: "removed",
-                    what: vec![kind_name(&x.kind)],
+                    what: vec![kind_name(x.kind)],
                 }
             }
             (None, None) => continue,
@@ -512,8 +513,8 @@ size changes, largest first:
         assert_eq!(render(&same), "");
         assert_eq!(paragraph(&same), "no changes");
         let mut relabelled = ma.clone();
-        relabelled.get_mut("/etc/motd").unwrap().label = "shadow_t".into();
-        relabelled.get_mut("/etc/motd").unwrap().mode = "0600".into();
+        relabelled.get_mut("/etc/motd").unwrap().label = Some("shadow_t".into());
+        relabelled.get_mut("/etc/motd").unwrap().mode = 0o600;
         let d = diff(
             &Side {
                 manifest: &ma,

@@ -7,6 +7,7 @@
 //! the bytes go. Pure: the caller reads and writes the files.
 
 pub mod diff;
+pub mod manifest;
 pub mod size;
 pub mod summary;
 
@@ -81,49 +82,16 @@ impl Record {
     }
 }
 
-/// One manifest line's fields after the path: type, mode, owner, size or target or device
-/// numbers, SHA-256, label (`image::manifest` writes them).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Entry {
-    pub kind: String,
-    pub mode: String,
-    pub owner: String,
-    pub size_or_target: String,
-    pub sha256: String,
-    pub label: String,
-}
+/// A manifest: path (escaped, as in the text) to its line.
+pub type Manifest = BTreeMap<String, manifest::Line>;
 
-impl Entry {
-    /// The size of a regular file (0 for anything else).
-    pub fn size(&self) -> u64 {
-        if self.kind == "f" {
-            self.size_or_target.parse().unwrap_or(0)
-        } else {
-            0
-        }
-    }
-}
-
-/// A manifest: path to entry.
-pub type Manifest = BTreeMap<String, Entry>;
-
-/// Parse a manifest (each line read by `image::manifest::Line`, the format's own reader); an
-/// error names the line (`what:N`) and what is wrong with it.
+/// Parse a manifest; an error names the line (`what:N`) and what is wrong with it.
 pub fn parse_manifest(text: &str, what: &str) -> Result<Manifest, String> {
     let mut m = Manifest::new();
     for (i, line) in text.lines().enumerate() {
-        let l = image::manifest::Line::parse(line)
+        let l = manifest::Line::parse(line)
             .map_err(|reason| format!("{what}:{}: not a manifest line: {reason}", i + 1))?;
-        let (size_or_target, sha256) = l.content_columns();
-        let entry = Entry {
-            kind: l.kind.to_string(),
-            mode: format!("{:04o}", l.mode),
-            owner: format!("{}:{}", l.uid, l.gid),
-            size_or_target,
-            sha256: sha256.to_owned(),
-            label: l.label.as_deref().unwrap_or("-").to_owned(),
-        };
-        m.insert(l.path, entry);
+        m.insert(l.path.clone(), l);
     }
     Ok(m)
 }

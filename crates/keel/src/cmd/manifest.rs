@@ -19,7 +19,7 @@ pub fn run(path: &Path, json: bool) -> Result<ExitCode> {
         image::manifest::of_image(path, scratch.path())?
     };
     if json {
-        let lines = Line::parse_all(&text)?;
+        let lines = image::manifest::parse_all(&text)?;
         super::print_json(&Manifest {
             entries: lines.iter().map(Entry::from).collect(),
         })?;
