@@ -102,7 +102,7 @@ fn follow(log: &Path, id: StageId, show: Show, history: History, stop: &AtomicBo
     let mut buf = Vec::new();
     let mut chunk = vec![0u8; 64 * 1024];
     let mut err = std::io::stderr();
-    let mut drawn = false;
+    let mut shown = String::new();
     loop {
         let stopping = stop.load(Ordering::SeqCst);
         if file.is_none() {
@@ -140,9 +140,12 @@ fn follow(log: &Path, id: StageId, show: Show, history: History, stop: &AtomicBo
             Show::Terminal { width, .. } if !stopping => {
                 if let Some(s) = tracker.status(t) {
                     let line = fit(&format!("[      running] {id}: {s}"), width);
-                    let _ = write!(err, "\r\x1b[2K{line}");
-                    let _ = err.flush();
-                    drawn = true;
+                    // Redrawn when it changed (the elapsed time does, once a second).
+                    if line != shown {
+                        let _ = write!(err, "\r\x1b[2K{line}");
+                        let _ = err.flush();
+                        shown = line;
+                    }
                 }
             }
             _ => {}
@@ -152,7 +155,7 @@ fn follow(log: &Path, id: StageId, show: Show, history: History, stop: &AtomicBo
         }
         std::thread::sleep(TICK);
     }
-    if drawn {
+    if !shown.is_empty() {
         let _ = write!(err, "\r\x1b[2K");
         let _ = err.flush();
     }

@@ -297,20 +297,30 @@ impl Tracker {
     /// or the phase, or the percentage; the elapsed time and, when there is one, the
     /// estimate. `None` until the output said something.
     pub fn status(&self, t: f64) -> Option<String> {
-        let mut s = if self.of > 0 {
-            let mut s = format!("{} of {}", self.n.max(1).min(self.of), self.of);
-            if let Some((cpv, step, _)) = &self.current {
-                let _ = write!(s, " {cpv} ({})", step.shown());
-            }
-            s
+        // The counts and times first: a narrow terminal cuts the package's name, not them.
+        let (mut s, detail) = if self.of > 0 {
+            let detail = self
+                .current
+                .as_ref()
+                .map(|(cpv, step, _)| format!("{cpv} ({})", step.shown()));
+            (
+                format!("{} of {}", self.n.max(1).min(self.of), self.of),
+                detail,
+            )
         } else if let Some(p) = self.percent {
-            format!("{p}%")
+            (format!("{p}%"), None)
         } else {
-            self.phase.clone()?
+            (String::new(), Some(self.phase.clone()?))
         };
-        let _ = write!(s, " · {}", clock(t));
+        if !s.is_empty() {
+            s.push_str(" · ");
+        }
+        s.push_str(&clock(t));
         if let Some(left) = self.estimate(t) {
             let _ = write!(s, " · about {} left", clock(left));
+        }
+        if let Some(d) = detail {
+            let _ = write!(s, " · {d}");
         }
         Some(s)
     }
@@ -422,7 +432,7 @@ mod tests {
         t.feed(lines[1], 1.0);
         assert_eq!(
             t.status(2.0).unwrap(),
-            "1 of 17 sys-apps/baselayout-2.15 (binary) · 0:02"
+            "1 of 17 · 0:02 · sys-apps/baselayout-2.15 (binary)"
         );
         t.feed(lines[2], 3.0);
         t.feed(lines[3], 4.0);
@@ -464,7 +474,7 @@ mod tests {
         assert_eq!(done.estimate(1.0), Some(3.0));
         assert_eq!(
             t.status(13.0).unwrap(),
-            "2 of 17 sys-libs/glibc-2.39-r1 (building) · 0:13 · about 0:50 left"
+            "2 of 17 · 0:13 · about 0:50 left · sys-libs/glibc-2.39-r1 (building)"
         );
         assert_eq!(
             History::parse(&t.history().render()).packages,
@@ -480,6 +490,9 @@ mod tests {
         }
         assert_eq!(t.take_news(), vec!["1%", "10%", "21%", "100%"]);
         assert_eq!(t.status(61.0).unwrap(), "100% · 1:01");
+        let mut phase = Tracker::new(History::default());
+        phase.feed("I: extracting archives...", 0.0);
+        assert_eq!(phase.status(3.0).unwrap(), "0:03 · extracting archives...");
     }
 
     #[test]
