@@ -838,3 +838,44 @@ fn a_closed_stdout_ends_the_output_quietly() {
         assert!(o.stderr.is_empty(), "{args:?}: {}", stderr(&o));
     }
 }
+
+/// `keel diff` on manifests: the differences field by field, nothing for equal ones, and
+/// a clear error naming the file and line for a bad one.
+#[test]
+fn diff_of_manifests() {
+    let d = tempfile::tempdir().unwrap();
+    let sha = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+    let a = d.path().join("a.txt");
+    let b = d.path().join("b.txt");
+    fs::write(
+        &a,
+        format!("/\td\t0755\t0:0\t-\t-\t-\n/etc/motd\tf\t0644\t0:0\t0\t{sha}\tetc_t\n"),
+    )
+    .unwrap();
+    fs::write(
+        &b,
+        format!("/\td\t0755\t0:0\t-\t-\t-\n/etc/motd\tf\t0600\t0:0\t0\t{sha}\tshadow_t\n/etc/new\tl\t0777\t0:0\t-> motd\t-\t-\n"),
+    )
+    .unwrap();
+    let root = testutil::project_root();
+    let o = keel(&root, &["diff", a.to_str().unwrap(), b.to_str().unwrap()]);
+    assert!(o.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout),
+        "files:\n  ~ /etc/motd (mode, label)\n  + /etc/new (symlink)\n"
+    );
+    let o = keel(&root, &["diff", a.to_str().unwrap(), a.to_str().unwrap()]);
+    assert!(o.status.success());
+    assert_eq!(String::from_utf8_lossy(&o.stdout), "");
+    fs::write(&b, "/\td\t0755\n").unwrap();
+    let o = keel(&root, &["diff", a.to_str().unwrap(), b.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains(&format!("{}:1: not a manifest line", b.display())),
+        "{err}"
+    );
+    let o = keel(&root, &["diff", "/nonexistent/x", a.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("/nonexistent/x: No such file"));
+}

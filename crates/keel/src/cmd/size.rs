@@ -1,6 +1,6 @@
 //! `keel size --variant V`: where the image's bytes go, by package.
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use std::process::ExitCode;
 use variant::Project;
 
@@ -14,8 +14,7 @@ pub fn run(project: &Project, variant: &str, json: bool) -> Result<ExitCode> {
             record.display()
         );
     }
-    let loaded = pipeline::history::load(&record)
-        .with_context(|| format!("reading {}", record.display()))?;
+    let loaded = pipeline::history::load(&record)?;
     let Some(rec) = &loaded.record else {
         bail!("{}: not a build record", record.display());
     };
