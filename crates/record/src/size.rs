@@ -98,3 +98,43 @@ pub fn render(t: &Table) -> String {
     );
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{parse_manifest, Image, Package, VERSION};
+
+    #[test]
+    fn largest_first_with_shares_and_what_no_package_installed() {
+        let sha = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+        let m = parse_manifest(
+            &format!(
+                "/a\tf\t0644\t0:0\t600\t{sha}\t-\n/b\tf\t0644\t0:0\t300\t{sha}\t-\n/etc/motd\tf\t0644\t0:0\t100\t{sha}\t-\n"
+            ),
+            "m",
+        )
+        .unwrap();
+        let pkg = |name: &str, size, file: &str| Package {
+            name: name.into(),
+            version: "1".into(),
+            size,
+            files: vec![file.into()],
+        };
+        let r = Record {
+            version: VERSION,
+            variant: "v".into(),
+            distribution: "gentoo".into(),
+            fingerprint: "f".into(),
+            image: Image {
+                file: "v.squashfs".into(),
+                bytes: 700,
+                sha256: "s".into(),
+                paths: 3,
+                content_bytes: 1000,
+            },
+            manifest: "manifest.txt".into(),
+            packages: vec![pkg("a/small", 300, "/b"), pkg("a/big", 600, "/a")],
+        };
+        insta::assert_snapshot!(render(&table(&r, Some(&m))));
+    }
+}
