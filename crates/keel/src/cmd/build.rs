@@ -122,7 +122,7 @@ pub fn run(project: &Project, a: &Args) -> Result<ExitCode> {
     );
     s.since_previous = outcome.since_previous.clone();
     if a.json {
-        println!("{}", summary::to_json(&s));
+        super::print_json(&s)?;
         return Ok(ExitCode::SUCCESS);
     }
     if !a.quiet {
@@ -131,6 +131,6 @@ pub fn run(project: &Project, a: &Args) -> Result<ExitCode> {
         }
         eprint!("{}", summary::render(&s));
     }
-    println!("{}", outcome.image.display());
+    super::write_stdout(format!("{}\n", outcome.image.display()).as_bytes())?;
     Ok(ExitCode::SUCCESS)
 }

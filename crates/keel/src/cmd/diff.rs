@@ -12,9 +12,9 @@ pub fn run(a: &Path, b: &Path, json: bool) -> Result<ExitCode> {
     let lb = pipeline::history::load(b)?;
     let d = record::diff::diff(&la.side(), &lb.side());
     if json {
-        println!("{}", serde_json::to_string_pretty(&d)?);
+        super::print_json(&d)?;
     } else {
-        print!("{}", record::diff::render(&d));
+        super::write_stdout(record::diff::render(&d).as_bytes())?;
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -20,9 +20,9 @@ pub fn run(project: &Project, variant: &str, json: bool) -> Result<ExitCode> {
     };
     let table = record::size::table(rec, Some(&loaded.manifest));
     if json {
-        println!("{}", serde_json::to_string_pretty(&table)?);
+        super::print_json(&table)?;
     } else {
-        print!("{}", record::size::render(&table));
+        super::write_stdout(record::size::render(&table).as_bytes())?;
     }
     Ok(ExitCode::SUCCESS)
 }
