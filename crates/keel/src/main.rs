@@ -49,6 +49,17 @@ enum Command {
         /// Say which stages would run and why (which inputs changed), and run none
         #[arg(long)]
         dry_run: bool,
+        #[command(flatten)]
+        site: cmd::site::BuildArgs,
+    },
+    /// Publish a built variant's binary packages as a Portage binhost (signed with --sign-key) in DIR, for any static HTTP server
+    Publish {
+        #[arg(long)]
+        variant: String,
+        #[arg(long, value_name = "DIR")]
+        to: PathBuf,
+        #[command(flatten)]
+        sign: cmd::site::SignArgs,
     },
     /// Boot a variant's image under QEMU (building what is missing first); `--check` runs the boot check
     Boot {
@@ -121,8 +132,13 @@ fn main() -> ExitCode {
             gentoo_repo,
             output,
             dry_run,
-        } => cmd::project(cli.project.as_deref())
-            .and_then(|p| cmd::build::run(&p, &variant, gentoo_repo, output, dry_run)),
+            site,
+        } => cmd::project(cli.project.as_deref()).and_then(|p| {
+            let site = cmd::site::build_site(&site)?;
+            cmd::build::run(&p, &variant, gentoo_repo, output, dry_run, site)
+        }),
+        Command::Publish { variant, to, sign } => cmd::project(cli.project.as_deref())
+            .and_then(|p| cmd::publish::run(&p, &variant, &to, &sign)),
         Command::Boot {
             variant,
             check,

@@ -14,7 +14,7 @@
 pub mod tree;
 
 use stage::fingerprint::write_atomic;
-pub use stage::{fingerprint, Build, Layout, Plan, Stage, StageId};
+pub use stage::{fingerprint, Binhost, Build, Layout, Plan, Site, Stage, StageId};
 use stage::{Backend, Fingerprint};
 use std::fs;
 use std::io::Write;
@@ -70,6 +70,8 @@ pub struct Options {
     pub selinux_probe: Box<dyn policy::Probe>,
     /// Say which stages would run and why, and run none (`keel build --dry-run`).
     pub dry_run: bool,
+    /// The machine's settings: a binhost (docs/scale-out.md).
+    pub site: stage::Site,
 }
 
 /// The stages of a build of `b.resolved`, in order: the package backend's (they make the
@@ -404,6 +406,7 @@ pub fn build(
         layout: Layout::new(&project.root, variant, opts.output.as_deref()),
         repo: opts.repo.clone(),
         source_date_epoch: opts.source_date_epoch,
+        site: opts.site.clone(),
     };
     let layout = &b.layout;
     fs::create_dir_all(&layout.work).map_err(io(&layout.work))?;
@@ -447,6 +450,7 @@ pub fn stages_of(project: &Project, resolved: &Resolved) -> Vec<(StageId, String
         layout: Layout::new(&project.root, &resolved.name, None),
         repo: PathBuf::from(portage::DEFAULT_REPO),
         source_date_epoch: None,
+        site: stage::Site::default(),
     };
     let stages = plan(&b);
     let list = stages.iter().map(|s| (s.id(), s.what())).collect();

@@ -9,6 +9,7 @@
 //! - destroot: a fresh root: `@keel-install` with `--usepkgonly`, then
 //!   `@keel-installonly` from source straight into that root.
 
+pub mod binhost;
 pub mod config;
 pub mod reads;
 pub mod stages;
@@ -39,6 +40,9 @@ pub enum Error {
     Emerge { message: String, cause: exec::Error },
     #[error("{0}")]
     Python(String),
+    /// A binhost or signing step that failed: what it was, then the command's failure.
+    #[error("{message}\n{cause}")]
+    Binhost { message: String, cause: exec::Error },
 }
 
 impl Error {
@@ -70,10 +74,11 @@ impl Install {
             None => Ok(Install::Venv(venv::ensure(build_dir)?)),
         }
     }
-    fn emerge(&self) -> PathBuf {
+    /// A Portage program: the host's on Gentoo, the venv's otherwise.
+    fn program(&self, name: &str) -> PathBuf {
         match self {
-            Install::Host => PathBuf::from("/usr/bin/emerge"),
-            Install::Venv(v) => v.join("bin/emerge"),
+            Install::Host => Path::new("/usr/bin").join(name),
+            Install::Venv(v) => v.join("bin").join(name),
         }
     }
     /// What identifies this Portage (for fingerprints).
@@ -302,9 +307,18 @@ impl Portage {
     /// where (a VM's PID 1, a CI runner). Only `PATH`, [`PASSED_TO_EMERGE`] and Keel's own
     /// settings reach emerge.
     pub fn emerge(&self, config_kind: &str, root: &Path) -> Cmd {
+        self.tool("emerge", config_kind, root)
+            .args(["--color=n", "--nospinner", "--quiet-build=y"])
+    }
+
+    /// A Portage program (`emerge`, `emaint`, `gpkg-sign`) with the environment
+    /// [`Portage::emerge`] describes. Once a binhost's packages are in this variant's
+    /// binary packages, Portage verifies their signatures wherever it reads them, with the
+    /// keyring made from the binhost's key ([`binhost`]).
+    pub fn tool(&self, program: &str, config_kind: &str, root: &Path) -> Cmd {
         let path = std::env::var("PATH").unwrap_or_else(|_| "/usr/sbin:/usr/bin:/sbin:/bin".into());
         let host_bin = self.layout.host_prefix().join("usr/bin");
-        let mut c = Cmd::new(self.install.emerge()).env_clear();
+        let mut c = Cmd::new(self.install.program(program)).env_clear();
         for k in PASSED_TO_EMERGE {
             if let Some(v) = std::env::var_os(k) {
                 c = c.env(k, v);
@@ -323,8 +337,7 @@ impl Portage {
                 ),
             )
             .env("NOCOLOR", "true")
-            .env_remove("PORTAGE_USERNAME")
-            .args(["--color=n", "--nospinner", "--quiet-build=y"]);
+            .env_remove("PORTAGE_USERNAME");
         if let Install::Venv(_) = self.install {
             c = c.env("PORTAGE_OVERRIDE_EPREFIX", self.layout.host_prefix());
         }
@@ -333,7 +346,7 @@ impl Portage {
                 .env("PORTAGE_USERNAME", "root")
                 .env("PORTAGE_GRPNAME", "root");
         }
-        c
+        binhost::verify_env(&self.layout, c)
     }
 
     /// host-tools: on a Gentoo host, emerge the variant's host tools into `/`.
@@ -380,6 +393,7 @@ impl Portage {
         &self,
         resolved: &Resolved,
         patched: &PatchChanges,
+        binhost: Option<&stage::Binhost>,
         log: &Path,
     ) -> Result<(), Error> {
         let s = self.layout.sysroot();
@@ -407,6 +421,14 @@ impl Portage {
                 "--usepkg-exclude={}",
                 patched.from_source.join(" ")
             ));
+        }
+        if let Some(bh) = binhost {
+            // What Portage takes from the binhost must match this build's USE, as with
+            // local packages.
+            cmd = cmd.args(["--getbinpkg", "--binpkg-respect-use=y"]);
+            if bh.only {
+                self.check_binhost_only(cmd.clone().arg("@keel-build"), bh, log)?;
+            }
         }
         cmd.arg("@keel-build")
             .log(log)
@@ -761,13 +783,15 @@ fn explain(e: exec::Error, resolved: &Resolved, kind: SetKind) -> Error {
         return Error::Exec(e);
     };
     let text = fs::read_to_string(log).unwrap_or_default();
-    let message = explain_log(&text, resolved.set(kind), kind).unwrap_or_else(|| {
-        format!(
-            "emerge failed in the {} stage of variant `{}`",
-            kind.name(),
-            resolved.name
-        )
-    });
+    let message = binhost::explain_refused(&text)
+        .or_else(|| explain_log(&text, resolved.set(kind), kind))
+        .unwrap_or_else(|| {
+            format!(
+                "emerge failed in the {} stage of variant `{}`",
+                kind.name(),
+                resolved.name
+            )
+        });
     Error::Emerge { message, cause: e }
 }
 

@@ -20,7 +20,14 @@ pub struct Args {
 pub fn run(project: &Project, a: &Args) -> Result<ExitCode> {
     let resolved = project.resolve(&a.variant)?;
     // Build what is missing (a build with nothing changed does no work).
-    let code = super::build::run(project, &a.variant, None, None, false)?;
+    let code = super::build::run(
+        project,
+        &a.variant,
+        None,
+        None,
+        false,
+        super::site::build_site(&Default::default())?,
+    )?;
     if code != ExitCode::SUCCESS {
         bail!("the build of `{}` failed", a.variant);
     }

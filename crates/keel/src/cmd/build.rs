@@ -11,6 +11,7 @@ pub fn run(
     repo: Option<PathBuf>,
     output: Option<PathBuf>,
     dry_run: bool,
+    site: pipeline::Site,
 ) -> Result<ExitCode> {
     let repo = repo.unwrap_or_else(|| PathBuf::from(portage::DEFAULT_REPO));
     let cwd = std::env::current_dir()?;
@@ -33,6 +34,7 @@ pub fn run(
         source_date_epoch,
         selinux_probe: Box::new(policy::HostProbe),
         dry_run,
+        site,
     };
     let outcome = pipeline::build(project, variant, &opts, &mut std::io::stderr())?;
     if dry_run {

@@ -7,6 +7,8 @@ pub mod clean;
 pub mod manifest;
 pub mod overlay;
 pub mod plan;
+pub mod publish;
+pub mod site;
 pub mod tmpfiles;
 pub mod tools;
 pub mod variants;
