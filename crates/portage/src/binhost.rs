@@ -416,36 +416,72 @@ pub fn would_compile(pretend: &str) -> Vec<String> {
         .collect()
 }
 
-/// What an emerge log says about a package from the binhost that Portage refused: the
-/// package and why (an unknown key, a bad signature, a digest that does not match).
-pub fn explain_refused(text: &str) -> Option<String> {
+/// A binary package Portage refused, as its log tells it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refused {
+    /// `cat/pkg-ver`, when the log names it.
+    pub package: Option<String>,
+    /// The downloaded file.
+    pub file: Option<PathBuf>,
+    /// Why, in a few words (the signing key's id when gpg named it).
+    pub why: String,
+}
+
+/// What an emerge log says about a binary package Portage refused: a bad or missing
+/// signature, a key that is not trusted, a digest that is not the index's.
+pub fn refused(text: &str) -> Option<Refused> {
     let lines: Vec<&str> = text.lines().collect();
-    let at = lines.iter().position(|l| {
-        l.contains("Binary package is not usable")
-            || l.contains("signature not found in")
-            || l.contains("checksum not found in")
-            || l.contains("file size mismatched in")
-            || l.contains("checksum mismatched")
-    })?;
-    // The package: the `.gpkg.tar` named near the failure, else the last one fetched.
-    let package = lines
-        .iter()
-        .flat_map(|l| l.split(|c: char| c.is_whitespace() || c == '\'' || c == '"'))
-        .filter(|w| w.ends_with(".gpkg.tar"))
-        .next_back()
-        .map(|w| w.trim_start_matches("file://").to_owned());
-    let mut why: Vec<String> = lines[at..]
-        .iter()
-        .take(12)
-        .map(|l| l.trim().trim_start_matches('*').trim().to_owned())
-        .filter(|l| !l.is_empty())
-        .collect();
-    why.truncate(8);
-    Some(format!(
-        "Portage refused a binary package from the binhost{}: {}",
-        package.map(|p| format!(" ({p})")).unwrap_or_default(),
-        why.join("; ")
-    ))
+    let has = |s: &str| lines.iter().any(|l| l.contains(s));
+    let key_after = |marker: &str| {
+        lines.iter().find_map(|l| {
+            l.split(marker)
+                .nth(1)
+                .and_then(|r| r.split_whitespace().next())
+                .map(str::to_owned)
+        })
+    };
+    let why = if has("Digest verification failed") {
+        let reason = lines
+            .iter()
+            .find_map(|l| l.split("Reason: ").nth(1))
+            .unwrap_or("");
+        format!("its digest is not the one the binhost's index gives ({reason})")
+    } else if let Some(k) = key_after("[GNUPG:] BADSIG ") {
+        format!("BAD signature (key {k}): the package was changed after it was signed")
+    } else if let Some(k) = key_after("[GNUPG:] NO_PUBKEY ") {
+        format!(
+            "signed by key {k}, which is not the binhost key (no public key for it in the keyring)"
+        )
+    } else if has("[GNUPG:] NODATA") || has("signature not found in") {
+        "it is not signed".to_owned()
+    } else if has("TRUST_UNDEFINED") {
+        "signed by a key that is not trusted".to_owned()
+    } else if has("GnuPG verification failed") || has("Binary package is not usable") {
+        "its signature does not verify".to_owned()
+    } else {
+        return None;
+    };
+    let package = lines.iter().find_map(|l| {
+        l.split(">>> Failed to emerge ")
+            .nth(1)
+            .and_then(|r| r.split_whitespace().next())
+            .map(str::to_owned)
+    });
+    let quoted = |l: &str, marker: &str| {
+        l.split(marker)
+            .nth(1)
+            .and_then(|r| r.split(['\'', '\u{2019}']).next())
+            .map(PathBuf::from)
+    };
+    let file = lines.iter().find_map(|l| {
+        quoted(l, "Error extracting '")
+            .or_else(|| quoted(l, "Invalid binary package: '"))
+            .or_else(|| {
+                let p = l.strip_prefix("!!! ")?;
+                (p.starts_with('/') && p.contains(".gpkg.tar")).then(|| PathBuf::from(p.trim()))
+            })
+    });
+    Some(Refused { package, file, why })
 }
 
 impl Portage {
@@ -501,6 +537,39 @@ mod tests {
             ]
         );
         assert!(would_compile("[binary  N ] a/b-1\n").is_empty());
+    }
+
+    #[test]
+    fn refusals_name_the_package_and_why() {
+        let log = ">>> Failed to emerge sys-libs/libselinux-3.6 for /s/, Log file:\n\
+             * \t[GNUPG:] BADSIG 16595C41E439BF60 Keel test <t@keel>\n\
+             !!! Error extracting '/c/pkgdir/sys-libs/libselinux/libselinux-3.6-1.gpkg.tar', GnuPG verification failed\n";
+        let r = refused(log).unwrap();
+        assert_eq!(r.package.as_deref(), Some("sys-libs/libselinux-3.6"));
+        assert_eq!(
+            r.file.as_deref(),
+            Some(Path::new(
+                "/c/pkgdir/sys-libs/libselinux/libselinux-3.6-1.gpkg.tar"
+            ))
+        );
+        assert!(
+            r.why.starts_with("BAD signature (key 16595C41E439BF60)"),
+            "{}",
+            r.why
+        );
+        let log = " * \t[GNUPG:] NO_PUBKEY 0123456789ABCDEF\n>>> Failed to emerge a/b-1 for /s/\n";
+        assert!(refused(log).unwrap().why.contains("key 0123456789ABCDEF"));
+        let log = "!!! Digest verification failed:\n!!! /c/pkgdir/a/b/b-1-2.gpkg.tar.partial\n!!! Reason: Failed on MD5 verification\n";
+        let r = refused(log).unwrap();
+        assert!(r.why.contains("Failed on MD5 verification"), "{}", r.why);
+        assert_eq!(
+            r.file.as_deref(),
+            Some(Path::new("/c/pkgdir/a/b/b-1-2.gpkg.tar.partial"))
+        );
+        assert_eq!(
+            refused("emerge: there are no ebuilds to satisfy \"x\"\n"),
+            None
+        );
     }
 
     #[test]

@@ -430,10 +430,44 @@ impl Portage {
                 self.check_binhost_only(cmd.clone().arg("@keel-build"), bh, log)?;
             }
         }
-        cmd.arg("@keel-build")
-            .log(log)
-            .run()
-            .map_err(|e| explain(e, resolved, SetKind::Build))
+        let result = cmd.arg("@keel-build").log(log).run();
+        match (result, binhost) {
+            (Ok(()), _) => Ok(()),
+            (Err(e), Some(bh)) => Err(self.refused(e, bh, log, resolved)),
+            (Err(e), None) => Err(explain(e, resolved, SetKind::Build)),
+        }
+    }
+
+    /// A sysroot emerge with a binhost failed: when Portage refused one of its packages,
+    /// say which and why, and remove the refused file from the binary packages (Portage
+    /// would otherwise find it there again).
+    fn refused(
+        &self,
+        e: exec::Error,
+        bh: &stage::Binhost,
+        log: &Path,
+        resolved: &Resolved,
+    ) -> Error {
+        let text = fs::read_to_string(log).unwrap_or_default();
+        let Some(r) = binhost::refused(&text) else {
+            return explain(e, resolved, SetKind::Build);
+        };
+        let pkgdir = self.layout.pkgdir();
+        if let Some(f) = r.file.as_deref().filter(|f| f.starts_with(&pkgdir)) {
+            let _ = fs::remove_file(f);
+        }
+        Error::Emerge {
+            message: format!(
+                "Portage refused the binary package {} from the binhost {}: {}{}",
+                r.package.as_deref().unwrap_or("(see the log)"),
+                bh.url,
+                r.why,
+                r.file
+                    .map(|f| format!(" (downloaded as {})", f.display()))
+                    .unwrap_or_default()
+            ),
+            cause: e,
+        }
     }
 
     /// The destroot's configuration: the sysroot's, with the install sets instead of the
@@ -783,15 +817,13 @@ fn explain(e: exec::Error, resolved: &Resolved, kind: SetKind) -> Error {
         return Error::Exec(e);
     };
     let text = fs::read_to_string(log).unwrap_or_default();
-    let message = binhost::explain_refused(&text)
-        .or_else(|| explain_log(&text, resolved.set(kind), kind))
-        .unwrap_or_else(|| {
-            format!(
-                "emerge failed in the {} stage of variant `{}`",
-                kind.name(),
-                resolved.name
-            )
-        });
+    let message = explain_log(&text, resolved.set(kind), kind).unwrap_or_else(|| {
+        format!(
+            "emerge failed in the {} stage of variant `{}`",
+            kind.name(),
+            resolved.name
+        )
+    });
     Error::Emerge { message, cause: e }
 }
 
