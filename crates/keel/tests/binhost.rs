@@ -17,37 +17,11 @@ mod common;
 
 use std::fs;
 use std::io::{BufRead, BufReader};
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 const VARIANT: &str = "selinux-mini";
-
-/// Run `c` in a process group of its own; past `limit` the group is killed and the test fails.
-fn limited(mut c: Command, limit: Duration, what: &str) -> Output {
-    let child = c
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .process_group(0)
-        .spawn()
-        .unwrap();
-    let pid = child.id();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(child.wait_with_output());
-    });
-    match rx.recv_timeout(limit) {
-        Ok(o) => o.unwrap(),
-        Err(_) => {
-            let _ = Command::new("kill")
-                .args(["-KILL", "--", &format!("-{pid}")])
-                .status();
-            panic!("{what} did not finish within {} s", limit.as_secs());
-        }
-    }
-}
 
 fn text(o: &Output) -> (bool, String, String) {
     common::text(o)
@@ -162,10 +136,15 @@ idx = idx.replace(blk, new)
 open(f"{d}/Packages", "w").write(idx)
 open(f"{d}/Packages.gz", "wb").write(gzip.compress(idx.encode()))
 "#;
+    python(script, binhost, &[cpv, file]);
+}
+
+/// Run a Python script on a binhost directory (its index written back, `Packages.gz` too).
+fn python(script: &str, binhost: &Path, args: &[&str]) {
     let o = Command::new("python3")
         .args(["-c", script])
         .arg(binhost)
-        .args([cpv, file])
+        .args(args)
         .output()
         .unwrap();
     assert!(o.status.success(), "{o:?}");
@@ -183,13 +162,7 @@ idx = re.sub(r"PACKAGES: \d+", f"PACKAGES: {n}", idx)
 open(f"{d}/Packages", "w").write(idx)
 open(f"{d}/Packages.gz", "wb").write(gzip.compress(idx.encode()))
 "#;
-    let o = Command::new("python3")
-        .args(["-c", script])
-        .arg(binhost)
-        .arg(cpv)
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{o:?}");
+    python(script, binhost, &[cpv]);
 }
 
 fn gpkg_files(dir: &Path, out: &mut Vec<PathBuf>) {
@@ -270,7 +243,11 @@ fn binhost_on_loopback() {
         .args(["publish", "--variant", VARIANT, "--to"])
         .arg(&good)
         .env("KEEL_CONFIG", &config);
-    let (ok, out, err) = text(&limited(c, Duration::from_secs(300), "keel publish"));
+    let (ok, out, err) = text(&testutil::output_within(
+        c,
+        Duration::from_secs(300),
+        "keel publish",
+    ));
     assert!(ok, "publish: {err}");
     assert_eq!(out.trim(), good.display().to_string());
     let mut built = Vec::new();
@@ -341,7 +318,11 @@ fn binhost_on_loopback() {
                 .env("KEEL_OUTPUT_DIR", d.join("out"))
                 .env("KEEL_PORTAGE_VENV", &venv);
         }
-        text(&limited(c, Duration::from_secs(limit), "keel build"))
+        text(&testutil::output_within(
+            c,
+            Duration::from_secs(limit),
+            "keel build",
+        ))
     };
     let key = public.display().to_string();
     let t0 = Instant::now();
@@ -404,9 +385,13 @@ fn binhost_on_loopback() {
 
     // 3. The ways it must fail, each in a fresh build directory: an error naming what is
     // wrong, and no image.
-    let fail = |name: &str, args: &[&str], limit: u64| -> String {
+    // (name, binhost URL, key file, extra flags, time limit): the error.
+    let fail = |name: &str, binhost: &str, key: &Path, extra: &[&str], limit: u64| -> String {
         let d = t.join(format!("fresh-{name}"));
-        let (ok, _, err) = build(args, Some(&d), limit);
+        let key = key.display().to_string();
+        let mut args = vec!["--binhost", binhost, "--binhost-key", &key];
+        args.extend(extra);
+        let (ok, _, err) = build(&args, Some(&d), limit);
         assert!(!ok, "{name}: the build should fail:\n{err}");
         assert_eq!(
             squashfs_in(&d.join("out")),
@@ -415,11 +400,7 @@ fn binhost_on_loopback() {
         );
         err
     };
-    let err = fail(
-        "tampered",
-        &["--binhost", &url("tampered"), "--binhost-key", &key],
-        900,
-    );
+    let err = fail("tampered", &url("tampered"), &public, &[], 900);
     assert!(
         err.contains(&format!("refused the binary package {lib_cpv}"))
             && err.contains("BAD signature")
@@ -432,26 +413,13 @@ fn binhost_on_loopback() {
         .unwrap()
         .port();
     let silent = format!("http://127.0.0.1:{closed}/good");
-    let err = fail(
-        "silent",
-        &["--binhost", &silent, "--binhost-key", &key],
-        120,
-    );
+    let err = fail("silent", &silent, &public, &[], 120);
     assert!(
         err.contains(&format!("the binhost does not answer: {silent}/Packages")),
         "{err}"
     );
     let missing = t.join("no-such-key.asc");
-    let err = fail(
-        "no-key",
-        &[
-            "--binhost",
-            &url("good"),
-            "--binhost-key",
-            &missing.display().to_string(),
-        ],
-        120,
-    );
+    let err = fail("no-key", &url("good"), &missing, &[], 120);
     assert!(
         err.contains(&format!(
             "the binhost key {} does not exist",
@@ -459,29 +427,16 @@ fn binhost_on_loopback() {
         )),
         "{err}"
     );
-    let err = fail(
-        "other-key",
-        &[
-            "--binhost",
-            &url("good"),
-            "--binhost-key",
-            &other_public.display().to_string(),
-        ],
-        120,
-    );
+    let err = fail("other-key", &url("good"), &other_public, &[], 120);
     assert!(
         err.contains("is not signed by the binhost key") && err.contains(&url("good")),
         "{err}"
     );
     let err = fail(
         "partial",
-        &[
-            "--binhost",
-            &url("partial"),
-            "--binhost-key",
-            &key,
-            "--binhost-only",
-        ],
+        &url("partial"),
+        &public,
+        &["--binhost-only"],
         300,
     );
     assert!(
