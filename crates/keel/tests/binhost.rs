@@ -16,103 +16,14 @@
 mod common;
 
 use std::fs;
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 const VARIANT: &str = "selinux-mini";
 
 fn text(o: &Output) -> (bool, String, String) {
     common::text(o)
-}
-
-/// A throwaway GnuPG home with one signing key: (home, fingerprint, exported public key).
-fn gpg_key(dir: &Path, name: &str) -> (PathBuf, String, PathBuf) {
-    let home = dir.join(format!("gnupg-{name}"));
-    fs::create_dir_all(&home).unwrap();
-    fs::set_permissions(&home, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
-    let gpg = |args: &[&str]| {
-        let o = Command::new("gpg")
-            .arg("--homedir")
-            .arg(&home)
-            .args(["--batch", "--no-tty"])
-            .args(args)
-            .stdin(Stdio::null())
-            .output()
-            .unwrap();
-        assert!(o.status.success(), "gpg {args:?}: {o:?}");
-        String::from_utf8_lossy(&o.stdout).into_owned()
-    };
-    gpg(&[
-        "--passphrase",
-        "",
-        "--quick-gen-key",
-        &format!("Keel test {name} <{name}@keel.invalid>"),
-        "ed25519",
-        "sign",
-        "never",
-    ]);
-    let fpr = portage::binhost::fingerprints(&gpg(&["--with-colons", "--list-keys"]))
-        .pop()
-        .unwrap();
-    let public = dir.join(format!("{name}.asc"));
-    fs::write(&public, gpg(&["--armor", "--export", &fpr])).unwrap();
-    (home, fpr, public)
-}
-
-/// Stops the GnuPG agents the test's keys started, and the HTTP server.
-struct Cleanup {
-    homes: Vec<PathBuf>,
-    server: Option<Child>,
-}
-
-impl Drop for Cleanup {
-    fn drop(&mut self) {
-        for h in &self.homes {
-            let _ = Command::new("gpgconf")
-                .arg("--homedir")
-                .arg(h)
-                .args(["--kill", "gpg-agent"])
-                .status();
-        }
-        if let Some(s) = &mut self.server {
-            let _ = s.kill();
-            let _ = s.wait();
-        }
-    }
-}
-
-/// `python3 -m http.server` on 127.0.0.1 (a port the kernel picks) serving `dir`.
-fn serve(dir: &Path) -> (Child, u16) {
-    let mut child = Command::new("python3")
-        .args([
-            "-u",
-            "-m",
-            "http.server",
-            "--bind",
-            "127.0.0.1",
-            "0",
-            "--directory",
-        ])
-        .arg(dir)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    // "Serving HTTP on 127.0.0.1 port 34677 (http://127.0.0.1:34677/) ..."
-    let port = line
-        .split(" port ")
-        .nth(1)
-        .and_then(|r| r.split_whitespace().next())
-        .and_then(|p| p.parse().ok())
-        .unwrap_or_else(|| panic!("http.server said: {line}"));
-    (child, port)
 }
 
 /// Change one byte in the middle of a package's image after it was signed, and give the
@@ -218,9 +129,9 @@ fn binhost_on_loopback() {
     }
     let tmp = tempfile::tempdir().unwrap();
     let t = tmp.path();
-    let (home, fpr, public) = gpg_key(t, "a");
-    let (other_home, _, other_public) = gpg_key(t, "other");
-    let mut cleanup = Cleanup {
+    let (home, fpr, public) = common::gpg_key(t, "a");
+    let (other_home, _, other_public) = common::gpg_key(t, "other");
+    let mut cleanup = common::Cleanup {
         homes: vec![home.clone(), other_home],
         server: None,
     };
@@ -302,7 +213,7 @@ fn binhost_on_loopback() {
         .expect("selinux-container in the index");
     without(&partial, &container);
 
-    let (server, port) = serve(&www);
+    let (server, port) = common::serve(&www);
     cleanup.server = Some(server);
     let url = |d: &str| format!("http://127.0.0.1:{port}/{d}");
 

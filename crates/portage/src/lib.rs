@@ -11,6 +11,7 @@
 
 pub mod binhost;
 pub mod config;
+pub mod distcc;
 pub mod reads;
 pub mod stages;
 pub mod vdb;

@@ -141,6 +141,7 @@ impl Stage for Sysroot<'_> {
             }
             None => crate::binhost::unconfigure(layout)?,
         }
+        crate::distcc::configure(layout, b.site.distcc.as_deref())?;
         let mut changes = PatchChanges::new(&read_patch_record(&installed), &packaged_record, &now);
         // A run that did not finish (killed) may have left a package that Portage counts
         // as installed but whose pkg_postinst was cut short: the packages merged since the

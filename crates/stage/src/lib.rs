@@ -136,6 +136,9 @@ pub struct Build<'a> {
 #[derive(Debug, Clone, Default)]
 pub struct Site {
     pub binhost: Option<Binhost>,
+    /// Compile through distcc on these hosts (`DISTCC_HOSTS` syntax: `host[:port][/jobs]`,
+    /// space-separated).
+    pub distcc: Option<String>,
 }
 
 /// A Portage binhost the sysroot stage takes binary packages from.

@@ -1,5 +1,5 @@
 //! The machine's own settings: a binhost to take packages from, a key to sign published
-//! packages with. They belong to the machine, not to the OS a variant describes, so they
+//! packages with, distcc hosts to compile on. They belong to the machine, not to the OS a variant describes, so they
 //! live outside the project: flags of `keel build`/`keel publish`, or the machine's
 //! config file (docs/scale-out.md):
 //!
@@ -16,6 +16,9 @@
 //! [publish]
 //! signing-key = "0xKEYID"                  # gpg --local-user
 //! gpg-home = "/root/.gnupg"
+//!
+//! [distcc]
+//! hosts = "192.168.0.2/8 192.168.0.3/8"   # DISTCC_HOSTS
 //! ```
 //!
 //! A flag wins over the file.
@@ -36,6 +39,9 @@ pub struct BuildArgs {
     /// Compile nothing: fail before the sysroot emerge, naming every package the binhost does not have
     #[arg(long)]
     pub binhost_only: bool,
+    /// Send the sysroot's compiles to these distcc hosts (DISTCC_HOSTS syntax: "host[:port][/jobs] ...")
+    #[arg(long, value_name = "HOSTS")]
+    pub distcc: Option<String>,
 }
 
 /// `keel publish`'s signing flags.
@@ -54,6 +60,13 @@ pub struct SignArgs {
 struct File {
     binhost: Option<BinhostTable>,
     publish: Option<PublishTable>,
+    distcc: Option<DistccTable>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DistccTable {
+    hosts: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -130,7 +143,11 @@ pub fn build_site(args: &BuildArgs) -> Result<pipeline::Site> {
             ))
         }
     };
-    Ok(pipeline::Site { binhost })
+    let distcc = args
+        .distcc
+        .clone()
+        .or(file.distcc.unwrap_or_default().hosts);
+    Ok(pipeline::Site { binhost, distcc })
 }
 
 /// How `keel publish` signs: the flags, then the config file; none is no signing.
