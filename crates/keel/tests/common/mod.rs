@@ -4,6 +4,7 @@
 
 use std::fs;
 use std::io::{BufRead, BufReader};
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 
@@ -337,6 +338,7 @@ impl Distccd {
             .local_addr()
             .unwrap()
             .port();
+        // A group of its own: distccd forks its workers, and they go with it.
         let child = Command::new("distccd")
             .args([
                 "--daemon",
@@ -351,6 +353,7 @@ impl Distccd {
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(fs::File::create(log).unwrap())
+            .process_group(0)
             .spawn()
             .unwrap();
         let t = std::time::Instant::now();
@@ -376,7 +379,9 @@ impl Distccd {
 
 impl Drop for Distccd {
     fn drop(&mut self) {
-        let _ = self.child.kill();
+        let _ = Command::new("kill")
+            .args(["-TERM", "--", &format!("-{}", self.child.id())])
+            .status();
         let _ = self.child.wait();
     }
 }
