@@ -491,6 +491,13 @@ fn mkfs_version(format: image::make::Format) -> String {
 }
 
 /// An exclusive lock on the variant's work directory, released when dropped.
+/// Hold a variant's work directory, as a build does (`keel publish` reads what a build
+/// writes): held until the file is dropped.
+pub fn lock_work(layout: &Layout) -> Result<fs::File, Error> {
+    fs::create_dir_all(&layout.work).map_err(io(&layout.work))?;
+    lock(&layout.work.join("lock"), &layout.variant)
+}
+
 fn lock(path: &Path, variant: &str) -> Result<fs::File, Error> {
     rootdir::try_lock(path)
         .map_err(io(path))?

@@ -87,6 +87,22 @@ pub struct Published {
     pub signed_by: Option<String>,
 }
 
+/// Whether the variant of `l` has been built: binary packages with their index, and the
+/// sysroot configuration [`publish`] indexes them with.
+pub fn publishable(l: &Layout) -> Result<(), Error> {
+    let pkgdir = l.pkgdir();
+    let config = l.config_root("sysroot").join("etc/portage");
+    if pkgdir.join("Packages").is_file() && config.is_dir() {
+        return Ok(());
+    }
+    Err(Error::Config(format!(
+        "variant `{}` has no binary packages to publish in {} (build it first: keel build --variant {})",
+        l.variant,
+        pkgdir.display(),
+        l.variant
+    )))
+}
+
 /// Publish `portage`'s variant's binary packages into `to` (made beside it as
 /// `<to>.partial` and renamed when complete; an existing `to` is replaced). The variant
 /// must have been built: the index is written with its sysroot configuration.
@@ -97,16 +113,8 @@ pub fn publish(
     log: &Path,
 ) -> Result<Published, Error> {
     let l = &portage.layout;
+    publishable(l)?;
     let pkgdir = l.pkgdir();
-    let config = l.config_root("sysroot").join("etc/portage");
-    if !pkgdir.join("Packages").is_file() || !config.is_dir() {
-        return Err(Error::Config(format!(
-            "variant `{}` has no binary packages to publish in {} (build it first: keel build --variant {})",
-            l.variant,
-            pkgdir.display(),
-            l.variant
-        )));
-    }
     let name = to
         .file_name()
         .ok_or_else(|| Error::Config(format!("--to {}: not a directory name", to.display())))?;
@@ -384,21 +392,12 @@ fn fetch(url: &str, dest: &Path, log: &Path) -> Result<Option<String>, Error> {
         .arg(dest)
         .arg(url)
         .ok_codes(&[0, 22])
+        .log(log)
         .output()
         .map_err(|cause| Error::Binhost {
             message: format!("the binhost does not answer: {url}"),
             cause,
         })?;
-    let _ = fs::OpenOptions::new()
-        .append(true)
-        .create(true)
-        .open(log)
-        .and_then(|mut f| {
-            std::io::Write::write_all(
-                &mut f,
-                format!("$ curl {url}: {:?}\n{}", out.status.code(), out.stderr).as_bytes(),
-            )
-        });
     if out.status.code() == Some(22) {
         return Ok(None);
     }

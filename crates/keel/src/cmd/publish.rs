@@ -16,6 +16,9 @@ pub fn run(
     let signing = super::site::signing(sign)?;
     let to = std::env::current_dir()?.join(to);
     let layout = pipeline::Layout::new(&project.root, variant, None);
+    // Not while a build of the variant writes its packages.
+    let _lock = pipeline::lock_work(&layout)?;
+    portage::binhost::publishable(&layout)?;
     let install = portage::Install::detect(&layout.build)?;
     let portage = portage::Portage {
         install,
