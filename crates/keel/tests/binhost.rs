@@ -113,20 +113,11 @@ fn binhost_on_loopback() {
     let Some(venv) = testutil::portage_venv() else {
         return;
     };
-    let Some(a) = testutil::shared_build(
-        Path::new(env!("CARGO_TARGET_TMPDIR")),
-        Path::new(env!("CARGO_BIN_EXE_keel")),
-        VARIANT,
-    ) else {
+    let Some((a, b)) =
+        common::shared_build_and_fresh_copy(Path::new(env!("CARGO_TARGET_TMPDIR")), VARIANT)
+    else {
         return;
     };
-    let Some(b) = common::project() else { return };
-    for e in fs::read_dir(testutil::project_root().join("tests/fixtures/variants"))
-        .unwrap()
-        .flatten()
-    {
-        common::copy_tree(&e.path(), &b.root.join("variants").join(e.file_name()));
-    }
     let tmp = tempfile::tempdir().unwrap();
     let t = tmp.path();
     let (home, fpr, public) = common::gpg_key(t, "a");

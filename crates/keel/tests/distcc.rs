@@ -21,20 +21,11 @@ fn distcc_on_loopback() {
             return;
         }
     }
-    let Some(local) = testutil::shared_build(
-        Path::new(env!("CARGO_TARGET_TMPDIR")),
-        Path::new(env!("CARGO_BIN_EXE_keel")),
-        VARIANT,
-    ) else {
+    let Some((local, p)) =
+        common::shared_build_and_fresh_copy(Path::new(env!("CARGO_TARGET_TMPDIR")), VARIANT)
+    else {
         return;
     };
-    let Some(p) = common::project() else { return };
-    for e in fs::read_dir(testutil::project_root().join("tests/fixtures/variants"))
-        .unwrap()
-        .flatten()
-    {
-        common::copy_tree(&e.path(), &p.root.join("variants").join(e.file_name()));
-    }
     let tmp = tempfile::tempdir().unwrap();
     let log = tmp.path().join("distccd.log");
     let daemon = common::Distccd::start(&log);

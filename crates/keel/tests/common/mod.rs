@@ -385,3 +385,21 @@ impl Drop for Distccd {
         let _ = self.child.wait();
     }
 }
+
+/// The suite's shared build of `variant` (`testutil::shared_build`, under `tmpdir`), and a
+/// fresh project copy with the fixture variants, nothing built: two machines with the same
+/// project.
+pub fn shared_build_and_fresh_copy(
+    tmpdir: &Path,
+    variant: &str,
+) -> Option<(testutil::Built, Project)> {
+    let built = testutil::shared_build(tmpdir, Path::new(env!("CARGO_BIN_EXE_keel")), variant)?;
+    let p = project()?;
+    for e in fs::read_dir(testutil::project_root().join("tests/fixtures/variants"))
+        .unwrap()
+        .flatten()
+    {
+        copy_tree(&e.path(), &p.root.join("variants").join(e.file_name()));
+    }
+    Some((built, p))
+}
