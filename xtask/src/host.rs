@@ -169,6 +169,31 @@ const NEEDS: &[(&str, &str, &str, bool)] = &[
         "keel boot and the boot tests",
         true,
     ),
+    // Binhosts and distcc (docs/scale-out.md)
+    (
+        "/usr/bin/gpg",
+        "gnupg",
+        "keel publish signs binary packages, keel build --binhost verifies them",
+        true,
+    ),
+    (
+        "/usr/bin/curl",
+        "curl",
+        "keel build --binhost checks that the binhost answers and fetches its patch record",
+        true,
+    ),
+    (
+        "/usr/bin/wget",
+        "wget",
+        "Portage downloads binary packages from a binhost with wget",
+        true,
+    ),
+    (
+        "/usr/bin/distccd",
+        "distcc",
+        "keel build --distcc (distcc), and the distcc test (distccd on 127.0.0.1)",
+        false,
+    ),
     // crates/oci (docs/oci.md): the oracles of the image unpack tests
     (
         "/usr/bin/umoci",

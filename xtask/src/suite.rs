@@ -36,6 +36,9 @@ const LONG_FIRST: &[&str] = &[
     "keel::portage_build",
     "policy::policy",
     "keel::image_build",
+    // Both wait for the shared selinux-mini build the VM test starts, then build on their own.
+    "keel::distcc",
+    "keel::binhost",
     "oci::umoci",
 ];
 

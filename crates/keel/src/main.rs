@@ -65,6 +65,8 @@ enum Command {
         /// Print the build summary as one JSON object on stdout instead of the image's path
         #[arg(long)]
         json: bool,
+        #[command(flatten)]
+        site: cmd::site::BuildArgs,
     },
     /// What changed between two builds: packages, files (type, mode, owner, content, label), sizes
     Diff {
@@ -83,6 +85,15 @@ enum Command {
         /// One JSON object instead of text
         #[arg(long)]
         json: bool,
+    },
+    /// Publish a built variant's binary packages as a Portage binhost (signed with --sign-key) in DIR, for any static HTTP server
+    Publish {
+        #[arg(long)]
+        variant: String,
+        #[arg(long, value_name = "DIR")]
+        to: PathBuf,
+        #[command(flatten)]
+        sign: cmd::site::SignArgs,
     },
     /// Boot a variant's image under QEMU (building what is missing first); `--check` runs the boot check
     Boot {
@@ -173,7 +184,9 @@ fn main() -> ExitCode {
             quiet,
             verbose,
             json,
+            site,
         } => cmd::project(cli.project.as_deref()).and_then(|p| {
+            let site = cmd::site::build_site(&site)?;
             cmd::build::run(
                 &p,
                 &cmd::build::Args {
@@ -184,6 +197,7 @@ fn main() -> ExitCode {
                     quiet,
                     verbose,
                     json,
+                    site,
                 },
             )
         }),
@@ -191,6 +205,8 @@ fn main() -> ExitCode {
         Command::Size { variant, json } => {
             cmd::project(cli.project.as_deref()).and_then(|p| cmd::size::run(&p, &variant, json))
         }
+        Command::Publish { variant, to, sign } => cmd::project(cli.project.as_deref())
+            .and_then(|p| cmd::publish::run(&p, &variant, &to, &sign)),
         Command::Boot {
             variant,
             check,

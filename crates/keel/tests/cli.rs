@@ -879,3 +879,64 @@ fn diff_of_manifests() {
     assert_eq!(o.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&o.stderr).contains("/nonexistent/x: No such file"));
 }
+
+/// Site settings (docs/scale-out.md) are checked before any work: the config file's keys,
+/// a binhost without its key, a publish of a variant that was never built.
+#[test]
+fn site_settings_are_checked_before_any_work() {
+    let d = copy_of_shipped_variants();
+    let config = d.path().join("config.toml");
+    fs::write(
+        &config,
+        "[binhost]\nurl = \"http://127.0.0.1:9/x\"\nkeyy = \"k.asc\"\n",
+    )
+    .unwrap();
+    let build = |config: &Path, extra: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_keel"))
+            .arg("-C")
+            .arg(d.path())
+            .args(["build", "--variant", "selinux"])
+            .args(extra)
+            .env("KEEL_CONFIG", config)
+            .output()
+            .unwrap()
+    };
+    let o = build(&config, &[]);
+    let err = stderr(&o);
+    assert!(!o.status.success(), "{err}");
+    assert!(
+        err.contains(&config.display().to_string()) && err.contains("keyy"),
+        "{err}"
+    );
+    let o = build(Path::new(""), &["--binhost", "http://127.0.0.1:9/x"]);
+    let err = stderr(&o);
+    assert!(
+        !o.status.success() && err.contains("the binhost http://127.0.0.1:9/x has no key"),
+        "{err}"
+    );
+    let o = build(Path::new(""), &["--binhost-only"]);
+    assert!(
+        !o.status.success() && stderr(&o).contains("no binhost URL"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(!d.path().join("build").exists(), "nothing was built");
+
+    let to = d.path().join("www");
+    let o = keel(
+        d.path(),
+        &[
+            "publish",
+            "--variant",
+            "selinux",
+            "--to",
+            &to.display().to_string(),
+        ],
+    );
+    let err = stderr(&o);
+    assert!(
+        !o.status.success() && err.contains("variant `selinux` has no binary packages to publish"),
+        "{err}"
+    );
+    assert!(!to.exists());
+}

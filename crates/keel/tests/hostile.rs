@@ -92,25 +92,11 @@ impl Scene {
             .args(kernel)
             .args(["--", "true"])
             .stdin(std::process::Stdio::null());
-        let child = c
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        let pid = child.id();
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let _ = tx.send(child.wait_with_output());
-        });
-        let o = match rx.recv_timeout(Duration::from_secs(120)) {
-            Ok(o) => o.unwrap(),
-            Err(_) => {
-                let _ = Command::new("kill")
-                    .args(["-KILL", &pid.to_string()])
-                    .status();
-                panic!("keel vm on image `{name}` did not finish within 120 s");
-            }
-        };
+        let o = testutil::output_within(
+            c,
+            Duration::from_secs(120),
+            &format!("keel vm on image `{name}`"),
+        );
         (
             o.status.code(),
             String::from_utf8_lossy(&o.stderr).into_owned(),

@@ -18,7 +18,7 @@ mod watch;
 pub use watch::Show;
 
 use stage::fingerprint::write_atomic;
-pub use stage::{fingerprint, Build, Layout, Plan, Stage, StageId};
+pub use stage::{fingerprint, Binhost, Build, Layout, Plan, Site, Stage, StageId};
 use stage::{Backend, Fingerprint};
 use std::fs;
 use std::io::Write;
@@ -76,6 +76,8 @@ pub struct Options {
     pub dry_run: bool,
     /// What a running stage shows on stderr ([`Show`]).
     pub show: Show,
+    /// The machine's settings: a binhost (docs/scale-out.md).
+    pub site: stage::Site,
 }
 
 /// The stages of a build of `b.resolved`, in order: the package backend's (they make the
@@ -467,6 +469,7 @@ pub fn build(
         layout: Layout::new(&project.root, variant, opts.output.as_deref()),
         repo: opts.repo.clone(),
         source_date_epoch: opts.source_date_epoch,
+        site: opts.site.clone(),
     };
     let layout = &b.layout;
     fs::create_dir_all(&layout.work).map_err(io(&layout.work))?;
@@ -516,6 +519,7 @@ pub fn stages_of(project: &Project, resolved: &Resolved) -> Vec<(StageId, String
         layout: Layout::new(&project.root, &resolved.name, None),
         repo: PathBuf::from(portage::DEFAULT_REPO),
         source_date_epoch: None,
+        site: stage::Site::default(),
     };
     let stages = plan(&b);
     let list = stages.iter().map(|s| (s.id(), s.what())).collect();
@@ -556,6 +560,13 @@ fn mkfs_version(format: image::make::Format) -> String {
 }
 
 /// An exclusive lock on the variant's work directory, released when dropped.
+/// Hold a variant's work directory, as a build does (`keel publish` reads what a build
+/// writes): held until the file is dropped.
+pub fn lock_work(layout: &Layout) -> Result<fs::File, Error> {
+    fs::create_dir_all(&layout.work).map_err(io(&layout.work))?;
+    lock(&layout.work.join("lock"), &layout.variant)
+}
+
 fn lock(path: &Path, variant: &str) -> Result<fs::File, Error> {
     rootdir::try_lock(path)
         .map_err(io(path))?

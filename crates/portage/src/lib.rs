@@ -9,7 +9,9 @@
 //! - destroot: a fresh root: `@keel-install` with `--usepkgonly`, then
 //!   `@keel-installonly` from source straight into that root.
 
+pub mod binhost;
 pub mod config;
+pub mod distcc;
 pub mod reads;
 pub mod stages;
 pub mod vdb;
@@ -39,6 +41,9 @@ pub enum Error {
     Emerge { message: String, cause: exec::Error },
     #[error("{0}")]
     Python(String),
+    /// A binhost or signing step that failed: what it was, then the command's failure.
+    #[error("{message}\n{cause}")]
+    Binhost { message: String, cause: exec::Error },
 }
 
 impl Error {
@@ -70,10 +75,11 @@ impl Install {
             None => Ok(Install::Venv(venv::ensure(build_dir)?)),
         }
     }
-    fn emerge(&self) -> PathBuf {
+    /// A Portage program: the host's on Gentoo, the venv's otherwise.
+    fn program(&self, name: &str) -> PathBuf {
         match self {
-            Install::Host => PathBuf::from("/usr/bin/emerge"),
-            Install::Venv(v) => v.join("bin/emerge"),
+            Install::Host => Path::new("/usr/bin").join(name),
+            Install::Venv(v) => v.join("bin").join(name),
         }
     }
     /// What identifies this Portage (for fingerprints).
@@ -302,9 +308,18 @@ impl Portage {
     /// where (a VM's PID 1, a CI runner). Only `PATH`, [`PASSED_TO_EMERGE`] and Keel's own
     /// settings reach emerge.
     pub fn emerge(&self, config_kind: &str, root: &Path) -> Cmd {
+        self.tool("emerge", config_kind, root)
+            .args(["--color=n", "--nospinner", "--quiet-build=y"])
+    }
+
+    /// A Portage program (`emerge`, `emaint`, `gpkg-sign`) with the environment
+    /// [`Portage::emerge`] describes. Once a binhost's packages are in this variant's
+    /// binary packages, Portage verifies their signatures wherever it reads them, with the
+    /// keyring made from the binhost's key ([`binhost`]).
+    pub fn tool(&self, program: &str, config_kind: &str, root: &Path) -> Cmd {
         let path = std::env::var("PATH").unwrap_or_else(|_| "/usr/sbin:/usr/bin:/sbin:/bin".into());
         let host_bin = self.layout.host_prefix().join("usr/bin");
-        let mut c = Cmd::new(self.install.emerge()).env_clear();
+        let mut c = Cmd::new(self.install.program(program)).env_clear();
         for k in PASSED_TO_EMERGE {
             if let Some(v) = std::env::var_os(k) {
                 c = c.env(k, v);
@@ -323,8 +338,7 @@ impl Portage {
                 ),
             )
             .env("NOCOLOR", "true")
-            .env_remove("PORTAGE_USERNAME")
-            .args(["--color=n", "--nospinner", "--quiet-build=y"]);
+            .env_remove("PORTAGE_USERNAME");
         if let Install::Venv(_) = self.install {
             c = c.env("PORTAGE_OVERRIDE_EPREFIX", self.layout.host_prefix());
         }
@@ -333,7 +347,7 @@ impl Portage {
                 .env("PORTAGE_USERNAME", "root")
                 .env("PORTAGE_GRPNAME", "root");
         }
-        c
+        binhost::verify_env(&self.layout, c)
     }
 
     /// host-tools: on a Gentoo host, emerge the variant's host tools into `/`.
@@ -380,6 +394,7 @@ impl Portage {
         &self,
         resolved: &Resolved,
         patched: &PatchChanges,
+        binhost: Option<&stage::Binhost>,
         log: &Path,
     ) -> Result<(), Error> {
         let s = self.layout.sysroot();
@@ -408,10 +423,52 @@ impl Portage {
                 patched.from_source.join(" ")
             ));
         }
-        cmd.arg("@keel-build")
-            .log(log)
-            .run()
-            .map_err(|e| explain(e, resolved, SetKind::Build))
+        if let Some(bh) = binhost {
+            // What Portage takes from the binhost must match this build's USE, as with
+            // local packages.
+            cmd = cmd.args(["--getbinpkg", "--binpkg-respect-use=y"]);
+            if bh.only {
+                self.check_binhost_only(cmd.clone().arg("@keel-build"), bh, log)?;
+            }
+        }
+        let result = cmd.arg("@keel-build").log(log).run();
+        match (result, binhost) {
+            (Ok(()), _) => Ok(()),
+            (Err(e), Some(bh)) => Err(self.refused(e, bh, log, resolved)),
+            (Err(e), None) => Err(explain(e, resolved, SetKind::Build)),
+        }
+    }
+
+    /// A sysroot emerge with a binhost failed: when Portage refused one of its packages,
+    /// say which and why, and remove the refused file from the binary packages (Portage
+    /// would otherwise find it there again).
+    fn refused(
+        &self,
+        e: exec::Error,
+        bh: &stage::Binhost,
+        log: &Path,
+        resolved: &Resolved,
+    ) -> Error {
+        let text = fs::read_to_string(log).unwrap_or_default();
+        let Some(r) = binhost::refused(&text) else {
+            return explain(e, resolved, SetKind::Build);
+        };
+        let pkgdir = self.layout.pkgdir();
+        if let Some(f) = r.file.as_deref().filter(|f| f.starts_with(&pkgdir)) {
+            let _ = fs::remove_file(f);
+        }
+        Error::Emerge {
+            message: format!(
+                "Portage refused the binary package {} from the binhost {}: {}{}",
+                r.package.as_deref().unwrap_or("(see the log)"),
+                bh.url,
+                r.why,
+                r.file
+                    .map(|f| format!(" (downloaded as {})", f.display()))
+                    .unwrap_or_default()
+            ),
+            cause: e,
+        }
     }
 
     /// The destroot's configuration: the sysroot's, with the install sets instead of the

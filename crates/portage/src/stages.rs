@@ -128,11 +128,21 @@ impl Stage for Sysroot<'_> {
         let installed = layout.stamps().join("sysroot.patches");
         let packaged = layout.pkgdir_patches();
         let now = crate::user_patches(&cx.composed.sysroot);
-        let mut changes = PatchChanges::new(
-            &read_patch_record(&installed),
-            &read_patch_record(&packaged),
-            &now,
-        );
+        // A binhost (a site setting, so not in the fingerprint): its keyring and
+        // binrepos.conf; its record of user patches counts for the packages this cache has
+        // no record of (a fresh cache takes the patched packages from it too).
+        let mut packaged_record = read_patch_record(&packaged);
+        match &b.site.binhost {
+            Some(bh) => {
+                let record = crate::binhost::prepare(&cx.portage, bh, log)?;
+                for (k, v) in parse_patch_record(&record) {
+                    packaged_record.entry(k).or_insert(v);
+                }
+            }
+            None => crate::binhost::unconfigure(layout)?,
+        }
+        crate::distcc::configure(layout, b.site.distcc.as_deref())?;
+        let mut changes = PatchChanges::new(&read_patch_record(&installed), &packaged_record, &now);
         // A run that did not finish (killed) may have left a package that Portage counts
         // as installed but whose pkg_postinst was cut short: the packages merged since the
         // first unfinished run began are installed again.
@@ -142,7 +152,8 @@ impl Stage for Sysroot<'_> {
             Ok(since) => changes.reinstall_too(crate::merged_since(&sysroot, since)?),
             Err(_) => write_atomic(&running, b"")?,
         }
-        cx.portage.sysroot(b.resolved, &changes, log)?;
+        cx.portage
+            .sysroot(b.resolved, &changes, b.site.binhost.as_ref(), log)?;
         // Only packages now in the sysroot: a patched package outside the build set has
         // no package built with these patches.
         let have = crate::installed(&sysroot)?;
@@ -262,9 +273,11 @@ fn record_reads(b: &Build, stage: StageId, root: &Path, kinds: &[SetKind]) -> Re
 
 /// A record of user patches (`cat/pkg digest` lines); missing means empty.
 fn read_patch_record(path: &Path) -> BTreeMap<String, String> {
-    fs::read_to_string(path)
-        .unwrap_or_default()
-        .lines()
+    parse_patch_record(&fs::read_to_string(path).unwrap_or_default())
+}
+
+fn parse_patch_record(text: &str) -> BTreeMap<String, String> {
+    text.lines()
         .filter_map(|l| l.split_once(' ').map(|(k, v)| (k.to_owned(), v.to_owned())))
         .collect()
 }

@@ -83,9 +83,89 @@ fn rewrite(path: &Path, f: impl Fn(&str) -> String) -> Result<(), Error> {
     Ok(())
 }
 
+/// FEATURES of the build host that say nothing about a package: where its compiles ran
+/// (`distcc`, docs/scale-out.md). Portage records the FEATURES a package was built with
+/// (`FEATURES`, and `FEATURES`/`PORTAGE_FEATURES` in `environment.bz2`); a package built
+/// with these gets the record of a local build, so the image does not depend on where it
+/// was compiled.
+pub const HOST_FEATURES: &[&str] = &["distcc"];
+
+/// FEATURES Keel turns off for a distcc build ([`crate::distcc`]), given back in the record.
+const OFF_FOR_DISTCC: &[&str] = &["network-sandbox"];
+
+/// A FEATURES value as a local build records it: [`HOST_FEATURES`] out and, when one was
+/// there, what Keel turned off for it back in (Portage records FEATURES sorted).
+pub fn without_host_features(value: &str) -> String {
+    let words: Vec<&str> = value.split(' ').collect();
+    if !words.iter().any(|w| HOST_FEATURES.contains(w)) {
+        return value.to_owned();
+    }
+    let mut kept: Vec<&str> = words
+        .into_iter()
+        .filter(|w| !HOST_FEATURES.contains(w))
+        .collect();
+    for f in OFF_FOR_DISTCC {
+        if !kept.contains(f) {
+            kept.push(f);
+            kept.sort_unstable();
+        }
+    }
+    kept.join(" ")
+}
+
+/// A saved ebuild environment with [`HOST_FEATURES`] taken out of its `FEATURES` and
+/// `PORTAGE_FEATURES` declarations (bytes: the rest is left as it is).
+pub fn environment_without_host_features(env: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(env.len());
+    for (i, line) in env.split(|&b| b == b'\n').enumerate() {
+        if i > 0 {
+            out.push(b'\n');
+        }
+        let edited = ["declare -x FEATURES=\"", "declare -x PORTAGE_FEATURES=\""]
+            .iter()
+            .find_map(|p| {
+                let rest = line.strip_prefix(p.as_bytes())?;
+                let value = std::str::from_utf8(rest.strip_suffix(b"\"")?).ok()?;
+                Some(format!("{p}{}\"", without_host_features(value)).into_bytes())
+            });
+        out.extend_from_slice(edited.as_deref().unwrap_or(line));
+    }
+    out
+}
+
+/// Take [`HOST_FEATURES`] out of one package's records, when its `FEATURES` has one.
+fn drop_host_features(pkg: &Path) -> Result<(), Error> {
+    let f = pkg.join("FEATURES");
+    let Ok(text) = fs::read_to_string(&f) else {
+        return Ok(());
+    };
+    if !text.split_whitespace().any(|w| HOST_FEATURES.contains(&w)) {
+        return Ok(());
+    }
+    rewrite(&f, |t| {
+        t.lines()
+            .map(|l| format!("{}\n", without_host_features(l)))
+            .collect()
+    })?;
+    let bz2 = pkg.join("environment.bz2");
+    if !fs::symlink_metadata(&bz2).is_ok_and(|m| m.is_file()) {
+        return Ok(());
+    }
+    // bzip2 -9, as Portage compresses it: the same text gives the same file.
+    let env = pkg.join("environment");
+    exec::Cmd::new("bzip2")
+        .args(["-d", "-k", "-f"])
+        .arg(&bz2)
+        .run()?;
+    let text = fs::read(&env).map_err(Error::io(&env))?;
+    fs::write(&env, environment_without_host_features(&text)).map_err(Error::io(&env))?;
+    exec::Cmd::new("bzip2").args(["-9", "-f"]).arg(&env).run()?;
+    Ok(())
+}
+
 /// Normalize the database of `root`: always drop `/var/cache/edb`, the `metadata` caches
-/// and `BINPKGMD5` (build artifacts that say nothing about the image) and sort `CONTENTS`,
-/// `NEEDED` and `NEEDED.ELF.2`;
+/// and `BINPKGMD5` (build artifacts that say nothing about the image), the
+/// [`HOST_FEATURES`], and sort `CONTENTS`, `NEEDED` and `NEEDED.ELF.2`;
 /// with `SOURCE_DATE_EPOCH = epoch`, also clamp the recorded times.
 pub fn normalize(root: &Path, epoch: Option<i64>) -> Result<(), Error> {
     for d in ["var", "var/cache"] {
@@ -118,6 +198,7 @@ pub fn normalize(root: &Path, epoch: Option<i64>) -> Result<(), Error> {
                 }
             }
             rewrite(&pkg.join("CONTENTS"), |t| normalize_contents(t, epoch))?;
+            drop_host_features(&pkg)?;
             for name in ["NEEDED", "NEEDED.ELF.2"] {
                 rewrite(&pkg.join(name), normalize_needed)?;
             }
@@ -231,6 +312,51 @@ mod tests {
             "sym /usr/bin/sh -> bash 100"
         );
         assert_eq!(clamp_contents_line("dir /usr/bin", 100), "dir /usr/bin");
+    }
+
+    #[test]
+    fn host_features_are_taken_out() {
+        assert_eq!(without_host_features("a distcc z"), "a network-sandbox z");
+        assert_eq!(
+            without_host_features("a distcc network-sandbox z"),
+            "a network-sandbox z"
+        );
+        assert_eq!(
+            without_host_features("b a"),
+            "b a",
+            "untouched without distcc"
+        );
+        let env = b"X=1\ndeclare -x FEATURES=\"a distcc b\"\ndeclare -x PORTAGE_FEATURES=\"distcc\"\n\xff\n";
+        assert_eq!(
+            environment_without_host_features(env),
+            b"X=1\ndeclare -x FEATURES=\"a b network-sandbox\"\ndeclare -x PORTAGE_FEATURES=\"network-sandbox\"\n\xff\n"
+        );
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path();
+        fs::write(p.join("FEATURES"), "a distcc b\n").unwrap();
+        fs::write(p.join("environment"), env).unwrap();
+        exec::Cmd::new("bzip2")
+            .arg("-9")
+            .arg(p.join("environment"))
+            .run()
+            .unwrap();
+        drop_host_features(p).unwrap();
+        assert_eq!(
+            fs::read_to_string(p.join("FEATURES")).unwrap(),
+            "a b network-sandbox\n"
+        );
+        assert!(!p.join("environment").exists());
+        let o = exec::Cmd::new("bzip2")
+            .arg("-dc")
+            .arg(p.join("environment.bz2"))
+            .output()
+            .unwrap();
+        assert!(
+            o.stdout
+                .contains("declare -x FEATURES=\"a b network-sandbox\"\n"),
+            "{}",
+            o.stdout
+        );
     }
 
     #[test]

@@ -125,6 +125,31 @@ pub struct Build<'a> {
     pub repo: PathBuf,
     /// `SOURCE_DATE_EPOCH`: the build time, and the bound every mtime is clamped to.
     pub source_date_epoch: Option<i64>,
+    /// Where this machine takes packages from and compiles: site settings, not the
+    /// variant's.
+    pub site: Site,
+}
+
+/// Settings of the machine that builds, not of the OS it builds (`keel build --binhost`,
+/// the machine's config file; docs/scale-out.md). They change where packages come from,
+/// never what they are, so no stage fingerprints them.
+#[derive(Debug, Clone, Default)]
+pub struct Site {
+    pub binhost: Option<Binhost>,
+    /// Compile through distcc on these hosts (`DISTCC_HOSTS` syntax: `host[:port][/jobs]`,
+    /// space-separated).
+    pub distcc: Option<String>,
+}
+
+/// A Portage binhost the sysroot stage takes binary packages from.
+#[derive(Debug, Clone)]
+pub struct Binhost {
+    /// Where `Packages` is (`http://host/dir`, `file:///dir`).
+    pub url: String,
+    /// The public key (any file `gpg --import` reads) its packages must be signed with.
+    pub key: PathBuf,
+    /// Compile nothing: a package the binhost does not have is an error naming it.
+    pub only: bool,
 }
 
 impl Build<'_> {
@@ -268,6 +293,12 @@ impl Layout {
     /// `keel vm`) knows which of them it can take.
     pub fn pkgdir_patches(&self) -> PathBuf {
         self.binpkgs().join("pkgdir.patches")
+    }
+    /// What a binhost needs beside the packages: the keyring made from the binhost's key
+    /// (`gnupg/`, Portage verifies every signed package in [`Layout::pkgdir`] with it) and
+    /// the binhost's record of user patches. Kept with the packages it vouches for.
+    pub fn binhost_dir(&self) -> PathBuf {
+        self.binpkgs().join("binhost")
     }
     pub fn host_pkgdir(&self) -> PathBuf {
         self.binpkgs().join("host-pkgdir")

@@ -10,6 +10,38 @@ mod fixture;
 pub mod oci;
 pub use fixture::{copy, shared_build, Built, EPOCH};
 
+/// Run `c` (stdin closed, output captured) in a process group of its own; past `limit` the
+/// whole group is killed and the test fails, naming `what`.
+pub fn output_within(
+    mut c: std::process::Command,
+    limit: std::time::Duration,
+    what: &str,
+) -> std::process::Output {
+    use std::os::unix::process::CommandExt;
+    use std::process::Stdio;
+    let child = c
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .spawn()
+        .unwrap_or_else(|e| panic!("{what}: {e}"));
+    let pid = child.id();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    match rx.recv_timeout(limit) {
+        Ok(o) => o.unwrap_or_else(|e| panic!("{what}: {e}")),
+        Err(_) => {
+            let _ = std::process::Command::new("kill")
+                .args(["-KILL", "--", &format!("-{pid}")])
+                .status();
+            panic!("{what} did not finish within {} s", limit.as_secs());
+        }
+    }
+}
+
 /// True when missing tools must fail tests (set by `cargo xtask test`).
 pub fn strict() -> bool {
     std::env::var_os("KEEL_TEST_STRICT").is_some_and(|v| v == "1")

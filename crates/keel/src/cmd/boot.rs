@@ -24,6 +24,7 @@ pub fn run(project: &Project, a: &Args) -> Result<ExitCode> {
         project,
         &super::build::Args {
             variant: a.variant.clone(),
+            site: super::site::build_site(&Default::default())?,
             ..Default::default()
         },
     )?;

@@ -20,6 +20,8 @@ pub struct Args {
     pub verbose: bool,
     /// The summary as one JSON object on stdout, instead of the image's path.
     pub json: bool,
+    /// The machine's settings: a binhost, distcc (docs/scale-out.md).
+    pub site: pipeline::Site,
 }
 
 /// Colours on a terminal, unless `NO_COLOR` says otherwise (<https://no-color.org>: set
@@ -90,6 +92,7 @@ pub fn run(project: &Project, a: &Args) -> Result<ExitCode> {
         selinux_probe: Box::new(policy::HostProbe),
         dry_run: a.dry_run,
         show,
+        site: a.site.clone(),
     };
     let outcome = pipeline::build(project, &a.variant, &opts, &mut std::io::stderr())?;
     if a.dry_run {

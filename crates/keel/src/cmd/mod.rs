@@ -10,6 +10,8 @@ pub mod man;
 pub mod manifest;
 pub mod overlay;
 pub mod plan;
+pub mod publish;
+pub mod site;
 pub mod size;
 pub mod tmpfiles;
 pub mod tools;

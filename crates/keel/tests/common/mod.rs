@@ -3,8 +3,10 @@
 #![allow(dead_code)]
 
 use std::fs;
+use std::io::{BufRead, BufReader};
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Child, Command, Output, Stdio};
 
 /// A copy of the project's variants and layers in a temp dir (so tests can edit them),
 /// sharing the real project's `build/tools` (the PyPI Portage venv).
@@ -231,4 +233,173 @@ pub fn emerge_runs(p: &Project, variant: &str) -> usize {
                 .sum()
         })
         .unwrap_or(0)
+}
+
+/// A throwaway GnuPG home with one signing key: (home, fingerprint, exported public key).
+pub fn gpg_key(dir: &Path, name: &str) -> (PathBuf, String, PathBuf) {
+    let home = dir.join(format!("gnupg-{name}"));
+    fs::create_dir_all(&home).unwrap();
+    fs::set_permissions(&home, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
+    let gpg = |args: &[&str]| {
+        let o = Command::new("gpg")
+            .arg("--homedir")
+            .arg(&home)
+            .args(["--batch", "--no-tty"])
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "gpg {args:?}: {o:?}");
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    };
+    gpg(&[
+        "--passphrase",
+        "",
+        "--quick-gen-key",
+        &format!("Keel test {name} <{name}@keel.invalid>"),
+        "ed25519",
+        "sign",
+        "never",
+    ]);
+    let fpr = portage::binhost::fingerprints(&gpg(&["--with-colons", "--list-keys"]))
+        .pop()
+        .unwrap();
+    let public = dir.join(format!("{name}.asc"));
+    fs::write(&public, gpg(&["--armor", "--export", &fpr])).unwrap();
+    (home, fpr, public)
+}
+
+/// Stops the GnuPG agents the keys of [`gpg_key`] started, and the HTTP server of [`serve`].
+pub struct Cleanup {
+    pub homes: Vec<PathBuf>,
+    pub server: Option<Child>,
+}
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        for h in &self.homes {
+            let _ = Command::new("gpgconf")
+                .arg("--homedir")
+                .arg(h)
+                .args(["--kill", "gpg-agent"])
+                .status();
+        }
+        if let Some(s) = &mut self.server {
+            let _ = s.kill();
+            let _ = s.wait();
+        }
+    }
+}
+
+/// `python3 -m http.server` on 127.0.0.1 (a port the kernel picks) serving `dir`.
+pub fn serve(dir: &Path) -> (Child, u16) {
+    let mut child = Command::new("python3")
+        .args([
+            "-u",
+            "-m",
+            "http.server",
+            "--bind",
+            "127.0.0.1",
+            "0",
+            "--directory",
+        ])
+        .arg(dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    // "Serving HTTP on 127.0.0.1 port 34677 (http://127.0.0.1:34677/) ..."
+    let port = line
+        .split(" port ")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("http.server said: {line}"));
+    (child, port)
+}
+
+/// distccd on 127.0.0.1 (a port the kernel picked), its log (stderr: run as root, distccd
+/// becomes the `distccd` user, who may not write a file of ours) in `log`; stopped when
+/// dropped. Returns once it listens.
+pub struct Distccd {
+    child: Child,
+    pub port: u16,
+}
+
+impl Distccd {
+    pub fn start(log: &Path) -> Distccd {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        // A group of its own: distccd forks its workers, and they go with it.
+        let child = Command::new("distccd")
+            .args([
+                "--daemon",
+                "--no-detach",
+                "--allow",
+                "127.0.0.1",
+                "--listen",
+                "127.0.0.1",
+            ])
+            .args(["--port", &port.to_string(), "--jobs", "4"])
+            .args(["--log-stderr", "--log-level", "info"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(fs::File::create(log).unwrap())
+            .process_group(0)
+            .spawn()
+            .unwrap();
+        let t = std::time::Instant::now();
+        while !fs::read_to_string(log)
+            .unwrap_or_default()
+            .contains("listening on")
+            && t.elapsed() < std::time::Duration::from_secs(20)
+        {
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        Distccd { child, port }
+    }
+
+    /// The compile jobs its log says it ran: (count, the log).
+    pub fn jobs(log: &Path) -> (usize, String) {
+        let text = fs::read_to_string(log).unwrap_or_default();
+        (
+            text.lines().filter(|l| l.contains("COMPILE_OK")).count(),
+            text,
+        )
+    }
+}
+
+impl Drop for Distccd {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", "--", &format!("-{}", self.child.id())])
+            .status();
+        let _ = self.child.wait();
+    }
+}
+
+/// The suite's shared build of `variant` (`testutil::shared_build`, under `tmpdir`), and a
+/// fresh project copy with the fixture variants, nothing built: two machines with the same
+/// project.
+pub fn shared_build_and_fresh_copy(
+    tmpdir: &Path,
+    variant: &str,
+) -> Option<(testutil::Built, Project)> {
+    let built = testutil::shared_build(tmpdir, Path::new(env!("CARGO_BIN_EXE_keel")), variant)?;
+    let p = project()?;
+    for e in fs::read_dir(testutil::project_root().join("tests/fixtures/variants"))
+        .unwrap()
+        .flatten()
+    {
+        copy_tree(&e.path(), &p.root.join("variants").join(e.file_name()));
+    }
+    Some((built, p))
 }
