@@ -141,6 +141,28 @@ pub fn of_tree(root: &Path) -> Result<String, Error> {
     Ok(out)
 }
 
+/// An image format, by its magic number.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ImageKind {
+    Squashfs,
+    Erofs,
+}
+
+/// Which image `path` is: squashfs (`hsqs` at byte 0) or EROFS (0xE0F5E1E2 at byte
+/// 1024); `None` for anything else or a file that cannot be read.
+pub fn image_kind(path: &Path) -> Option<ImageKind> {
+    use std::io::{Seek, SeekFrom};
+    let mut f = std::fs::File::open(path).ok()?;
+    let mut magic = [0u8; 4];
+    f.read_exact(&mut magic).ok()?;
+    if &magic == b"hsqs" {
+        return Some(ImageKind::Squashfs);
+    }
+    f.seek(SeekFrom::Start(1024)).ok()?;
+    f.read_exact(&mut magic).ok()?;
+    (magic == 0xE0F5E1E2u32.to_le_bytes()).then_some(ImageKind::Erofs)
+}
+
 /// The manifest of a squashfs or EROFS image, read back by extracting it with the real
 /// tools (`unsquashfs`, `fsck.erofs --extract`) into a scratch directory beside `scratch`.
 pub fn of_image(image: &Path, scratch: &Path) -> Result<String, Error> {
@@ -148,11 +170,11 @@ pub fn of_image(image: &Path, scratch: &Path) -> Result<String, Error> {
     if dir.symlink_metadata().is_ok() {
         std::fs::remove_dir_all(&dir).map_err(Error::io(&dir))?;
     }
-    let mut magic = [0u8; 4];
+    // Unreadable, or too short to hold a magic number: an error naming it.
     std::fs::File::open(image)
-        .and_then(|mut f| f.read_exact(&mut magic))
+        .and_then(|mut f| f.read_exact(&mut [0u8; 4]))
         .map_err(Error::io(image))?;
-    if &magic == b"hsqs" {
+    if image_kind(image) == Some(ImageKind::Squashfs) {
         Cmd::new("unsquashfs")
             .args(["-no-progress", "-quiet", "-d"])
             .arg(&dir)

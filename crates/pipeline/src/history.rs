@@ -6,7 +6,6 @@
 
 use crate::{io, tree, Error, Outcome};
 use record::{diff, Manifest, Record};
-use sha2::{Digest, Sha256};
 use stage::fingerprint::write_atomic;
 use stage::{Build, StageId};
 use std::fs;
@@ -84,7 +83,8 @@ fn make(
         p.files.dedup();
     }
     packages.sort_by(|x, y| (&x.name, &x.version).cmp(&(&y.name, &y.version)));
-    let (bytes, sha256) = digest(image)?;
+    let bytes = fs::metadata(image).map_err(io(image))?.len();
+    let sha256 = stage::fingerprint::hash_file(image)?;
     Ok(Record {
         version: record::VERSION,
         variant: b.layout.variant.clone(),
@@ -110,24 +110,6 @@ fn file_name(p: &Path) -> String {
     p.file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default()
-}
-
-/// Size and SHA-256 of a file.
-fn digest(p: &Path) -> Result<(u64, String), Error> {
-    let mut f = fs::File::open(p).map_err(io(p))?;
-    let mut h = Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    let mut n = 0u64;
-    loop {
-        let k = f.read(&mut buf).map_err(io(p))?;
-        if k == 0 {
-            break;
-        }
-        h.update(&buf[..k]);
-        n += k as u64;
-    }
-    let hex = h.finalize().iter().map(|b| format!("{b:02x}")).collect();
-    Ok((n, hex))
 }
 
 fn read_capped(p: &Path) -> Result<String, Error> {
@@ -226,9 +208,7 @@ pub fn load(path: &Path) -> Result<Loaded, Error> {
     let text = if meta.is_dir() {
         image::manifest::of_tree(path)?
     } else {
-        let mut magic = [0u8; 4];
-        let _ = fs::File::open(path).and_then(|mut f| f.read_exact(&mut magic));
-        if &magic == b"hsqs" || is_erofs(path) {
+        if image::manifest::image_kind(path).is_some() {
             let scratch = tempdir_beside()?;
             let t = image::manifest::of_image(path, scratch.path());
             t?
@@ -241,19 +221,6 @@ pub fn load(path: &Path) -> Result<Loaded, Error> {
         manifest,
         record: None,
     })
-}
-
-/// EROFS: the superblock magic 0xE0F5E1E2 at byte 1024.
-fn is_erofs(p: &Path) -> bool {
-    use std::io::{Seek, SeekFrom};
-    let mut m = [0u8; 4];
-    fs::File::open(p)
-        .and_then(|mut f| {
-            f.seek(SeekFrom::Start(1024))?;
-            f.read_exact(&mut m)
-        })
-        .is_ok()
-        && m == 0xE0F5E1E2u32.to_le_bytes()
 }
 
 fn tempdir_beside() -> Result<tempfile::TempDir, Error> {

@@ -170,7 +170,8 @@ impl StatCache {
     }
 }
 
-fn hash_file(path: &Path) -> Result<String, Error> {
+/// The SHA-256 of a file's content, in hex.
+pub fn hash_file(path: &Path) -> Result<String, Error> {
     let mut f = fs::File::open(path).map_err(io(path))?;
     let mut h = Sha256::new();
     let mut buf = vec![0u8; 1 << 16];
