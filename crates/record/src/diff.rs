@@ -400,24 +400,14 @@ pub fn paragraph(d: &Diff) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{parse_manifest, Image, VERSION};
+    use crate::parse_manifest;
 
     fn record(packages: Vec<Package>, bytes: u64) -> Record {
-        Record {
-            version: VERSION,
-            variant: "v".into(),
-            distribution: "gentoo".into(),
-            fingerprint: "f".into(),
-            image: Image {
-                file: "v.squashfs".into(),
-                bytes,
-                sha256: "s".into(),
-                paths: 0,
-                content_bytes: 0,
-            },
-            manifest: "manifest.txt".into(),
-            packages,
-        }
+        crate::test_record(packages, bytes, 0)
+    }
+
+    fn side<'a>(manifest: &'a Manifest, record: Option<&'a Record>) -> Side<'a> {
+        Side { manifest, record }
     }
 
     fn pkg(name: &str, version: &str, size: u64, files: &[&str]) -> Package {
@@ -450,16 +440,7 @@ mod tests {
         );
         let ra = record(vec![pkg("a/old", "1", 100, &["/usr/bin/old"])], 1000);
         let rb = record(vec![pkg("a/new", "2", 300, &["/usr/bin/new"])], 1200);
-        let d = diff(
-            &Side {
-                manifest: &ma,
-                record: Some(&ra),
-            },
-            &Side {
-                manifest: &mb,
-                record: Some(&rb),
-            },
-        );
+        let d = diff(&side(&ma, Some(&ra)), &side(&mb, Some(&rb)));
         assert_eq!(
             render(&d),
             "packages:
@@ -487,44 +468,17 @@ size changes, largest first:
             parse_manifest(A, "a").unwrap(),
             parse_manifest(B, "b").unwrap(),
         );
-        let d = diff(
-            &Side {
-                manifest: &ma,
-                record: None,
-            },
-            &Side {
-                manifest: &mb,
-                record: None,
-            },
-        );
+        let d = diff(&side(&ma, None), &side(&mb, None));
         assert_eq!(d.files.len(), 6);
         assert!(d.image_bytes.is_none());
-        let same = diff(
-            &Side {
-                manifest: &ma,
-                record: None,
-            },
-            &Side {
-                manifest: &ma,
-                record: None,
-            },
-        );
+        let same = diff(&side(&ma, None), &side(&ma, None));
         assert!(same.is_empty());
         assert_eq!(render(&same), "");
         assert_eq!(paragraph(&same), "no changes");
         let mut relabelled = ma.clone();
         relabelled.get_mut("/etc/motd").unwrap().label = Some("shadow_t".into());
         relabelled.get_mut("/etc/motd").unwrap().mode = 0o600;
-        let d = diff(
-            &Side {
-                manifest: &ma,
-                record: None,
-            },
-            &Side {
-                manifest: &relabelled,
-                record: None,
-            },
-        );
+        let d = diff(&side(&ma, None), &side(&relabelled, None));
         assert_eq!(d.files[0].what, vec!["mode", "label"]);
         assert!(d.sizes.is_empty());
     }
@@ -534,16 +488,7 @@ size changes, largest first:
         let m = parse_manifest(A, "a").unwrap();
         let ra = record(vec![pkg("a/old", "1", 100, &["/usr/bin/old"])], 1000);
         let rb = record(vec![pkg("a/old", "1.1", 150, &["/usr/bin/old"])], 1000);
-        let d = diff(
-            &Side {
-                manifest: &m,
-                record: Some(&ra),
-            },
-            &Side {
-                manifest: &m,
-                record: Some(&rb),
-            },
-        );
+        let d = diff(&side(&m, Some(&ra)), &side(&m, Some(&rb)));
         assert_eq!(
             d.packages,
             vec![PackageChange::Changed {

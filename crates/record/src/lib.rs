@@ -118,6 +118,26 @@ pub fn signed(delta: i64) -> String {
     format!("{sign}{}", human(delta.unsigned_abs()))
 }
 
+/// A record for tests: variant `v`, an image of `bytes` holding `content_bytes`.
+#[cfg(test)]
+pub(crate) fn test_record(packages: Vec<Package>, bytes: u64, content_bytes: u64) -> Record {
+    Record {
+        version: VERSION,
+        variant: "v".into(),
+        distribution: "gentoo".into(),
+        fingerprint: "f".into(),
+        image: Image {
+            file: "v.squashfs".into(),
+            bytes,
+            sha256: "s".into(),
+            paths: 2,
+            content_bytes,
+        },
+        manifest: "manifest.txt".into(),
+        packages,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -140,21 +160,7 @@ mod tests {
 
     #[test]
     fn records_round_trip_and_other_formats_are_refused() {
-        let r = Record {
-            version: VERSION,
-            variant: "v".into(),
-            distribution: "gentoo".into(),
-            fingerprint: "f".into(),
-            image: Image {
-                file: "v.squashfs".into(),
-                bytes: 1,
-                sha256: "s".into(),
-                paths: 2,
-                content_bytes: 3,
-            },
-            manifest: "manifest.txt".into(),
-            packages: vec![],
-        };
+        let r = test_record(vec![], 1, 3);
         assert_eq!(Record::parse(&r.to_json(), "r").unwrap(), r);
         let other = r.to_json().replace("\"version\": 1", "\"version\": 9");
         assert!(Record::parse(&other, "r.json")

@@ -102,7 +102,7 @@ pub fn render(t: &Table) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{parse_manifest, Image, Package, VERSION};
+    use crate::{parse_manifest, Package};
 
     #[test]
     fn largest_first_with_shares_and_what_no_package_installed() {
@@ -120,21 +120,11 @@ mod tests {
             size,
             files: vec![file.into()],
         };
-        let r = Record {
-            version: VERSION,
-            variant: "v".into(),
-            distribution: "gentoo".into(),
-            fingerprint: "f".into(),
-            image: Image {
-                file: "v.squashfs".into(),
-                bytes: 700,
-                sha256: "s".into(),
-                paths: 3,
-                content_bytes: 1000,
-            },
-            manifest: "manifest.txt".into(),
-            packages: vec![pkg("a/small", 300, "/b"), pkg("a/big", 600, "/a")],
-        };
+        let r = crate::test_record(
+            vec![pkg("a/small", 300, "/b"), pkg("a/big", 600, "/a")],
+            700,
+            1000,
+        );
         insta::assert_snapshot!(render(&table(&r, Some(&m))));
     }
 }
