@@ -169,6 +169,67 @@ const NEEDS: &[(&str, &str, &str, bool)] = &[
         "keel boot and the boot tests",
         true,
     ),
+    // The disk image (docs/disk.md)
+    (
+        "/usr/bin/systemd-repart",
+        "systemd",
+        "keel build: the disk's partition table and partitions",
+        true,
+    ),
+    (
+        "/usr/sbin/veritysetup",
+        "cryptsetup-bin",
+        "keel build: the disk's dm-verity hash partition",
+        true,
+    ),
+    (
+        "/usr/lib/systemd/boot/efi/linuxx64.efi.stub",
+        "systemd-boot-efi",
+        "keel build: the stub of the disk's unified kernel image",
+        true,
+    ),
+    (
+        "/usr/bin/bootctl",
+        "systemd-boot",
+        "keel build: systemd-boot on the disk's ESP",
+        true,
+    ),
+    (
+        "/usr/sbin/mkfs.fat",
+        "dosfstools",
+        "keel build: the disk's ESP",
+        true,
+    ),
+    (
+        "/usr/bin/mcopy",
+        "mtools",
+        "keel build: the files of the disk's ESP",
+        true,
+    ),
+    (
+        "/usr/bin/faketime",
+        "faketime",
+        "keel build: objcopy stamps the unified kernel image with the build's time",
+        true,
+    ),
+    (
+        "/usr/bin/objcopy",
+        "binutils",
+        "keel build: the disk's unified kernel image",
+        true,
+    ),
+    (
+        "/usr/share/OVMF/OVMF_CODE_4M.fd",
+        "ovmf",
+        "keel boot --disk: UEFI firmware for QEMU",
+        true,
+    ),
+    (
+        "/usr/sbin/sfdisk",
+        "fdisk",
+        "the disk tests read the partition table back",
+        false,
+    ),
     // Binhosts and distcc (docs/scale-out.md)
     (
         "/usr/bin/gpg",

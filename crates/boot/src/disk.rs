@@ -26,19 +26,55 @@ pub struct Disks {
     pub var_log_absent: bool,
 }
 
+/// `squashfs` or `erofs`: the filesystem of `image`, from its name.
+pub fn fstype_of(image: &Path) -> Result<&'static str, Error> {
+    match image.extension().and_then(|e| e.to_str()) {
+        Some("squashfs") => Ok("squashfs"),
+        Some("erofs") => Ok("erofs"),
+        Some(other) => Err(Error::Unsupported(format!(
+            "{}: a `.{other}` image is not one Keel makes (squashfs or erofs)",
+            image.display()
+        ))),
+        None => Err(Error::Unsupported(format!(
+            "{}: not an image",
+            image.display()
+        ))),
+    }
+}
+
+/// Extract `paths` of `image` (each a top-level path, with what is beneath it; a missing one
+/// is skipped) into `dir`, which is made and must not exist. Extended attributes (labels)
+/// are kept. squashfs: `unsquashfs`; erofs: `fsck.erofs --extract`, which takes the whole
+/// image.
+pub fn extract(image: &Path, dir: &Path, paths: &[&str], log: &Path) -> Result<(), Error> {
+    if !image.is_file() {
+        return Err(Error::Missing(image.to_owned()));
+    }
+    match fstype_of(image)? {
+        // -d: the directory is created.
+        "squashfs" => Cmd::new("unsquashfs")
+            .args(["-no-progress", "-quiet", "-d"])
+            .arg(dir)
+            .arg(image)
+            .args(paths)
+            .log(log)
+            .run()?,
+        _ => Cmd::new("fsck.erofs")
+            .arg(format!("--extract={}", dir.display()))
+            .arg(image)
+            .log(log)
+            .run()?,
+    }
+    Ok(())
+}
+
 /// Make the disks of `image` under `dir` (replacing what a previous run left there).
 pub fn prepare(image: &Path, dir: &Path, log: &Path) -> Result<Disks, Error> {
-    let root_fstype = match image.extension().and_then(|e| e.to_str()) {
-        Some("squashfs") => "squashfs",
-        Some(other) => {
+    let root_fstype = match fstype_of(image)? {
+        "squashfs" => "squashfs",
+        other => {
             return Err(Error::Unsupported(format!(
                 "{}: booting a `.{other}` image is not supported yet (squashfs only)",
-                image.display()
-            )))
-        }
-        None => {
-            return Err(Error::Unsupported(format!(
-                "{}: not an image",
                 image.display()
             )))
         }
@@ -46,19 +82,14 @@ pub fn prepare(image: &Path, dir: &Path, log: &Path) -> Result<Disks, Error> {
     if !image.is_file() {
         return Err(Error::Missing(image.to_owned()));
     }
-    let extract = dir.join("extract");
-    if extract.symlink_metadata().is_ok() {
-        fs::remove_dir_all(&extract).map_err(io(&extract))?;
+    let extract_dir = dir.join("extract");
+    if extract_dir.symlink_metadata().is_ok() {
+        fs::remove_dir_all(&extract_dir).map_err(io(&extract_dir))?;
     }
     fs::create_dir_all(dir).map_err(io(dir))?;
-    // -d: the directory is created; `boot` and `var` only; xattrs (labels) are kept.
-    Cmd::new("unsquashfs")
-        .args(["-no-progress", "-quiet", "-d"])
-        .arg(&extract)
-        .arg(image)
-        .args(["boot", "var"])
-        .log(log)
-        .run()?;
+    // `boot` and `var` only.
+    extract(image, &extract_dir, &["boot", "var"], log)?;
+    let extract = extract_dir;
     let tree = rootdir::Root::open(&extract)?;
     let (kernel_rel, initrd_rel) = kernel_of(&tree)?;
     let (kernel, initrd) = (dir.join("vmlinuz"), dir.join("initrd.img"));

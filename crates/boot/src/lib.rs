@@ -16,6 +16,7 @@ pub mod disk;
 pub mod report;
 
 use disk::Disks;
+use exec::Cmd;
 use qemu::{Accel, Boot, Console, Drive, DriveMode, Machine};
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -50,11 +51,24 @@ pub fn kernel_cmdline(disks: &Disks, selinux: Option<bool>, check: bool) -> Stri
         "root=/dev/vda".to_owned(),
         format!("rootfstype={}", disks.root_fstype),
         "ro".into(),
-        "console=ttyS0".into(),
+    ];
+    v.extend(image_cmdline(selinux));
+    if check {
+        v.push("systemd.unit=keel-check.target".into());
+    }
+    v.join(" ")
+}
+
+/// What every boot of an image puts on the kernel command line after the root's: the
+/// serial console, a read-only root's settings, and SELinux's (`Some(enforcing)`). The disk
+/// image's unified kernel image carries the same (crate `disk`).
+pub fn image_cmdline(selinux: Option<bool>) -> Vec<String> {
+    let mut v = vec![
+        "console=ttyS0".to_owned(),
         "loglevel=4".into(),
         // a read-only root: nothing to ask on the console
         "systemd.firstboot=off".into(),
-        // a panic ends the VM (with -no-reboot) instead of hanging it
+        // a panic ends the VM (with -no-reboot) instead of hanging it, and reboots a machine
         "panic=-1".into(),
     ];
     if let Some(enforcing) = selinux {
@@ -62,10 +76,7 @@ pub fn kernel_cmdline(disks: &Disks, selinux: Option<bool>, check: bool) -> Stri
         v.push("security=selinux".into());
         v.push(format!("enforcing={}", u8::from(enforcing)));
     }
-    if check {
-        v.push("systemd.unit=keel-check.target".into());
-    }
-    v.join(" ")
+    v
 }
 
 /// The machine that boots `disks`: their kernel and initramfs with `cmdline`, the image
@@ -144,6 +155,7 @@ pub fn check(image: &Path, opts: &CheckOptions) -> Result<CheckOutcome, Error> {
         selinux: opts.selinux.clone(),
         root_fstype: disks.root_fstype.to_owned(),
         var_log_absent_at_build: disks.var_log_absent,
+        disk: None,
     };
     let cmdline = kernel_cmdline(&disks, opts.selinux.as_ref().map(|s| s.0), true);
     let accel = Accel::detect(&disks.kernel, &opts.dir);
@@ -166,6 +178,117 @@ pub fn check(image: &Path, opts: &CheckOptions) -> Result<CheckOutcome, Error> {
     Ok(CheckOutcome {
         accel,
         cmdline,
+        report: run.report,
+        verdicts,
+        console,
+        report_file,
+        disk_secs,
+        boot_secs: run.secs,
+    })
+}
+
+/// The machine that boots a disk image as a machine would: UEFI firmware (OVMF, with its
+/// own variable store `vars`), the disk as `/dev/vda`, writable; 2 GiB, 2 CPUs.
+pub fn disk_machine(
+    raw: &Path,
+    vars: &Path,
+    accel: Accel,
+    console: Console,
+    check: bool,
+) -> Machine {
+    Machine {
+        name: None,
+        accel,
+        memory_mb: 2048,
+        cpus: 2,
+        boot: Boot::Firmware {
+            code: qemu::OVMF_CODE.into(),
+            vars: vars.to_owned(),
+            // The unified kernel image's command line is fixed: the image's
+            // keel-check-generator reads this instead of `systemd.unit=`.
+            smbios: if check {
+                vec![format!("type=3,asset={CHECK_ASSET_TAG}")]
+            } else {
+                Vec::new()
+            },
+        },
+        drives: vec![Drive {
+            path: raw.to_owned(),
+            mode: DriveMode::Writable,
+        }],
+        shares: Vec::new(),
+        console,
+        report: None,
+        run_as: None,
+    }
+}
+
+/// The SMBIOS chassis asset tag that makes a disk image boot into the boot check.
+pub const CHECK_ASSET_TAG: &str = "keel-check";
+
+/// A fresh copy of the disk image `raw` and of OVMF's variable store in `dir` (each boot is
+/// a machine's first): their paths.
+pub fn fresh_disk(raw: &Path, dir: &Path, log: &Path) -> Result<(PathBuf, PathBuf), Error> {
+    if !raw.is_file() {
+        return Err(Error::Missing(raw.to_owned()));
+    }
+    fs::create_dir_all(dir).map_err(io(dir))?;
+    let (disk, vars) = (dir.join("disk.raw"), dir.join("vars.fd"));
+    for (from, to) in [(raw, &disk), (Path::new(qemu::OVMF_VARS), &vars)] {
+        let _ = fs::remove_file(to);
+        Cmd::new("cp")
+            .arg("--sparse=always")
+            .arg(from)
+            .arg(to)
+            .log(log)
+            .run()?;
+    }
+    Ok((disk, vars))
+}
+
+/// Boot the disk image `raw` once with the boot check (firmware, systemd-boot, the unified
+/// kernel image, the verity root) and judge what it reported. `probe_kernel` is the
+/// image's kernel, for [`Accel::detect`].
+pub fn check_disk(
+    raw: &Path,
+    root_fstype: &str,
+    expect_disk: report::DiskExpect,
+    probe_kernel: &Path,
+    opts: &CheckOptions,
+) -> Result<CheckOutcome, Error> {
+    fs::create_dir_all(&opts.dir).map_err(io(&opts.dir))?;
+    let console = opts.dir.join("console.log");
+    let report_file = opts.dir.join("report.txt");
+    let t = Instant::now();
+    let (disk, vars) = fresh_disk(raw, &opts.dir, &opts.dir.join("disks.log"))?;
+    let disk_secs = t.elapsed().as_secs_f64();
+    let expect = report::Expect {
+        selinux: opts.selinux.clone(),
+        root_fstype: root_fstype.to_owned(),
+        // The disk has no /var: the image makes it on first boot.
+        var_log_absent_at_build: true,
+        disk: Some(expect_disk),
+    };
+    let accel = Accel::detect(probe_kernel, &opts.dir);
+    let log = Console::Log {
+        path: console.clone(),
+        echo: false,
+    };
+    let m = Machine {
+        memory_mb: opts.memory_mb,
+        cpus: opts.cpus,
+        report: Some(report_file.clone()),
+        ..disk_machine(&disk, &vars, accel, log, true)
+    };
+    let run = qemu::run::run(&m, Some(Duration::from_secs(opts.limit)))?;
+    if run.report.sections.is_empty() {
+        let missing = "a report from the boot check (is keel-check-generator in the image?)";
+        return Err(run.unreported("the machine", missing).into());
+    }
+    let verdicts = report::verdicts(&run.report, &expect);
+    Ok(CheckOutcome {
+        accel,
+        cmdline: run.report.get("cmdline").to_owned(),
         report: run.report,
         verdicts,
         console,

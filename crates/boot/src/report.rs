@@ -21,6 +21,19 @@ pub struct Expect {
     /// The /var disk was made without `/var/log`, so whatever is there at run time was
     /// made at boot.
     pub var_log_absent_at_build: bool,
+    /// Booted from the disk image (crate `disk`): what the disk assertions expect.
+    pub disk: Option<DiskExpect>,
+}
+
+/// What a boot of the disk image must show.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DiskExpect {
+    /// The build's root hash (`build/V/V.roothash`).
+    pub roothash: String,
+    /// The unified kernel image systemd-boot must have booted (`V_<version>.efi`).
+    pub entry: String,
+    /// The device the initramfs makes of the verity root.
+    pub root_device: String,
 }
 
 /// An AVC denial accepted by the boot test, and why.
@@ -134,10 +147,23 @@ pub const ASSERTIONS: &[(&str, Assertion)] = &[
     ("avc-denials", avc_denials),
 ];
 
-/// Run every assertion.
+/// The assertions a boot of the disk image adds.
+pub const DISK_ASSERTIONS: &[(&str, Assertion)] = &[
+    ("systemd-boot", systemd_boot),
+    ("verity-root", verity_root),
+    ("slot-b-untouched", slot_b_untouched),
+];
+
+/// Run every assertion (and the disk's, for a boot of the disk image).
 pub fn verdicts(r: &Report, e: &Expect) -> Vec<Verdict> {
+    let disk = if e.disk.is_some() {
+        DISK_ASSERTIONS
+    } else {
+        &[]
+    };
     ASSERTIONS
         .iter()
+        .chain(disk)
         .map(|(name, f)| match f(r, e) {
             Ok(detail) => Verdict {
                 name,
@@ -267,6 +293,88 @@ fn root_read_only(r: &Report, e: &Expect) -> Result<String, String> {
         ))
     } else {
         Err(format!("/ is `{line}`, want {} mounted ro", e.root_fstype))
+    }
+}
+
+/// The firmware ran systemd-boot, and systemd-boot the build's unified kernel image
+/// (systemd-boot's `LoaderInfo` and `LoaderEntrySelected` EFI variables).
+fn systemd_boot(r: &Report, e: &Expect) -> Result<String, String> {
+    let Some(d) = &e.disk else {
+        return Ok("not a disk boot".into());
+    };
+    let info = r.field("efi-loader", "LoaderInfo").unwrap_or("");
+    let entry = r.field("efi-loader", "LoaderEntrySelected").unwrap_or("");
+    let mut errs = Vec::new();
+    if !info.starts_with("systemd-boot ") {
+        errs.push(format!("LoaderInfo is `{info}`, not systemd-boot"));
+    }
+    if entry != d.entry {
+        errs.push(format!("booted entry `{entry}`, want `{}`", d.entry));
+    }
+    if errs.is_empty() {
+        Ok(format!("{info} booted {entry}"))
+    } else {
+        Err(errs.join("; "))
+    }
+}
+
+/// `/` is the dm-verity device the initramfs made, with the build's root hash, verified.
+fn verity_root(r: &Report, e: &Expect) -> Result<String, String> {
+    let Some(d) = &e.disk else {
+        return Ok("not a disk boot".into());
+    };
+    let mut errs = Vec::new();
+    let dev = r.get("root-device");
+    if dev != d.root_device {
+        errs.push(format!("/ is on `{dev}`, want {}", d.root_device));
+    }
+    let status = r.field("verity", "status").unwrap_or("");
+    if status != "verified" {
+        errs.push(format!("verity status `{status}`, want verified"));
+    }
+    let hash = r.field("verity", "root-hash").unwrap_or("");
+    if hash != d.roothash {
+        errs.push(format!(
+            "root hash `{hash}`, want the build's {}",
+            d.roothash
+        ));
+    }
+    let data = r.field("verity", "data-device").unwrap_or("");
+    if errs.is_empty() {
+        Ok(format!(
+            "/ on {dev}: dm-verity over {data} with the build's root hash, {status}"
+        ))
+    } else {
+        Err(errs.join("; "))
+    }
+}
+
+/// Slot B (a root partition and a verity partition labelled `_empty`) is as the build left
+/// it: its first MiB all zeros.
+fn slot_b_untouched(r: &Report, _: &Expect) -> Result<String, String> {
+    let empty: Vec<&str> = r
+        .get("partitions")
+        .lines()
+        .filter(|l| l.split_whitespace().any(|w| w == "label=_empty"))
+        .collect();
+    let untouched = empty
+        .iter()
+        .filter(|l| l.split_whitespace().any(|w| w == "zero-first-mib=yes"))
+        .count();
+    if empty.len() == 2 && untouched == 2 {
+        let names: Vec<&str> = empty
+            .iter()
+            .filter_map(|l| l.split_whitespace().next())
+            .collect();
+        Ok(format!(
+            "{} labelled _empty, all zeros",
+            names.join(" and ")
+        ))
+    } else {
+        Err(format!(
+            "want two partitions labelled _empty, all zeros; found:\n{}",
+            empty.join("\n")
+        ))
     }
 }
 

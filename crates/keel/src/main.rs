@@ -102,6 +102,9 @@ enum Command {
         /// Boot with the boot check: print what the running system reported; exit 0 only when every assertion holds
         #[arg(long)]
         check: bool,
+        /// Boot the disk image (`[disk]`, docs/disk.md) with UEFI firmware instead of the image with QEMU's -kernel
+        #[arg(long)]
+        disk: bool,
         /// Without --check: the serial console into this file instead of the terminal
         #[arg(long, value_name = "FILE", conflicts_with = "check")]
         console_log: Option<PathBuf>,
@@ -210,6 +213,7 @@ fn main() -> ExitCode {
         Command::Boot {
             variant,
             check,
+            disk,
             console_log,
             timeout,
             memory,
@@ -220,6 +224,7 @@ fn main() -> ExitCode {
                 &cmd::boot::Args {
                     variant,
                     check,
+                    disk,
                     console_log,
                     timeout,
                     memory_mb: memory,

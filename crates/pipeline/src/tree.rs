@@ -64,7 +64,11 @@ pub(crate) fn stages<'a>(b: &'a Build<'a>) -> Plan<'a> {
     if selinux {
         plan.push(Box::new(Label(cx.clone())));
     }
-    plan.push(Box::new(Image(cx)));
+    let disk = b.resolved.settings.disk.is_some();
+    plan.push(Box::new(Image(cx.clone())));
+    if disk {
+        plan.push(Box::new(Disk(cx)));
+    }
     plan
 }
 
@@ -429,6 +433,93 @@ impl Stage for Image<'_> {
                 log,
             )?;
         }
+        Ok(())
+    }
+}
+
+/// disk: the bootable disk of the image (crate `disk`, docs/disk.md).
+struct Disk<'a>(Rc<Cx<'a>>);
+
+impl Disk<'_> {
+    fn spec(&self, log: &Path) -> Option<disk::Spec> {
+        let b = self.0.b;
+        let s = &b.resolved.settings;
+        Some(disk::Spec {
+            name: b.layout.variant.clone(),
+            image: image_path(b),
+            disk: s.disk.clone()?,
+            out: b.layout.output.clone(),
+            work: b.layout.work.join("disk"),
+            epoch: u64::try_from(self.0.build_time).unwrap_or(0),
+            // A machine's screen too; the serial port stays the console (the last one).
+            cmdline: std::iter::once("console=tty0".to_owned())
+                .chain(boot::image_cmdline(s.selinux.then_some(
+                    s.selinux_mode == variant::schema::SelinuxMode::Enforcing,
+                )))
+                .collect(),
+            log: log.to_owned(),
+        })
+    }
+}
+
+impl Stage for Disk<'_> {
+    fn id(&self) -> StageId {
+        StageId::Disk
+    }
+    fn what(&self) -> String {
+        format!(
+            "GPT disk {} (ESP with systemd-boot, A/B verity root slots)",
+            disk::raw_path(&self.0.b.layout.output, &self.0.b.layout.variant).display()
+        )
+    }
+    fn inputs(&self, fp: &mut Fingerprint) -> Result<(), BoxError> {
+        let s = &self.0.b.resolved.settings;
+        fp.str("disk", &format!("{:?}", s.disk));
+        // The version; without SOURCE_DATE_EPOCH it is the time the disk is made, and a
+        // build that changes nothing keeps the disk it made.
+        if let Some(e) = self.0.b.source_date_epoch {
+            fp.str("epoch", &e.to_string());
+        }
+        for tool in [
+            "systemd-repart --version",
+            "veritysetup --version",
+            "objcopy --version",
+            "bootctl --version",
+            "mkfs.fat --help",
+            "mcopy --version",
+        ] {
+            let mut w = tool.split(' ');
+            let (prog, arg) = (w.next().unwrap_or_default(), w.next().unwrap_or_default());
+            let v = Cmd::new(prog)
+                .arg(arg)
+                .ok_codes(&[0, 1])
+                .output()
+                .map(|o| {
+                    format!("{}{}", o.stdout, o.stderr)
+                        .lines()
+                        .next()
+                        .unwrap_or("")
+                        .to_owned()
+                })
+                .unwrap_or_else(|_| "absent".into());
+            fp.str(prog, &v);
+        }
+        fp.file("stub", Path::new(disk::STUB))?;
+        Ok(())
+    }
+    fn outputs(&self) -> Vec<PathBuf> {
+        let l = &self.0.b.layout;
+        vec![
+            disk::raw_path(&l.output, &l.variant),
+            disk::roothash_path(&l.output, &l.variant),
+            disk::made_path(&l.output, &l.variant),
+        ]
+    }
+    fn run(&self, log: &Path) -> Result<(), BoxError> {
+        let Some(spec) = self.spec(log) else {
+            return Ok(());
+        };
+        disk::make(&spec)?;
         Ok(())
     }
 }

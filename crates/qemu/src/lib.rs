@@ -24,7 +24,7 @@ pub mod run;
 mod signals;
 
 pub use host::{Accel, RunAs};
-pub use machine::{Boot, Console, Drive, DriveMode, Machine, Name, Share};
+pub use machine::{Boot, Console, Drive, DriveMode, Machine, Name, Share, OVMF_CODE, OVMF_VARS};
 pub use report::Report;
 pub use run::Run;
 

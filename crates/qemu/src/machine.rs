@@ -32,8 +32,7 @@ pub struct Name {
     pub process: String,
 }
 
-/// How the machine boots. Firmware (UEFI with its variables) is for a later issue; the
-/// enum is where it goes.
+/// How the machine boots.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Boot {
     /// Direct kernel boot: QEMU loads the kernel (and initramfs) and passes `cmdline`.
@@ -42,7 +41,19 @@ pub enum Boot {
         initrd: Option<PathBuf>,
         cmdline: String,
     },
+    /// UEFI firmware (OVMF) boots from the disks, as a machine does: `code` read-only,
+    /// `vars` the machine's own variable store (written: copy the template first).
+    /// `smbios` are `-smbios` values the guest reads (`type=3,asset=...`).
+    Firmware {
+        code: PathBuf,
+        vars: PathBuf,
+        smbios: Vec<String>,
+    },
 }
+
+/// Debian's OVMF: the firmware, and the template of its variable store.
+pub const OVMF_CODE: &str = "/usr/share/OVMF/OVMF_CODE_4M.fd";
+pub const OVMF_VARS: &str = "/usr/share/OVMF/OVMF_VARS_4M.fd";
 
 /// A raw image attached as a virtio disk.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -108,6 +119,20 @@ impl Machine {
                     push(&["-initrd", &i.display().to_string()]);
                 }
                 push(&["-append", cmdline]);
+            }
+            Boot::Firmware { code, vars, smbios } => {
+                let (code, vars) = (option_path(code), option_path(vars));
+                push(&[
+                    "-drive",
+                    &format!("if=pflash,format=raw,unit=0,file={code},readonly=on"),
+                ]);
+                push(&[
+                    "-drive",
+                    &format!("if=pflash,format=raw,unit=1,file={vars}"),
+                ]);
+                for v in smbios {
+                    push(&["-smbios", v]);
+                }
             }
         }
         for d in &self.drives {

@@ -41,6 +41,9 @@ pub enum StageId {
     Label,
     /// The image and its manifest.
     Image,
+    /// `[disk]`: the bootable disk (GPT, ESP with systemd-boot and the unified kernel
+    /// image, A/B root slots with dm-verity).
+    Disk,
 }
 
 impl StageId {
@@ -55,6 +58,7 @@ impl StageId {
             StageId::Fixups => "fixups",
             StageId::Label => "label",
             StageId::Image => "image",
+            StageId::Disk => "disk",
         }
     }
 }

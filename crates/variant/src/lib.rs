@@ -9,7 +9,7 @@
 pub mod schema;
 
 use pkgsets::sets::{self, Line, Merged, SetError, SetKind};
-use schema::{Distribution, ImageFormat, SchemaError, SelinuxMode, VariantToml};
+use schema::{Distribution, ImageFormat, SchemaError, SelinuxMode, VarFormat, VariantToml};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -99,6 +99,32 @@ pub struct Settings {
     pub selinux_mode: SelinuxMode,
     pub customize_hook: Option<PathBuf>,
     pub post_build_hook: Option<PathBuf>,
+    /// `[disk]` anywhere along the chain: a bootable disk image (docs/disk.md).
+    pub disk: Option<Disk>,
+}
+
+/// The effective `[disk]` settings (each key the nearest variant's, else its default).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Disk {
+    pub esp: Size,
+    pub root: Size,
+    pub var: Size,
+    pub var_format: VarFormat,
+    /// `variants/V/variant.toml:LINE` of the nearest `[disk]` table.
+    pub at: String,
+}
+
+/// A size from `[disk]`, with where it was set (`file:line`; a default's is the table's).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Size {
+    pub bytes: u64,
+    pub at: String,
+}
+
+impl Disk {
+    pub const DEFAULT_ESP: u64 = 256 << 20;
+    pub const DEFAULT_ROOT: u64 = 1 << 30;
+    pub const DEFAULT_VAR: u64 = 1 << 30;
 }
 
 /// One layer directory that exists, in stacking order.
@@ -362,8 +388,13 @@ impl Project {
                 .map(path_in),
             post_build_hook: nearest(chain, |v| v.toml.hooks.as_ref()?.post_build.clone())
                 .map(path_in),
+            disk: None,
         };
         let me = chain[chain.len() - 1];
+        let s = Settings {
+            disk: disk_of(chain),
+            ..s
+        };
         if s.distribution == Distribution::Debian && s.suite.is_none() {
             return Err(Error::Invalid(format!(
                 "{}: `distribution = \"debian\"` needs a `suite` (e.g. \"bookworm\")",
@@ -372,6 +403,48 @@ impl Project {
         }
         Ok(s)
     }
+}
+
+/// The `[disk]` settings of `chain` (root ancestor first): `None` when no variant has the
+/// table; otherwise each key from the nearest variant that sets it.
+fn disk_of(chain: &[&Variant]) -> Option<Disk> {
+    let table = chain.iter().rev().find(|v| v.toml.disk.is_some())?;
+    let at = format!("{}:{}", table.toml_file(), table.toml.disk.as_ref()?.line);
+    let size = |i: usize, default: u64| {
+        let key = |d: &schema::DiskToml| match i {
+            0 => d.esp_size.clone(),
+            1 => d.root_size.clone(),
+            _ => d.var_size.clone(),
+        };
+        chain
+            .iter()
+            .rev()
+            .find_map(|v| {
+                let d = v.toml.disk.as_ref()?;
+                let value = key(d)?;
+                let line = d.size_lines[i];
+                Some(Size {
+                    // Checked by schema::parse.
+                    bytes: schema::size_bytes(value.get_ref()).unwrap_or(default),
+                    at: format!("{}:{line}", v.toml_file()),
+                })
+            })
+            .unwrap_or(Size {
+                bytes: default,
+                at: at.clone(),
+            })
+    };
+    Some(Disk {
+        esp: size(0, Disk::DEFAULT_ESP),
+        root: size(1, Disk::DEFAULT_ROOT),
+        var: size(2, Disk::DEFAULT_VAR),
+        var_format: chain
+            .iter()
+            .rev()
+            .find_map(|v| v.toml.disk.as_ref()?.var_format)
+            .unwrap_or(VarFormat::Btrfs),
+        at,
+    })
 }
 
 #[cfg(test)]

@@ -27,6 +27,8 @@ pub struct VariantToml {
     /// Paths under `/etc` that are writable at run time (they join the tmpfiles mutable prefixes).
     pub etc_writable: Option<Vec<String>>,
     pub image: Option<ImageToml>,
+    /// A bootable disk image beside the image (docs/disk.md).
+    pub disk: Option<DiskToml>,
     pub selinux: Option<SelinuxToml>,
     pub hooks: Option<HooksToml>,
 }
@@ -52,6 +54,60 @@ pub struct ImageToml {
     pub format: Option<ImageFormat>,
     /// squashfs pseudo-file definitions (mksquashfs `-pf`), relative to the variant directory.
     pub pseudo_files: Option<String>,
+}
+
+/// `[disk]`: a GPT disk with systemd-boot, A/B root slots with dm-verity and a /var made on
+/// first boot (docs/disk.md). Sizes are bytes, or a number with `K`, `M`, `G` or `T`
+/// (powers of 1024), as systemd-repart writes them.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct DiskToml {
+    /// The EFI system partition: systemd-boot and a unified kernel image per version.
+    pub esp_size: Option<toml::Spanned<String>>,
+    /// Each root slot (A and B); its dm-verity hash partition is sized from it.
+    pub root_size: Option<toml::Spanned<String>>,
+    /// The space the disk leaves for /var, which the image makes on first boot.
+    pub var_size: Option<toml::Spanned<String>>,
+    /// The filesystem of /var: `btrfs`.
+    pub var_format: Option<VarFormat>,
+    /// Line of the `[disk]` header (set by [`parse`]).
+    #[serde(skip)]
+    pub line: usize,
+    /// Lines of `esp-size`, `root-size`, `var-size` (set by [`parse`]; 0: not set).
+    #[serde(skip)]
+    pub size_lines: [usize; 3],
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum VarFormat {
+    Btrfs,
+}
+
+impl fmt::Display for VarFormat {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            VarFormat::Btrfs => "btrfs",
+        })
+    }
+}
+
+/// A size as systemd-repart writes it: bytes, or a number with `K`, `M`, `G` or `T`
+/// (powers of 1024). `None`: not a size, or zero.
+pub fn size_bytes(s: &str) -> Option<u64> {
+    let s = s.trim();
+    let (num, shift) = match s.char_indices().last()? {
+        (i, 'K') => (&s[..i], 10),
+        (i, 'M') => (&s[..i], 20),
+        (i, 'G') => (&s[..i], 30),
+        (i, 'T') => (&s[..i], 40),
+        _ => (s, 0),
+    };
+    if num.is_empty() || !num.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let n: u64 = num.parse().ok()?;
+    n.checked_mul(1u64 << shift).filter(|&b| b > 0)
 }
 
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
@@ -128,7 +184,7 @@ pub fn line_of(text: &str, offset: usize) -> usize {
 
 /// Parse a `variant.toml`; `file` is the name used in messages.
 pub fn parse(file: &str, text: &str) -> Result<VariantToml, SchemaError> {
-    let v: VariantToml = toml::from_str(text).map_err(|e| SchemaError {
+    let mut v: VariantToml = toml::from_str(text).map_err(|e| SchemaError {
         file: file.to_owned(),
         line: e.span().map(|s| line_of(text, s.start)).unwrap_or(1),
         message: e.message().trim().to_owned(),
@@ -159,6 +215,34 @@ pub fn parse(file: &str, text: &str) -> Result<VariantToml, SchemaError> {
             }
         }
     }
+    if let Some(d) = &mut v.disk {
+        d.line = text
+            .lines()
+            .position(|l| l.trim() == "[disk]")
+            .map(|i| i + 1)
+            .unwrap_or(1);
+        for (i, (key, value)) in [
+            ("esp-size", &d.esp_size),
+            ("root-size", &d.root_size),
+            ("var-size", &d.var_size),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            if let Some(value) = value {
+                d.size_lines[i] = line_of(text, value.span().start);
+                if size_bytes(value.get_ref()).is_none() {
+                    return Err(err(
+                        line_of(text, value.span().start),
+                        format!(
+                            "[disk] `{key} = \"{}\"` is not a size (bytes, or a number with K, M, G or T)",
+                            value.get_ref()
+                        ),
+                    ));
+                }
+            }
+        }
+    }
     if let Some(inh) = &v.inherits {
         if !valid_name(inh.get_ref()) {
             return Err(err(
@@ -185,6 +269,34 @@ mod tests {
 
     fn err(text: &str) -> String {
         parse("v/variant.toml", text).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn disk_table() {
+        let v = parse(
+            "f",
+            "description = \"x\"\n\n[disk]\nesp-size = \"128M\"\nroot-size = \"1073741824\"\nvar-format = \"btrfs\"\n",
+        )
+        .unwrap();
+        let d = v.disk.unwrap();
+        assert_eq!(d.line, 3);
+        assert_eq!(size_bytes(d.esp_size.unwrap().get_ref()), Some(128 << 20));
+        assert_eq!(size_bytes(d.root_size.unwrap().get_ref()), Some(1 << 30));
+        assert_eq!(d.var_format, Some(VarFormat::Btrfs));
+        let e = err("[disk]\nroot-size = \"1G\"\nvar-format = \"ext9\"\n");
+        assert!(
+            e.starts_with("v/variant.toml:3: ") && e.contains("ext9") && e.contains("btrfs"),
+            "{e}"
+        );
+        let e = err("[disk]\n\nroot-size = \"12Q\"\n");
+        assert!(
+            e.starts_with("v/variant.toml:3: [disk] `root-size = \"12Q\"` is not a size"),
+            "{e}"
+        );
+        for bad in ["", "0", "M", "-1G", "1.5G", "99999999999T"] {
+            assert_eq!(size_bytes(bad), None, "{bad}");
+        }
+        assert_eq!(size_bytes("4K"), Some(4096));
     }
 
     #[test]

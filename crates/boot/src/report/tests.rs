@@ -25,6 +25,7 @@ fn base_expect() -> Expect {
         selinux: None,
         root_fstype: "squashfs".into(),
         var_log_absent_at_build: true,
+        disk: None,
     }
 }
 
@@ -160,4 +161,79 @@ fn recorded_debian_selinux_boot_names_what_is_missing() {
     assert!(detail("avc-denials").starts_with("6 denial(s) not accepted"));
     assert!(!detail("avc-denials").contains("checkpoint_restore"));
     assert!(detail("selinux").starts_with("Enforcing, policy `default` with MCS"));
+}
+
+/// A report recorded from a real boot of debian-selinux's disk image under QEMU with OVMF
+/// (`keel boot --variant debian-selinux --disk --check`), kept verbatim.
+const DEBIAN_SELINUX_DISK: &str = include_str!("debian-selinux-disk.report");
+
+fn disk_expect() -> Expect {
+    Expect {
+        selinux: Some((true, "default".into())),
+        disk: Some(DiskExpect {
+            roothash: "3f4b5c2c4fa5b2ad1e4e2fb6c2ba2d1a9f0fd3caaa5ba6f2bb8ae6bcb8d62b07".into(),
+            entry: "debian-selinux_1796499696.efi".into(),
+            root_device: "/dev/mapper/keel-root".into(),
+        }),
+        ..base_expect()
+    }
+}
+
+/// The recorded disk boot's root hash (from its `cmdline` section).
+fn recorded_roothash(r: &Report) -> String {
+    r.get("cmdline")
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("roothash="))
+        .unwrap()
+        .to_owned()
+}
+
+#[test]
+fn recorded_disk_boot_passes_every_assertion_and_the_disk_ones() {
+    let r = Report::parse(DEBIAN_SELINUX_DISK);
+    let mut e = disk_expect();
+    e.disk.as_mut().unwrap().roothash = recorded_roothash(&r);
+    let v = verdicts(&r, &e);
+    assert_eq!(v.len(), ASSERTIONS.len() + DISK_ASSERTIONS.len());
+    assert!(failed(&r, &e).is_empty(), "{v:?}");
+    // Without a disk to expect, the disk assertions are not run.
+    let plain = Expect { disk: None, ..e };
+    assert_eq!(verdicts(&r, &plain).len(), ASSERTIONS.len());
+}
+
+#[test]
+fn each_disk_assertion_fails_on_its_own_evidence() {
+    let edit = |section: &str, from: &str, to: &str| {
+        let mut r = Report::parse(DEBIAN_SELINUX_DISK);
+        let text = r.get(section).replace(from, to);
+        r.sections.insert(section.into(), format!("{text}\n"));
+        r
+    };
+    let base = Report::parse(DEBIAN_SELINUX_DISK);
+    let mut e = disk_expect();
+    e.disk.as_mut().unwrap().roothash = recorded_roothash(&base);
+    // Another entry booted, or not systemd-boot at all.
+    let r = edit("efi-loader", "debian-selinux_1796499696.efi", "other_1.efi");
+    assert_eq!(failed(&r, &e), ["systemd-boot"]);
+    let r = edit("efi-loader", "systemd-boot 252", "GRUB 2");
+    assert_eq!(failed(&r, &e), ["systemd-boot"]);
+    // Not verified, another hash, another device.
+    let r = edit("verity", "status verified", "status corrupted");
+    assert_eq!(failed(&r, &e), ["verity-root"]);
+    let mut other = e.clone();
+    other.disk.as_mut().unwrap().roothash = "00".repeat(32);
+    assert_eq!(failed(&base, &other), ["verity-root"]);
+    let mut r = Report::parse(DEBIAN_SELINUX_DISK);
+    r.sections
+        .insert("root-device".into(), "/dev/vda2\n".into());
+    assert_eq!(failed(&r, &e), ["verity-root"]);
+    // Slot B written to, or gone.
+    let r = edit(
+        "partitions",
+        "583c867a-272e-4d07-93a8-fe27dac0debb zero-first-mib=yes",
+        "583c867a-272e-4d07-93a8-fe27dac0debb zero-first-mib=no",
+    );
+    assert_eq!(failed(&r, &e), ["slot-b-untouched"]);
+    let r = edit("partitions", "label=_empty", "label=debian-selinux_2");
+    assert_eq!(failed(&r, &e), ["slot-b-untouched"]);
 }

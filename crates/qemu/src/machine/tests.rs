@@ -214,3 +214,51 @@ mon:stdio
 ",
     );
 }
+
+#[test]
+fn a_firmware_machine() {
+    let m = Machine {
+        boot: Boot::Firmware {
+            code: OVMF_CODE.into(),
+            vars: "/w/vars,1.fd".into(),
+            smbios: vec!["type=3,asset=keel-check".into()],
+        },
+        drives: vec![Drive {
+            path: "/out/v.raw".into(),
+            mode: DriveMode::Writable,
+        }],
+        ..base()
+    };
+    check(
+        &m,
+        r"
+-accel
+tcg
+-cpu
+max
+-m
+2048
+-smp
+2
+-no-reboot
+-display
+none
+-nic
+none
+-device
+virtio-rng-pci
+-drive
+if=pflash,format=raw,unit=0,file=/usr/share/OVMF/OVMF_CODE_4M.fd,readonly=on
+-drive
+if=pflash,format=raw,unit=1,file=/w/vars,,1.fd
+-smbios
+type=3,asset=keel-check
+-drive
+file=/out/v.raw,if=virtio,format=raw
+-monitor
+none
+-serial
+stdio
+",
+    );
+}
