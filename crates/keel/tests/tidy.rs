@@ -128,7 +128,7 @@ fn variants_doc_lists_every_schema_key() {
         .map(str::to_owned)
         .collect();
     let mut schema = BTreeSet::new();
-    let tables = ["image", "selinux", "hooks"];
+    let tables = ["image", "disk", "selinux", "hooks"];
     for k in schema_keys(None) {
         if !tables.contains(&k.as_str()) {
             schema.insert(k);
