@@ -227,8 +227,10 @@ pub fn make(spec: &Spec) -> Result<Made, Error> {
     let (kernel, initrd) = (work.join("vmlinuz"), work.join("initrd.img"));
     boot::disk::copy_out(&tree, &kernel_rel, &kernel)?;
     boot::disk::copy_out(&tree, &initrd_rel, &initrd)?;
-    let version = version_of(spec.epoch);
-    let os_release = os_release(&tree, &spec.name, &version)?;
+    let text = read_os_release(&tree)?;
+    // The version the image was made with (fixups: [`in_image`]), else the build's time.
+    let version = image_version(&text).unwrap_or_else(|| version_of(spec.epoch));
+    let os_release = with_image_version(&text, &spec.name, &version);
     let os_release_file = work.join("os-release");
     fs::write(&os_release_file, os_release).map_err(io(&os_release_file))?;
 
@@ -375,6 +377,7 @@ pub fn make(spec: &Spec) -> Result<Made, Error> {
         let _ = fs::remove_file(&partial);
         return Err(e.into());
     }
+    update_set(spec, &version, &roothash, &verity, &uki)?;
     fs::rename(&partial, &raw).map_err(io(&raw))?;
     let tmp = roothash_file.with_extension("roothash.partial");
     fs::write(&tmp, format!("{roothash}\n")).map_err(io(&tmp))?;
@@ -393,6 +396,57 @@ pub fn make(spec: &Spec) -> Result<Made, Error> {
     fs::write(&tmp, json + "\n").map_err(io(&tmp))?;
     fs::rename(&tmp, &made_file).map_err(io(&made_file))?;
     Ok(made)
+}
+
+/// `<out>/update/`: what an installed disk updates to this version from (systemd-sysupdate,
+/// [`transfers`]): `<name>_<version>_<uuid>.root` (the image) and `.verity` (its hash tree),
+/// named with the partition UUIDs the slot must get (the root hash's halves),
+/// `<name>_<version>.efi` (the unified kernel image) and `SHA256SUMS`. Served as it is by
+/// any HTTP server, or merged with earlier versions' sets.
+pub fn update_dir(out: &Path) -> PathBuf {
+    out.join("update")
+}
+
+fn update_set(
+    spec: &Spec,
+    version: &str,
+    roothash: &str,
+    verity: &Path,
+    uki: &Path,
+) -> Result<(), Error> {
+    let dir = update_dir(&spec.out);
+    let partial = spec.out.join("update.partial");
+    for d in [&dir, &partial] {
+        if d.symlink_metadata().is_ok() {
+            fs::remove_dir_all(d).map_err(io(d))?;
+        }
+    }
+    fs::create_dir_all(&partial).map_err(io(&partial))?;
+    let (data_uuid, hash_uuid) = slot_uuids(roothash);
+    let name = &spec.name;
+    let files = [
+        (
+            format!("{name}_{version}_{data_uuid}.root"),
+            spec.image.as_path(),
+        ),
+        (format!("{name}_{version}_{hash_uuid}.verity"), verity),
+        (format!("{name}_{version}.efi"), uki),
+    ];
+    let mut sums = String::new();
+    for (file, from) in &files {
+        let to = partial.join(file);
+        Cmd::new("cp")
+            .args(["--reflink=auto", "--no-preserve=all"])
+            .arg(from)
+            .arg(&to)
+            .log(&spec.log)
+            .run()?;
+        let digest = Sha256::digest(fs::read(&to).map_err(io(&to))?);
+        let _ = writeln!(sums, "{}  {file}", hex(&digest));
+    }
+    let sums_file = partial.join("SHA256SUMS");
+    fs::write(&sums_file, sums).map_err(io(&sums_file))?;
+    fs::rename(&partial, &dir).map_err(io(&dir))
 }
 
 /// A repart.d definition of a partition of exactly `size` bytes, its blocks copied from
@@ -415,30 +469,136 @@ fn partition(
     s
 }
 
-/// The image's os-release (`usr/lib/os-release`, else `etc/os-release`), with `IMAGE_ID`
-/// and `IMAGE_VERSION` set: what systemd-boot shows for the entry, and what an update
-/// matches.
-fn os_release(tree: &rootdir::Root, name: &str, version: &str) -> Result<String, Error> {
-    let mut found = None;
+/// The image's os-release (`usr/lib/os-release`, else `etc/os-release`), as text (empty
+/// when it has none).
+fn read_os_release(tree: &rootdir::Root) -> Result<String, Error> {
     for rel in ["usr/lib/os-release", "etc/os-release"] {
         match tree.open_file(Path::new(rel)) {
             Ok(f) => {
                 let p = tree.display(Path::new(rel));
-                found = Some(rootdir::read_capped(f, &p, OS_RELEASE_LIMIT, "os-release")?);
-                break;
+                let bytes = rootdir::read_capped(f, &p, OS_RELEASE_LIMIT, "os-release")?;
+                return Ok(String::from_utf8_lossy(&bytes).into_owned());
             }
             Err(e) if e.is_not_found() => continue,
             Err(e) => return Err(e.into()),
         }
     }
-    let text = String::from_utf8_lossy(&found.unwrap_or_default()).into_owned();
+    Ok(String::new())
+}
+
+/// os-release `text` with `IMAGE_ID` and `IMAGE_VERSION` set: what systemd-boot shows for
+/// the entry, what `%A` is to systemd-sysupdate, and what an update matches.
+pub fn with_image_version(text: &str, name: &str, version: &str) -> String {
     let mut out: String = text
         .lines()
         .filter(|l| !l.starts_with("IMAGE_ID=") && !l.starts_with("IMAGE_VERSION="))
         .map(|l| format!("{l}\n"))
         .collect();
     let _ = write!(out, "IMAGE_ID={name}\nIMAGE_VERSION={version}\n");
-    Ok(out)
+    out
+}
+
+/// `IMAGE_VERSION=` of os-release `text`.
+pub fn image_version(text: &str) -> Option<String> {
+    text.lines()
+        .find_map(|l| l.strip_prefix("IMAGE_VERSION="))
+        .map(|v| v.trim().trim_matches('"').to_owned())
+        .filter(|v| !v.is_empty())
+}
+
+/// What the disk needs inside the image, written into the tree `root` before the image is
+/// made (the `fixups` stage, for a variant with `[disk]`):
+/// - `IMAGE_ID=<name>` and `IMAGE_VERSION=<version>` in `usr/lib/os-release` (the version
+///   the disk stage names its slot and unified kernel image after);
+/// - `/efi`, where systemd's gpt-auto generator mounts the ESP (the image's `/boot` is not
+///   empty), for systemd-sysupdate to install unified kernel images;
+/// - with an update URL, `usr/lib/sysupdate.d/`: the transfers of the root, its verity
+///   partition and the unified kernel image, matching the disk's partition labels and the
+///   update set's file names ([`transfers`]).
+pub fn in_image(
+    root: &rootdir::Root,
+    name: &str,
+    version: &str,
+    update_url: Option<&str>,
+) -> Result<(), Error> {
+    let text = read_os_release(root)?;
+    let os_release = Path::new("usr/lib/os-release");
+    // A link (Debian's etc/os-release -> ../usr/lib/os-release) is replaced by the file.
+    write_in(
+        root,
+        os_release,
+        with_image_version(&text, name, version).as_bytes(),
+    )?;
+    root.create_dir_all(Path::new("efi"), 0o755)?;
+    if let Some(url) = update_url {
+        for (file, text) in transfers(name, url) {
+            write_in(
+                root,
+                &Path::new("usr/lib/sysupdate.d").join(file),
+                text.as_bytes(),
+            )?;
+        }
+    }
+    Ok(())
+}
+
+/// Write `data` to `rel` in the tree, atomically, through the handle of its directory.
+fn write_in(root: &rootdir::Root, rel: &Path, data: &[u8]) -> Result<(), Error> {
+    let (Some(parent), Some(file)) = (rel.parent(), rel.file_name()) else {
+        return Err(Error::Invalid(format!(
+            "{}: not a file path",
+            rel.display()
+        )));
+    };
+    let dir = root.create_dir_all(parent, 0o755)?;
+    let at = PathBuf::from(rootdir::fd_path(
+        std::os::fd::AsFd::as_fd(&dir),
+        file.as_encoded_bytes(),
+    ));
+    rootdir::write_atomic(&at, data, 0o644).map_err(|e| io(&root.display(rel))(e))
+}
+
+/// systemd-sysupdate's transfers for the disk of `name` (sysupdate.d(5)), updating from
+/// `url`: the root and verity partitions of the free slot, their UUIDs taken from the file
+/// names (the root hash's halves, as [`make`] sets them), and the unified kernel image
+/// with three tries (systemd-boot's boot counting: one that never boots to the end is
+/// given up for the previous version). The running version is protected.
+pub fn transfers(name: &str, url: &str) -> Vec<(&'static str, String)> {
+    let url = if url.ends_with('/') {
+        url.to_owned()
+    } else {
+        format!("{url}/")
+    };
+    let partition = |kind: &str, suffix: &str, label: &str| {
+        format!(
+            "# Keel (docs/disk.md): the {kind} partition of the free slot.\n\
+             [Transfer]\nProtectVersion=%A\n\n\
+             [Source]\nType=url-file\nPath={url}\nMatchPattern={name}_@v_@u.{suffix}\n\n\
+             [Target]\nType=partition\nPath=auto\nMatchPattern={label}\n\
+             MatchPartitionType={kind}\nPartitionFlags=0\nReadOnly=1\n"
+        )
+    };
+    vec![
+        (
+            "10-root.transfer",
+            partition("root", "root", &format!("{name}_@v")),
+        ),
+        (
+            "20-root-verity.transfer",
+            partition("root-verity", "verity", &format!("{name}_@v_verity")),
+        ),
+        (
+            "30-uki.transfer",
+            format!(
+                "# Keel (docs/disk.md): the unified kernel image, with three tries.\n\
+                 [Transfer]\nProtectVersion=%A\n\n\
+                 [Source]\nType=url-file\nPath={url}\nMatchPattern={name}_@v.efi\n\n\
+                 [Target]\nType=regular-file\nPath=/EFI/Linux\nPathRelativeTo=boot\n\
+                 MatchPattern={name}_@v+@l-@d.efi {name}_@v+@l.efi {name}_@v.efi\n\
+                 Mode=0644\nTriesLeft=3\nTriesDone=0\nInstancesMax=2\n"
+            ),
+        ),
+    ]
 }
 
 /// systemd's stub with the image's parts as PE sections (what `ukify` does, with objcopy:

@@ -72,6 +72,7 @@ fn disk_settings(at: &str, esp: u64, root: u64) -> Disk {
             at: format!("{at}:3"),
         },
         var_format: variant::schema::VarFormat::Btrfs,
+        update_url: None,
         at: format!("{at}:3"),
     }
 }
@@ -95,7 +96,7 @@ fn small_image(dir: &Path, with_kernel: bool) -> PathBuf {
     fs::create_dir_all(tree.join("usr/lib")).unwrap();
     fs::write(
         tree.join("usr/lib/os-release"),
-        "NAME=\"Keel test\"\nID=keel\nIMAGE_VERSION=0\n",
+        "NAME=\"Keel test\"\nID=keel\n",
     )
     .unwrap();
     if with_kernel {
@@ -196,6 +197,33 @@ fn a_disk_is_reproducible_and_laid_out_as_documented() {
         assert!(listing.contains(f), "{f} not in\n{listing}");
     }
     assert!(!listing.contains("random-seed"), "{listing}");
+    // The update set: the image and its hash tree named with the slot's UUIDs, the unified
+    // image, and SHA256SUMS over them, as sha256sum writes it.
+    let update = t.path().join("a/update");
+    let mut names: Vec<String> = fs::read_dir(&update)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(
+        names,
+        [
+            "SHA256SUMS".to_owned(),
+            "small_1700000000.efi".to_owned(),
+            format!("small_1700000000_{data}.root"),
+            format!("small_1700000000_{hash}.verity"),
+        ]
+    );
+    let o = Cmd::new("sha256sum")
+        .args(["--check", "--strict", "SHA256SUMS"])
+        .cwd(&update)
+        .output()
+        .unwrap();
+    assert_eq!(o.stdout.matches(": OK").count(), 3, "{}", o.stdout);
+    assert_eq!(
+        fs::read(update.join(format!("small_1700000000_{data}.root"))).unwrap(),
+        fs::read(&img).unwrap()
+    );
     // The unified image's sections, as objdump reads them.
     let o = Cmd::new("objdump")
         .arg("-h")
@@ -250,4 +278,57 @@ fn bad_disk_settings_name_the_line_and_leave_nothing() {
             s.out.display()
         );
     }
+}
+
+/// What the disk puts in the image: the version in os-release (replacing a link to it), the
+/// ESP's mount point, and transfers whose patterns match the disk's labels and the update
+/// set's names; all through the tree's handle.
+#[test]
+fn the_image_gets_its_version_the_esp_mount_point_and_the_transfers() {
+    let t = tempfile::tempdir().unwrap();
+    let tree = t.path().join("tree");
+    fs::create_dir_all(tree.join("usr/lib")).unwrap();
+    fs::create_dir_all(tree.join("etc")).unwrap();
+    fs::write(
+        tree.join("usr/lib/os-release"),
+        "PRETTY_NAME=\"Debian\"\nID=debian\nIMAGE_VERSION=old\n",
+    )
+    .unwrap();
+    std::os::unix::fs::symlink("../usr/lib/os-release", tree.join("etc/os-release")).unwrap();
+    let root = rootdir::Root::open(&tree).unwrap();
+    in_image(&root, "v", "1700000000", Some("http://127.0.0.1:8080")).unwrap();
+    let text = fs::read_to_string(tree.join("etc/os-release")).unwrap();
+    assert_eq!(
+        text,
+        "PRETTY_NAME=\"Debian\"\nID=debian\nIMAGE_ID=v\nIMAGE_VERSION=1700000000\n"
+    );
+    assert_eq!(image_version(&text).as_deref(), Some("1700000000"));
+    assert!(tree.join("efi").is_dir());
+    let root_t = fs::read_to_string(tree.join("usr/lib/sysupdate.d/10-root.transfer")).unwrap();
+    for l in [
+        "ProtectVersion=%A",
+        "Path=http://127.0.0.1:8080/",
+        "MatchPattern=v_@v_@u.root",
+        "MatchPattern=v_@v\n",
+        "MatchPartitionType=root\n",
+    ] {
+        assert!(root_t.contains(l), "{l} in {root_t}");
+    }
+    let uki = fs::read_to_string(tree.join("usr/lib/sysupdate.d/30-uki.transfer")).unwrap();
+    assert!(
+        uki.contains("MatchPattern=v_@v+@l-@d.efi v_@v+@l.efi v_@v.efi\n")
+            && uki.contains("TriesLeft=3"),
+        "{uki}"
+    );
+    // Without an update URL: no transfers. A link out of the tree is not followed.
+    let t2 = tempfile::tempdir().unwrap();
+    let victim = t2.path().join("victim");
+    fs::create_dir_all(&victim).unwrap();
+    let tree2 = t2.path().join("tree");
+    fs::create_dir_all(tree2.join("usr")).unwrap();
+    std::os::unix::fs::symlink(&victim, tree2.join("usr/lib")).unwrap();
+    let root2 = rootdir::Root::open(&tree2).unwrap();
+    let e = in_image(&root2, "v", "1", None).unwrap_err().to_string();
+    assert!(e.contains("leads out of the tree"), "{e}");
+    assert!(fs::read_dir(&victim).unwrap().next().is_none());
 }

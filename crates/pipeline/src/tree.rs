@@ -254,8 +254,12 @@ impl Stage for Fixups<'_> {
         "ld.so.cache, .updated stamps, customize hook".into()
     }
     fn inputs(&self, fp: &mut Fingerprint) -> Result<(), BoxError> {
-        if let Some(h) = &self.0.b.resolved.settings.customize_hook {
+        let s = &self.0.b.resolved.settings;
+        if let Some(h) = &s.customize_hook {
             fp.file("customize-hook", h)?;
+        }
+        if let Some(d) = &s.disk {
+            fp.str("disk-update-url", d.update_url.as_deref().unwrap_or(""));
         }
         Ok(())
     }
@@ -269,6 +273,20 @@ impl Stage for Fixups<'_> {
         let b = self.0.b;
         let t = b.layout.tree();
         fixups(b.resolved, &b.layout, &t, log)?;
+        if let Some(d) = &b.resolved.settings.disk {
+            // The version of this tree: the disk's slot and unified kernel image are named
+            // after it, and updates compare it.
+            let version = disk::version_of(u64::try_from(self.0.build_time).unwrap_or(0));
+            let root = rootdir::Root::open(&t).map_err(|e| Error::Tree(e.to_string()))?;
+            disk::in_image(&root, &b.layout.variant, &version, d.update_url.as_deref())?;
+            append_log(
+                log,
+                &format!(
+                    "disk: IMAGE_VERSION={version}, /efi, sysupdate.d for {:?}\n",
+                    d.update_url
+                ),
+            )?;
+        }
         if !b.resolved.settings.selinux {
             finalize(&t, self.0.build_time, b.source_date_epoch, log)?;
         }

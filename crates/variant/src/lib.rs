@@ -110,6 +110,9 @@ pub struct Disk {
     pub root: Size,
     pub var: Size,
     pub var_format: VarFormat,
+    /// Where installed disks update from (`update-url`): the image carries
+    /// systemd-sysupdate's transfers for it.
+    pub update_url: Option<String>,
     /// `variants/V/variant.toml:LINE` of the nearest `[disk]` table.
     pub at: String,
 }
@@ -443,6 +446,11 @@ fn disk_of(chain: &[&Variant]) -> Option<Disk> {
             .rev()
             .find_map(|v| v.toml.disk.as_ref()?.var_format)
             .unwrap_or(VarFormat::Btrfs),
+        update_url: chain
+            .iter()
+            .rev()
+            .find_map(|v| v.toml.disk.as_ref()?.update_url.as_ref())
+            .map(|u| u.get_ref().clone()),
         at,
     })
 }

@@ -70,6 +70,9 @@ pub struct DiskToml {
     pub var_size: Option<toml::Spanned<String>>,
     /// The filesystem of /var: `btrfs`.
     pub var_format: Option<VarFormat>,
+    /// Where installed disks update from (systemd-sysupdate: `http://` or `https://`, the
+    /// directory that serves the update sets); none: the image carries no transfers.
+    pub update_url: Option<toml::Spanned<String>>,
     /// Line of the `[disk]` header (set by [`parse`]).
     #[serde(skip)]
     pub line: usize,
@@ -243,6 +246,17 @@ pub fn parse(file: &str, text: &str) -> Result<VariantToml, SchemaError> {
             }
         }
     }
+    if let Some(u) = v.disk.as_ref().and_then(|d| d.update_url.as_ref()) {
+        let url = u.get_ref();
+        if !(url.starts_with("http://") || url.starts_with("https://"))
+            || url.chars().any(|c| c.is_whitespace() || c.is_control())
+        {
+            return Err(err(
+                line_of(text, u.span().start),
+                format!("[disk] `update-url = \"{url}\"` is not an http:// or https:// URL"),
+            ));
+        }
+    }
     if let Some(inh) = &v.inherits {
         if !valid_name(inh.get_ref()) {
             return Err(err(
@@ -291,6 +305,11 @@ mod tests {
         let e = err("[disk]\n\nroot-size = \"12Q\"\n");
         assert!(
             e.starts_with("v/variant.toml:3: [disk] `root-size = \"12Q\"` is not a size"),
+            "{e}"
+        );
+        let e = err("[disk]\nupdate-url = \"ftp://x/\"\n");
+        assert!(
+            e.starts_with("v/variant.toml:2: [disk] `update-url = \"ftp://x/\"` is not an http"),
             "{e}"
         );
         for bad in ["", "0", "M", "-1G", "1.5G", "99999999999T"] {
