@@ -107,6 +107,7 @@ pub fn machine(disks: &Disks, accel: Accel, cmdline: String, console: Console) -
         console,
         report: None,
         run_as: None,
+        reboot: false,
     }
 }
 
@@ -188,13 +189,15 @@ pub fn check(image: &Path, opts: &CheckOptions) -> Result<CheckOutcome, Error> {
 }
 
 /// The machine that boots a disk image as a machine would: UEFI firmware (OVMF, with its
-/// own variable store `vars`), the disk as `/dev/vda`, writable; 2 GiB, 2 CPUs.
+/// own variable store `vars`), the disk as `/dev/vda`, writable; 2 GiB, 2 CPUs. `target`:
+/// the image's `keel-<name>.target` to boot into (the boot check's `keel-check`), said in
+/// the SMBIOS chassis asset tag.
 pub fn disk_machine(
     raw: &Path,
     vars: &Path,
     accel: Accel,
     console: Console,
-    check: bool,
+    target: Option<&str>,
 ) -> Machine {
     Machine {
         name: None,
@@ -206,11 +209,10 @@ pub fn disk_machine(
             vars: vars.to_owned(),
             // The unified kernel image's command line is fixed: the image's
             // keel-check-generator reads this instead of `systemd.unit=`.
-            smbios: if check {
-                vec![format!("type=3,asset={CHECK_ASSET_TAG}")]
-            } else {
-                Vec::new()
-            },
+            smbios: target
+                .map(|t| format!("type=3,asset={t}"))
+                .into_iter()
+                .collect(),
         },
         drives: vec![Drive {
             path: raw.to_owned(),
@@ -220,11 +222,12 @@ pub fn disk_machine(
         console,
         report: None,
         run_as: None,
+        reboot: false,
     }
 }
 
-/// The SMBIOS chassis asset tag that makes a disk image boot into the boot check.
-pub const CHECK_ASSET_TAG: &str = "keel-check";
+/// The target (and SMBIOS chassis asset tag) of the boot check on a disk image.
+pub const CHECK_TARGET: &str = "keel-check";
 
 /// A fresh copy of the disk image `raw` and of OVMF's variable store in `dir` (each boot is
 /// a machine's first): their paths.
@@ -278,7 +281,7 @@ pub fn check_disk(
         memory_mb: opts.memory_mb,
         cpus: opts.cpus,
         report: Some(report_file.clone()),
-        ..disk_machine(&disk, &vars, accel, log, true)
+        ..disk_machine(&disk, &vars, accel, log, Some(CHECK_TARGET))
     };
     let run = qemu::run::run(&m, Some(Duration::from_secs(opts.limit)))?;
     if run.report.sections.is_empty() {

@@ -57,6 +57,7 @@ impl Accel {
             },
             report: None,
             run_as: None,
+            reboot: false,
         };
         // However it ended (a kernel that booted waits for a root it has not got and is
         // stopped at the limit; a QEMU that aborted fails), the banner decides.

@@ -22,6 +22,9 @@ pub struct Machine {
     pub report: Option<PathBuf>,
     /// Become this user once QEMU has opened its files.
     pub run_as: Option<RunAs>,
+    /// A reboot in the guest restarts the machine (firmware again, the same disks) instead
+    /// of ending QEMU (`-no-reboot`): for what spans boots, like an update.
+    pub reboot: bool,
 }
 
 /// `-name`: the guest's name (also what finds the process in `/proc/PID/cmdline`), and
@@ -106,7 +109,10 @@ impl Machine {
         push(&self.accel.args());
         push(&["-m", &self.memory_mb.to_string()]);
         push(&["-smp", &self.cpus.to_string()]);
-        push(&["-no-reboot", "-display", "none", "-nic", "none"]);
+        if !self.reboot {
+            push(&["-no-reboot"]);
+        }
+        push(&["-display", "none", "-nic", "none"]);
         push(&["-device", "virtio-rng-pci"]);
         match &self.boot {
             Boot::Kernel {

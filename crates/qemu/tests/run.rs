@@ -83,6 +83,7 @@ fn machine(dir: &Path, console: &str, report: &str, end: End) -> Machine {
         },
         report: Some(dir.join("logs/report")),
         run_as: None,
+        reboot: false,
     }
 }
 

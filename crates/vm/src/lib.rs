@@ -305,6 +305,7 @@ pub fn run(opts: &Options, progress: &mut dyn Write) -> Result<Outcome, Error> {
         // QEMU opens the disks, the report file and the share roots first, then becomes
         // the invoking user: what the VM writes through the shares is theirs.
         run_as: (uid != rustix::process::geteuid().as_raw()).then(|| qemu::RunAs::probe(uid, gid)),
+        reboot: false,
     };
     let _ = writeln!(
         progress,

@@ -186,7 +186,7 @@ fn run_disk(
     let m = qemu::Machine {
         memory_mb: a.memory_mb,
         cpus: a.cpus,
-        ..boot::disk_machine(&raw, &vars, accel, console(a), false)
+        ..boot::disk_machine(&raw, &vars, accel, console(a), None)
     };
     start(a, &m)
 }

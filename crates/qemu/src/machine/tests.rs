@@ -24,6 +24,7 @@ fn base() -> Machine {
         },
         report: None,
         run_as: None,
+        reboot: false,
     }
 }
 
