@@ -34,6 +34,8 @@ const LONG_FIRST: &[&str] = &[
     "keel::vm",
     "keel::boot",
     "keel::portage_build",
+    // Three builds of debian-trixie and two machine runs across seven boots.
+    "keel::update",
     "policy::policy",
     "keel::image_build",
     // Both wait for the shared selinux-mini build the VM test starts, then build on their own.

@@ -373,7 +373,16 @@ pub fn make(spec: &Spec) -> Result<Made, Error> {
         .arg(&partial)
         .log(log)
         .run();
-    if let Err(e) = repart {
+    // repart writes every block it copies, the ESP's unused ones too: make the zeros holes
+    // again (the bytes stay the same).
+    let sparse = repart.and_then(|()| {
+        Cmd::new("fallocate")
+            .arg("--dig-holes")
+            .arg(&partial)
+            .log(log)
+            .run()
+    });
+    if let Err(e) = sparse {
         let _ = fs::remove_file(&partial);
         return Err(e.into());
     }
