@@ -515,29 +515,36 @@ pub fn image_version(text: &str) -> Option<String> {
         .filter(|v| !v.is_empty())
 }
 
-/// What the disk needs inside the image, written into the tree `root` before the image is
-/// made (the `fixups` stage, for a variant with `[disk]`):
-/// - `IMAGE_ID=<name>` and `IMAGE_VERSION=<version>` in `usr/lib/os-release` (the version
-///   the disk stage names its slot and unified kernel image after);
+/// `IMAGE_ID=<name>` and `IMAGE_VERSION=<version>` in the tree's `usr/lib/os-release`
+/// (the version the disk stage names its slot and unified kernel image after, and `%A` to
+/// systemd-sysupdate), through the tree's handle. A link there is replaced by the file.
+pub fn set_image_version(root: &rootdir::Root, name: &str, version: &str) -> Result<(), Error> {
+    let text = read_os_release(root)?;
+    write_in(
+        root,
+        Path::new("usr/lib/os-release"),
+        with_image_version(&text, name, version).as_bytes(),
+    )
+}
+
+/// A version systemd-sysupdate and file names take: 1 to 64 of `[A-Za-z0-9._+~-]`,
+/// starting with a letter or digit.
+pub fn valid_version(v: &str) -> bool {
+    (1..=64).contains(&v.len())
+        && v.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && v.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "._+~-".contains(c))
+}
+
+/// What the disk needs inside the image besides its version ([`set_image_version`]),
+/// written into the tree `root` before the image is made (the `fixups` stage, for a
+/// variant with `[disk]`):
 /// - `/efi`, where systemd's gpt-auto generator mounts the ESP (the image's `/boot` is not
 ///   empty), for systemd-sysupdate to install unified kernel images;
 /// - with an update URL, `usr/lib/sysupdate.d/`: the transfers of the root, its verity
 ///   partition and the unified kernel image, matching the disk's partition labels and the
 ///   update set's file names ([`transfers`]).
-pub fn in_image(
-    root: &rootdir::Root,
-    name: &str,
-    version: &str,
-    update_url: Option<&str>,
-) -> Result<(), Error> {
-    let text = read_os_release(root)?;
-    let os_release = Path::new("usr/lib/os-release");
-    // A link (Debian's etc/os-release -> ../usr/lib/os-release) is replaced by the file.
-    write_in(
-        root,
-        os_release,
-        with_image_version(&text, name, version).as_bytes(),
-    )?;
+pub fn in_image(root: &rootdir::Root, name: &str, update_url: Option<&str>) -> Result<(), Error> {
     root.create_dir_all(Path::new("efi"), 0o755)?;
     if let Some(url) = update_url {
         for (file, text) in transfers(name, url) {

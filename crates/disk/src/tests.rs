@@ -296,7 +296,8 @@ fn the_image_gets_its_version_the_esp_mount_point_and_the_transfers() {
     .unwrap();
     std::os::unix::fs::symlink("../usr/lib/os-release", tree.join("etc/os-release")).unwrap();
     let root = rootdir::Root::open(&tree).unwrap();
-    in_image(&root, "v", "1700000000", Some("http://127.0.0.1:8080")).unwrap();
+    set_image_version(&root, "v", "1700000000").unwrap();
+    in_image(&root, "v", Some("http://127.0.0.1:8080")).unwrap();
     let text = fs::read_to_string(tree.join("etc/os-release")).unwrap();
     assert_eq!(
         text,
@@ -328,7 +329,17 @@ fn the_image_gets_its_version_the_esp_mount_point_and_the_transfers() {
     fs::create_dir_all(tree2.join("usr")).unwrap();
     std::os::unix::fs::symlink(&victim, tree2.join("usr/lib")).unwrap();
     let root2 = rootdir::Root::open(&tree2).unwrap();
-    let e = in_image(&root2, "v", "1", None).unwrap_err().to_string();
+    let e = set_image_version(&root2, "v", "1").unwrap_err().to_string();
     assert!(e.contains("leads out of the tree"), "{e}");
     assert!(fs::read_dir(&victim).unwrap().next().is_none());
+}
+
+#[test]
+fn versions() {
+    for ok in ["1", "1790000002", "2026.12.1", "1.0~rc1", "v2_3+local"] {
+        assert!(valid_version(ok), "{ok}");
+    }
+    for bad in ["", ".1", "-1", "1/2", "1 2", "1\n", &"9".repeat(65), "ü"] {
+        assert!(!valid_version(bad), "{bad:?}");
+    }
 }

@@ -65,6 +65,9 @@ enum Command {
         /// Print the build summary as one JSON object on stdout instead of the image's path
         #[arg(long)]
         json: bool,
+        /// The image's version (IMAGE_VERSION in its os-release; the disk's slot and unified kernel image are named after it) [default: the build time, with a [disk]]
+        #[arg(long, value_name = "VERSION")]
+        image_version: Option<String>,
         #[command(flatten)]
         site: cmd::site::BuildArgs,
     },
@@ -187,6 +190,7 @@ fn main() -> ExitCode {
             quiet,
             verbose,
             json,
+            image_version,
             site,
         } => cmd::project(cli.project.as_deref()).and_then(|p| {
             let site = cmd::site::build_site(&site)?;
@@ -200,6 +204,7 @@ fn main() -> ExitCode {
                     quiet,
                     verbose,
                     json,
+                    image_version,
                     site,
                 },
             )

@@ -2,8 +2,8 @@
 //! falls back to the version it ran when the next one does not boot (docs/disk.md).
 //!
 //! `debian-trixie` (Debian 13: systemd-sysupdate, systemd-boot's boot assessment) is built
-//! three times with three `SOURCE_DATE_EPOCH`s: versions 1, 2 and 3 (only the tree stages
-//! onwards rerun). Version 1's disk is the machine's; QEMU boots it with OVMF, the update
+//! three times, `--image-version` 1, 2 and 3 with one `SOURCE_DATE_EPOCH` (the package
+//! root is made once; the tree stages onwards rerun). Version 1's disk is the machine's; QEMU boots it with OVMF, the update
 //! sets shared over 9p, and the image's `keel-update.target` (the SMBIOS asset tag
 //! `keel-update`): each boot reports what runs, then `systemd-sysupdate update` from busybox
 //! httpd serving the share on the image's update URL, then reboots when it installed a
@@ -25,10 +25,10 @@ use std::process::Command;
 use std::time::Duration;
 
 const VARIANT: &str = "debian-trixie";
-/// The three versions (`SOURCE_DATE_EPOCH`, which the image's IMAGE_VERSION is).
-const V1: &str = "1790000001";
-const V2: &str = "1790000002";
-const V3: &str = "1790000003";
+/// The three versions (`keel build --image-version`, the image's IMAGE_VERSION).
+const V1: &str = "1";
+const V2: &str = "2";
+const V3: &str = "3";
 
 fn tools() -> bool {
     [
@@ -47,19 +47,26 @@ fn tools() -> bool {
     .all(|t| testutil::require(t))
 }
 
-/// Build version `epoch`; its output directory.
-fn build(epoch: &str) -> PathBuf {
+/// Build `version`; its output directory.
+fn build(version: &str) -> PathBuf {
     let root = testutil::project_root();
     let out = Command::new(env!("CARGO_BIN_EXE_keel"))
         .arg("-C")
         .arg(&root)
-        .args(["build", "--quiet", "--variant", VARIANT])
-        .env("SOURCE_DATE_EPOCH", epoch)
+        .args([
+            "build",
+            "--quiet",
+            "--variant",
+            VARIANT,
+            "--image-version",
+            version,
+        ])
+        .env("SOURCE_DATE_EPOCH", "1790000000")
         .output()
         .unwrap();
     assert!(
         out.status.success(),
-        "keel build (SOURCE_DATE_EPOCH={epoch}) failed:\n{}",
+        "keel build --image-version {version} failed:\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
     root.join("build").join(VARIANT)

@@ -70,6 +70,8 @@ pub struct Options {
     pub output: Option<PathBuf>,
     /// `SOURCE_DATE_EPOCH`: the build time, and the bound every mtime is clamped to.
     pub source_date_epoch: Option<i64>,
+    /// `keel build --image-version`.
+    pub image_version: Option<String>,
     /// What tells whether the build host has SELinux enabled (the real host by default).
     pub selinux_probe: Box<dyn policy::Probe>,
     /// Say which stages would run and why, and run none (`keel build --dry-run`).
@@ -469,6 +471,7 @@ pub fn build(
         layout: Layout::new(&project.root, variant, opts.output.as_deref()),
         repo: opts.repo.clone(),
         source_date_epoch: opts.source_date_epoch,
+        image_version: opts.image_version.clone(),
         site: opts.site.clone(),
     };
     let layout = &b.layout;
@@ -519,6 +522,7 @@ pub fn stages_of(project: &Project, resolved: &Resolved) -> Vec<(StageId, String
         layout: Layout::new(&project.root, &resolved.name, None),
         repo: PathBuf::from(portage::DEFAULT_REPO),
         source_date_epoch: None,
+        image_version: None,
         site: stage::Site::default(),
     };
     let stages = plan(&b);

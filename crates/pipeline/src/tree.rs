@@ -261,6 +261,9 @@ impl Stage for Fixups<'_> {
         if let Some(d) = &s.disk {
             fp.str("disk-update-url", d.update_url.as_deref().unwrap_or(""));
         }
+        if let Some(v) = &self.0.b.image_version {
+            fp.str("image-version", v);
+        }
         Ok(())
     }
     fn outputs(&self) -> Vec<PathBuf> {
@@ -273,18 +276,24 @@ impl Stage for Fixups<'_> {
         let b = self.0.b;
         let t = b.layout.tree();
         fixups(b.resolved, &b.layout, &t, log)?;
-        if let Some(d) = &b.resolved.settings.disk {
-            // The version of this tree: the disk's slot and unified kernel image are named
-            // after it, and updates compare it.
-            let version = disk::version_of(u64::try_from(self.0.build_time).unwrap_or(0));
+        // The version of this tree: the disk's slot and unified kernel image are named
+        // after it, and updates compare it.
+        let version = b
+            .image_version
+            .clone()
+            .unwrap_or_else(|| disk::version_of(u64::try_from(self.0.build_time).unwrap_or(0)));
+        let disk = &b.resolved.settings.disk;
+        if disk.is_some() || b.image_version.is_some() {
             let root = rootdir::Root::open(&t).map_err(|e| Error::Tree(e.to_string()))?;
-            disk::in_image(&root, &b.layout.variant, &version, d.update_url.as_deref())?;
+            disk::set_image_version(&root, &b.layout.variant, &version)?;
+            append_log(log, &format!("os-release: IMAGE_VERSION={version}\n"))?;
+        }
+        if let Some(d) = disk {
+            let root = rootdir::Root::open(&t).map_err(|e| Error::Tree(e.to_string()))?;
+            disk::in_image(&root, &b.layout.variant, d.update_url.as_deref())?;
             append_log(
                 log,
-                &format!(
-                    "disk: IMAGE_VERSION={version}, /efi, sysupdate.d for {:?}\n",
-                    d.update_url
-                ),
+                &format!("disk: /efi, sysupdate.d for {:?}\n", d.update_url),
             )?;
         }
         if !b.resolved.settings.selinux {

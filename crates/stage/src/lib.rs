@@ -129,6 +129,9 @@ pub struct Build<'a> {
     pub repo: PathBuf,
     /// `SOURCE_DATE_EPOCH`: the build time, and the bound every mtime is clamped to.
     pub source_date_epoch: Option<i64>,
+    /// The image's version (`keel build --image-version`): IMAGE_VERSION in its os-release.
+    /// None: the build time, for a variant with `[disk]`; nothing otherwise.
+    pub image_version: Option<String>,
     /// Where this machine takes packages from and compiles: site settings, not the
     /// variant's.
     pub site: Site,

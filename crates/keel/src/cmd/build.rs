@@ -20,6 +20,8 @@ pub struct Args {
     pub verbose: bool,
     /// The summary as one JSON object on stdout, instead of the image's path.
     pub json: bool,
+    /// `--image-version`.
+    pub image_version: Option<String>,
     /// The machine's settings: a binhost, distcc (docs/scale-out.md).
     pub site: pipeline::Site,
 }
@@ -84,11 +86,17 @@ pub fn run(project: &Project, a: &Args) -> Result<ExitCode> {
         },
         _ => None,
     };
+    if let Some(v) = &a.image_version {
+        if !disk::valid_version(v) {
+            bail!("--image-version `{v}`: a version is 1 to 64 letters, digits and `.`, `_`, `+`, `~`, `-`, starting with a letter or digit");
+        }
+    }
     let show = show(a);
     let opts = pipeline::Options {
         repo,
         output,
         source_date_epoch,
+        image_version: a.image_version.clone(),
         selinux_probe: Box::new(policy::HostProbe),
         dry_run: a.dry_run,
         show,
