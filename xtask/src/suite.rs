@@ -36,11 +36,12 @@ const LONG_FIRST: &[&str] = &[
     "keel::portage_build",
     // Three builds of debian-trixie and two machine runs across seven boots.
     "keel::update",
+    // Makes the shared `selinux` build (cold, a few minutes), then builds from its binhost.
+    "keel::binhost",
     "policy::policy",
     "keel::image_build",
-    // Both wait for the shared selinux-mini build the VM test starts, then build on their own.
+    // Waits for the shared selinux-mini build the VM test starts, then builds on its own.
     "keel::distcc",
-    "keel::binhost",
     "oci::umoci",
 ];
 

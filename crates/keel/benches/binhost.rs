@@ -33,9 +33,8 @@ fn cold(args: &[&str]) -> (f64, PathBuf, common::Project) {
     (secs, PathBuf::from(out.trim()), p)
 }
 
-/// Whether `image` is the local build's. Said, not asserted: `selinux` installs
-/// `installonly.packages` from source straight into each destination root, in each
-/// project's own directories (the tests compare `selinux-mini`, which has none).
+/// Whether `image` is the local build's (said, not asserted: a benchmark reports; the
+/// binhost and distcc tests assert it).
 fn same(image: &Path, want: &str) -> &'static str {
     if common::sha256(image) == want {
         "the image is the local build's"

@@ -1,17 +1,18 @@
 //! Issue 20: two machines sharing binary packages through a signed Portage binhost, on
 //! loopback.
 //!
-//! Build A is the suite's shared build of `selinux-mini` (`testutil::shared_build`: the
-//! `selinux` variant cut down to a few packages and the whole MCS policy, with the
-//! project's user patches; the VM test builds the same one, so the suite compiles it once).
-//! A publishes its packages signed with a throwaway GnuPG key; `python3 -m http.server`
-//! serves them on 127.0.0.1. Build B is a fresh project copy with an empty build directory
-//! and cache, pointed at A's URL with `--binhost-only`: it compiles nothing, Portage
-//! verifies every signature, and its image is A's, byte for byte. Then the ways it must
-//! fail, each with an error naming what is wrong and no image: a package changed after it
-//! was signed (the index changed to match, as whoever controls the server could), a URL
-//! that does not answer, a key file that is not there, another signer's key, and with
-//! `--binhost-only` a package the binhost lacks (named before anything compiles).
+//! Build A is the suite's shared build of `selinux` (`testutil::shared_build`; this test is
+//! the one that needs it, so on a clean clone it is a cold build). A publishes its packages
+//! signed with a throwaway GnuPG key; `python3 -m http.server` serves them on 127.0.0.1.
+//! Build B is a fresh project copy with an empty build directory and cache, pointed at A's
+//! URL with `--binhost-only`: its sysroot compiles nothing (only binary merges; the
+//! destroot emerges `installonly.packages`, `app-misc/ca-certificates`, from source, as
+//! every build does), Portage verifies every signature, and its image is A's, byte for
+//! byte. Then the ways it must fail, each with an error naming what is wrong and no image:
+//! a package changed after it was signed (the index changed to match, as whoever controls
+//! the server could), a URL that does not answer, a key file that is not there, another
+//! signer's key, and with `--binhost-only` a package the binhost lacks (named before
+//! anything compiles).
 
 mod common;
 
@@ -20,7 +21,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-const VARIANT: &str = "selinux-mini";
+const VARIANT: &str = "selinux";
 
 fn text(o: &Output) -> (bool, String, String) {
     common::text(o)
@@ -262,6 +263,17 @@ fn binhost_on_loopback() {
     assert!(
         !sysroot_log.contains(">>> Compiling source"),
         "{sysroot_log}"
+    );
+    // The destroot: A's packages as binaries, and from source only `installonly.packages`.
+    let destroot_log = fs::read_to_string(logs.join("destroot.log")).unwrap();
+    let from_source: Vec<&str> = destroot_log
+        .lines()
+        .filter(|l| l.starts_with(">>> Emerging (") && !l.starts_with(">>> Emerging binary "))
+        .collect();
+    assert!(
+        from_source.len() == 1 && from_source[0].contains(" app-misc/ca-certificates-"),
+        "B's destroot compiled more than installonly.packages:\n{}",
+        from_source.join("\n")
     );
     let b_image = PathBuf::from(out.trim());
     let a_image = a.output.join(format!("{VARIANT}.squashfs"));

@@ -65,11 +65,23 @@ pub fn verify_env(layout: &Layout, c: Cmd) -> Cmd {
     verify_with(c, &keyring)
 }
 
+/// The settings [`verify_env`] changes. They are the build machine's, not the packages':
+/// every build unsets them for the ebuilds (`ENV_UNSET` in `make.conf/00-keel`), or Portage
+/// would save them, with the keyring's path in the project's directory, in the environment
+/// of every package compiled once a binhost was used.
+pub const VERIFY_SETTINGS: [&str; 4] = [
+    "BINPKG_GPG_VERIFY_GPG_HOME",
+    "GPG_VERIFY_USER_DROP",
+    "GPG_VERIFY_GROUP_DROP",
+    "PORTAGE_TRUST_HELPER",
+];
+
 fn verify_with(c: Cmd, keyring: &Path) -> Cmd {
-    c.env("BINPKG_GPG_VERIFY_GPG_HOME", keyring)
-        .env("GPG_VERIFY_USER_DROP", "")
-        .env("GPG_VERIFY_GROUP_DROP", "")
-        .env("PORTAGE_TRUST_HELPER", "")
+    let [home, user, group, helper] = VERIFY_SETTINGS;
+    c.env(home, keyring)
+        .env(user, "")
+        .env(group, "")
+        .env(helper, "")
 }
 
 fn gpg(home: &Path) -> Cmd {

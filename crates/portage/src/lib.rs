@@ -188,6 +188,13 @@ impl Portage {
             &format!("--jobs={n} --load-average={n}"),
         );
         kv("CONFIG_PROTECT", "-*");
+        // Portage passes its settings to the ebuilds, which save them in each package's
+        // environment (environment.bz2, in the binary package and the image's database).
+        // Those a binhost changes (`binhost::verify_env`: the keyring, in the project's
+        // directory) would make a package compiled on a machine that used a binhost differ
+        // from one compiled on a machine that did not. Unset for the ebuilds (EAPI 7 and
+        // later), they are in no package.
+        kv("ENV_UNSET", &binhost::VERIFY_SETTINGS.join(" "));
         kv("CLEAN_DELAY", "0");
         kv("EMERGE_WARNING_DELAY", "0");
         if let Some(chost) = &resolved.settings.chost {
