@@ -940,3 +940,24 @@ fn site_settings_are_checked_before_any_work() {
     );
     assert!(!to.exists());
 }
+
+/// `--image-version` must be a version systemd-sysupdate and file names take; a bad one is
+/// refused, naming it, before any work.
+#[test]
+fn a_bad_image_version_is_refused_before_any_work() {
+    let d = copy_of_shipped_variants();
+    for bad in ["../x", "1 2", ".1", ""] {
+        let o = Command::new(env!("CARGO_BIN_EXE_keel"))
+            .arg("-C")
+            .arg(d.path())
+            .args(["build", "--variant", "debian-base", "--image-version", bad])
+            .output()
+            .unwrap();
+        let err = stderr(&o);
+        assert!(
+            !o.status.success() && err.contains(&format!("--image-version `{bad}`")),
+            "{bad}: {err}"
+        );
+        assert!(!d.path().join("build/debian-base").exists());
+    }
+}
