@@ -539,14 +539,17 @@ pub fn valid_version(v: &str) -> bool {
 /// What the disk needs inside the image besides its version ([`set_image_version`]),
 /// written into the tree `root` before the image is made (the `fixups` stage, for a
 /// variant with `[disk]`):
+/// with an update URL (nothing otherwise):
 /// - `/efi`, where systemd's gpt-auto generator mounts the ESP (the image's `/boot` is not
-///   empty), for systemd-sysupdate to install unified kernel images;
-/// - with an update URL, `usr/lib/sysupdate.d/`: the transfers of the root, its verity
-///   partition and the unified kernel image, matching the disk's partition labels and the
-///   update set's file names ([`transfers`]).
+///   empty), for systemd-sysupdate to install unified kernel images. Only then: Debian 12's
+///   policy has no file context for `/efi` (it would be `default_t`, which the generator
+///   may not read).
+/// - `usr/lib/sysupdate.d/`: the transfers of the root, its verity partition and the
+///   unified kernel image, matching the disk's partition labels and the update set's file
+///   names ([`transfers`]).
 pub fn in_image(root: &rootdir::Root, name: &str, update_url: Option<&str>) -> Result<(), Error> {
-    root.create_dir_all(Path::new("efi"), 0o755)?;
     if let Some(url) = update_url {
+        root.create_dir_all(Path::new("efi"), 0o755)?;
         for (file, text) in transfers(name, url) {
             write_in(
                 root,

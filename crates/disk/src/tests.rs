@@ -305,6 +305,11 @@ fn the_image_gets_its_version_the_esp_mount_point_and_the_transfers() {
     );
     assert_eq!(image_version(&text).as_deref(), Some("1700000000"));
     assert!(tree.join("efi").is_dir());
+    // Without an update URL: no /efi, no transfers.
+    let bare = t.path().join("bare");
+    fs::create_dir_all(&bare).unwrap();
+    in_image(&rootdir::Root::open(&bare).unwrap(), "v", None).unwrap();
+    assert!(fs::read_dir(&bare).unwrap().next().is_none());
     let root_t = fs::read_to_string(tree.join("usr/lib/sysupdate.d/10-root.transfer")).unwrap();
     for l in [
         "ProtectVersion=%A",
