@@ -8,6 +8,11 @@
 
 use std::path::Path;
 use std::process::Command;
+use std::sync::Mutex;
+
+/// The debian-selinux tests build and boot one variant: one at a time (a second build of a
+/// variant is refused while one runs, by the pipeline's lock).
+static DEBIAN_SELINUX: Mutex<()> = Mutex::new(());
 
 fn keel(args: &[&str]) -> (bool, String, String) {
     let root = testutil::project_root();
@@ -88,6 +93,7 @@ fn debian_selinux_boots_enforcing() {
     if !tools() {
         return;
     }
+    let _one = DEBIAN_SELINUX.lock().unwrap_or_else(|e| e.into_inner());
     let (ok, stdout, stderr) = keel(&["boot", "--variant", "debian-selinux", "--check"]);
     assert!(ok, "keel boot --check failed:\n{stdout}\n{stderr}");
     assert!(stdout.contains("PASS selinux: Enforcing, policy `default` with MCS"));
@@ -121,6 +127,7 @@ fn debian_selinux_disk_boots_through_systemd_boot_on_a_verity_root() {
     {
         return;
     }
+    let _one = DEBIAN_SELINUX.lock().unwrap_or_else(|e| e.into_inner());
     let (ok, stdout, stderr) = keel(&["boot", "--variant", "debian-selinux", "--disk", "--check"]);
     assert!(ok, "keel boot --disk --check failed:\n{stdout}\n{stderr}");
     let out = testutil::project_root().join("build/debian-selinux");
