@@ -160,24 +160,49 @@ pub fn check(image: &Path, opts: &CheckOptions) -> Result<CheckOutcome, Error> {
     };
     let cmdline = kernel_cmdline(&disks, opts.selinux.as_ref().map(|s| s.0), true);
     let accel = Accel::detect(&disks.kernel, &opts.dir);
-    let log = Console::Log {
-        path: console.clone(),
+    let m = machine(&disks, accel, cmdline, console_log(&console));
+    let missing = "a report from the boot check (is keel-check.target in the image?)";
+    run_checked(m, opts, &expect, missing, console, report_file, disk_secs)
+}
+
+/// The serial console into `path`, not echoed.
+fn console_log(path: &Path) -> Console {
+    Console::Log {
+        path: path.to_owned(),
         echo: false,
-    };
+    }
+}
+
+/// Run the check machine `m` with `opts`' memory, CPUs and time limit, its report into
+/// `report_file`, and judge the report against `expect`; no report is an error saying what
+/// is `missing`.
+fn run_checked(
+    m: Machine,
+    opts: &CheckOptions,
+    expect: &report::Expect,
+    missing: &str,
+    console: PathBuf,
+    report_file: PathBuf,
+    disk_secs: f64,
+) -> Result<CheckOutcome, Error> {
     let m = Machine {
         memory_mb: opts.memory_mb,
         cpus: opts.cpus,
         report: Some(report_file.clone()),
-        ..machine(&disks, accel, cmdline.clone(), log)
+        ..m
     };
     let run = qemu::run::run(&m, Some(Duration::from_secs(opts.limit)))?;
     if run.report.sections.is_empty() {
-        let missing = "a report from the boot check (is keel-check.target in the image?)";
         return Err(run.unreported("the machine", missing).into());
     }
-    let verdicts = report::verdicts(&run.report, &expect);
+    let verdicts = report::verdicts(&run.report, expect);
+    // What the kernel was given: the machine's own, or (firmware boots) what it reported.
+    let cmdline = match &m.boot {
+        Boot::Kernel { cmdline, .. } => cmdline.clone(),
+        Boot::Firmware { .. } => run.report.get("cmdline").to_owned(),
+    };
     Ok(CheckOutcome {
-        accel,
+        accel: m.accel,
         cmdline,
         report: run.report,
         verdicts,
@@ -273,32 +298,15 @@ pub fn check_disk(
         disk: Some(expect_disk),
     };
     let accel = Accel::detect(probe_kernel, &opts.dir);
-    let log = Console::Log {
-        path: console.clone(),
-        echo: false,
-    };
-    let m = Machine {
-        memory_mb: opts.memory_mb,
-        cpus: opts.cpus,
-        report: Some(report_file.clone()),
-        ..disk_machine(&disk, &vars, accel, log, Some(CHECK_TARGET))
-    };
-    let run = qemu::run::run(&m, Some(Duration::from_secs(opts.limit)))?;
-    if run.report.sections.is_empty() {
-        let missing = "a report from the boot check (is keel-check-generator in the image?)";
-        return Err(run.unreported("the machine", missing).into());
-    }
-    let verdicts = report::verdicts(&run.report, &expect);
-    Ok(CheckOutcome {
+    let m = disk_machine(
+        &disk,
+        &vars,
         accel,
-        cmdline: run.report.get("cmdline").to_owned(),
-        report: run.report,
-        verdicts,
-        console,
-        report_file,
-        disk_secs,
-        boot_secs: run.secs,
-    })
+        console_log(&console),
+        Some(CHECK_TARGET),
+    );
+    let missing = "a report from the boot check (is keel-check-generator in the image?)";
+    run_checked(m, opts, &expect, missing, console, report_file, disk_secs)
 }
 
 #[cfg(test)]

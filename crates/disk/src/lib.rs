@@ -34,6 +34,20 @@ use variant::Disk;
 /// systemd's UEFI stub: the unified kernel image is this with the kernel, initramfs,
 /// os-release and command line added as sections.
 pub const STUB: &str = "/usr/lib/systemd/boot/efi/linuxx64.efi.stub";
+/// The programs [`make`] runs (and systemd's stub it reads): what a test of the disk needs.
+pub const TOOLS: &[&str] = &[
+    "unsquashfs",
+    "veritysetup",
+    "objcopy",
+    "bootctl",
+    "mkfs.fat",
+    "mcopy",
+    "systemd-repart",
+    "unshare",
+    "faketime",
+    "fallocate",
+    STUB,
+];
 /// The root device the image's initramfs makes from `roothash=` (keel-verity).
 pub const ROOT_DEVICE: &str = "/dev/mapper/keel-root";
 /// The label of a slot's partitions before anything is written to them (systemd-sysupdate's

@@ -113,17 +113,10 @@ fn debian_selinux_boots_enforcing() {
 #[test]
 fn debian_selinux_disk_boots_through_systemd_boot_on_a_verity_root() {
     if !tools()
-        || ![
-            "systemd-repart",
-            "veritysetup",
-            "bootctl",
-            "mkfs.fat",
-            "mcopy",
-            "faketime",
-            qemu::OVMF_CODE,
-        ]
-        .iter()
-        .all(|t| testutil::require(t))
+        || !disk::TOOLS
+            .iter()
+            .chain(&[qemu::OVMF_CODE])
+            .all(|t| testutil::require(t))
     {
         return;
     }

@@ -35,15 +35,10 @@ fn tools() -> bool {
         "mmdebstrap",
         "qemu-system-x86_64",
         "mksquashfs",
-        "systemd-repart",
-        "veritysetup",
-        "bootctl",
-        "mkfs.fat",
-        "mcopy",
-        "faketime",
         qemu::OVMF_CODE,
     ]
     .iter()
+    .chain(disk::TOOLS)
     .all(|t| testutil::require(t))
 }
 
