@@ -7,7 +7,8 @@
 //! - sysroot: `@keel-build` built into the persistent sysroot with `--buildpkg --usepkg
 //!   --update --deep --newuse`: binary packages persist, so only what changed is rebuilt.
 //! - destroot: a fresh root: `@keel-install` with `--usepkgonly`, then
-//!   `@keel-installonly` from source straight into that root.
+//!   `@keel-installonly` built against that root as binary packages (or taken from them)
+//!   and merged from them.
 
 pub mod binhost;
 pub mod config;
@@ -441,12 +442,12 @@ impl Portage {
         let result = cmd.arg("@keel-build").log(log).run();
         match (result, binhost) {
             (Ok(()), _) => Ok(()),
-            (Err(e), Some(bh)) => Err(self.refused(e, bh, log, resolved)),
+            (Err(e), Some(bh)) => Err(self.refused(e, bh, log, resolved, SetKind::Build)),
             (Err(e), None) => Err(explain(e, resolved, SetKind::Build)),
         }
     }
 
-    /// A sysroot emerge with a binhost failed: when Portage refused one of its packages,
+    /// An emerge of `kind` with a binhost failed: when Portage refused one of its packages,
     /// say which and why, and remove the refused file from the binary packages (Portage
     /// would otherwise find it there again).
     fn refused(
@@ -455,10 +456,11 @@ impl Portage {
         bh: &stage::Binhost,
         log: &Path,
         resolved: &Resolved,
+        kind: SetKind,
     ) -> Error {
         let text = fs::read_to_string(log).unwrap_or_default();
         let Some(r) = binhost::refused(&text) else {
-            return explain(e, resolved, SetKind::Build);
+            return explain(e, resolved, kind);
         };
         let pkgdir = self.layout.pkgdir();
         if let Some(f) = r.file.as_deref().filter(|f| f.starts_with(&pkgdir)) {
@@ -523,14 +525,30 @@ impl Portage {
     /// destroot: install `@keel-install` from the binary packages, then
     /// `@keel-installonly`, into `dest` (a fresh, empty directory), with `cfg` from
     /// [`Portage::destroot_config`].
+    ///
+    /// `@keel-installonly` is built against `dest` as binary packages first (`--buildpkgonly
+    /// --usepkg`: a package already in the binary packages, or on the binhost, is not
+    /// compiled again; `from_source`, those whose newest binary package was built with
+    /// other user patches, are), then merged from them as `@keel-install` is: a package
+    /// merged from source leaves another database entry (its `FEATURES`, its saved
+    /// environment) than one merged from its binary package, so merging from source would
+    /// make the image depend on what the cache held.
     pub fn destroot(
         &self,
         resolved: &Resolved,
         cfg: &Tree,
         dest: &Path,
+        binhost: Option<&stage::Binhost>,
+        from_source: &[String],
         log: &Path,
     ) -> Result<(), Error> {
-        cfg.write(&self.layout.config_root("destroot").join("etc/portage"))?;
+        let etc = self.layout.config_root("destroot").join("etc/portage");
+        cfg.write(&etc)?;
+        if let Some(bh) = binhost {
+            let conf = etc.join("binrepos.conf");
+            fs::write(&conf, binhost::binrepos_conf(&bh.url, &self.layout.pkgdir()))
+                .map_err(Error::io(&conf))?;
+        }
         fs::create_dir_all(dest).map_err(Error::io(dest))?;
         if !resolved.set(SetKind::Install).entries.is_empty() {
             self.emerge("destroot", dest)
@@ -548,10 +566,40 @@ impl Portage {
                 .map_err(|e| explain(e, resolved, SetKind::Install))?;
         }
         if !resolved.set(SetKind::InstallOnly).entries.is_empty() {
-            self.emerge("destroot", dest)
+            let mut build = self
+                .emerge("destroot", dest)
                 .arg(format!("--root={}", dest.display()))
                 .arg(format!("--sysroot={}", dest.display()))
-                .args(["--with-bdeps=n", "@keel-installonly"])
+                .args([
+                    "--with-bdeps=n",
+                    "--buildpkgonly",
+                    "--usepkg",
+                    "--binpkg-respect-use=y",
+                ]);
+            if !from_source.is_empty() {
+                build = build.arg(format!("--usepkg-exclude={}", from_source.join(" ")));
+            }
+            if let Some(bh) = binhost {
+                build = build.arg("--getbinpkg");
+                if bh.only {
+                    self.check_binhost_only(build.clone().arg("@keel-installonly"), bh, log)?;
+                }
+            }
+            match (build.arg("@keel-installonly").log(log).run(), binhost) {
+                (Ok(()), _) => {}
+                (Err(e), Some(bh)) => {
+                    return Err(self.refused(e, bh, log, resolved, SetKind::InstallOnly))
+                }
+                (Err(e), None) => return Err(explain(e, resolved, SetKind::InstallOnly)),
+            }
+            self.emerge("destroot", dest)
+                .arg(format!("--root={}", dest.display()))
+                .args([
+                    "--usepkgonly",
+                    "--binpkg-respect-use=y",
+                    "--with-bdeps=n",
+                    "@keel-installonly",
+                ])
                 .log(log)
                 .run()
                 .map_err(|e| explain(e, resolved, SetKind::InstallOnly))?;

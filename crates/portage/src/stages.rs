@@ -155,14 +155,16 @@ impl Stage for Sysroot<'_> {
         cx.portage
             .sysroot(b.resolved, &changes, b.site.binhost.as_ref(), log)?;
         // Only packages now in the sysroot: a patched package outside the build set has
-        // no package built with these patches.
+        // no package built with these patches. The binary packages of the others (the
+        // destroot's installonly ones) keep their record.
         let have = crate::installed(&sysroot)?;
         let text: String = now
             .iter()
             .filter(|(k, _)| have.contains(*k))
             .map(|(k, v)| format!("{k} {v}\n"))
             .collect();
-        write_atomic(&packaged, text.as_bytes())?;
+        let record = rerecord(&read_patch_record(&packaged), &now, &have);
+        write_atomic(&packaged, render_patch_record(&record).as_bytes())?;
         write_atomic(&installed, text.as_bytes())?;
         record_reads(b, StageId::Sysroot, &sysroot, &[SetKind::Build])?;
         fs::remove_file(&running).map_err(Error::io(&running))?;
@@ -224,7 +226,36 @@ impl Stage for Destroot<'_> {
                 fs::remove_dir_all(d).map_err(Error::io(d))?;
             }
         }
-        cx.portage.destroot(b.resolved, cfg, &partial, log)?;
+        // The installonly packages whose newest binary package was built with other user
+        // patches than the configuration's are compiled again; with a binhost, its record
+        // counts for the packages this cache has no record of (as in the sysroot stage).
+        let packaged = b.layout.pkgdir_patches();
+        let mut record = read_patch_record(&packaged);
+        if b.site.binhost.is_some() {
+            let fetched = b.layout.binhost_dir().join("patches");
+            for (k, v) in read_patch_record(&fetched) {
+                record.entry(k).or_insert(v);
+            }
+        }
+        let now = crate::user_patches(cfg);
+        let from_source = crate::changed_patches(&record, &now);
+        cx.portage.destroot(
+            b.resolved,
+            cfg,
+            &partial,
+            b.site.binhost.as_ref(),
+            &from_source,
+            log,
+        )?;
+        // What the installonly packages' binary packages were built with: the packages in
+        // the destination root that the sysroot does not have.
+        let sysroot = crate::installed(&b.layout.sysroot())?;
+        let built: std::collections::BTreeSet<String> = crate::installed(&partial)?
+            .into_iter()
+            .filter(|k| !sysroot.contains(k))
+            .collect();
+        let record = rerecord(&read_patch_record(&packaged), &now, &built);
+        write_atomic(&packaged, render_patch_record(&record).as_bytes())?;
         crate::vdb::normalize(&partial, b.source_date_epoch)?;
         fs::rename(&partial, &dest).map_err(Error::io(&dest))?;
         record_reads(
@@ -280,4 +311,48 @@ fn parse_patch_record(text: &str) -> BTreeMap<String, String> {
     text.lines()
         .filter_map(|l| l.split_once(' ').map(|(k, v)| (k.to_owned(), v.to_owned())))
         .collect()
+}
+
+fn render_patch_record(record: &BTreeMap<String, String>) -> String {
+    record.iter().map(|(k, v)| format!("{k} {v}\n")).collect()
+}
+
+/// The record of user patches after the packages `built` were built with the patches
+/// `now`: theirs replaced (or dropped, for a package built without patches), every other
+/// package's kept from `old`.
+fn rerecord(
+    old: &BTreeMap<String, String>,
+    now: &BTreeMap<String, String>,
+    built: &std::collections::BTreeSet<String>,
+) -> BTreeMap<String, String> {
+    let mut out: BTreeMap<String, String> = old
+        .iter()
+        .filter(|(k, _)| !built.contains(*k))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    for (k, v) in now {
+        if built.contains(k) {
+            out.insert(k.clone(), v.clone());
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_build_rerecords_only_what_it_built() {
+        let old = parse_patch_record("a/built-then 1\nb/untouched 2\nc/unpatched-now 3\n");
+        let now = parse_patch_record("a/built-then 9\nd/new 4\ne/not-built 5\n");
+        let built = ["a/built-then", "c/unpatched-now", "d/new"]
+            .map(String::from)
+            .into_iter()
+            .collect();
+        assert_eq!(
+            render_patch_record(&rerecord(&old, &now, &built)),
+            "a/built-then 9\nb/untouched 2\nd/new 4\n"
+        );
+    }
 }
