@@ -95,6 +95,44 @@ const NEEDS: &[(&str, &str, &str, bool)] = &[
         "refpolicy sources for sec-policy/* (pinned distfile)",
         true,
     ),
+    // gentoo-mini's sys-kernel/gentoo-kernel: Linux from source (docs/kernel.md); the tests
+    // and the kernel bench build it, no shipped variant does yet
+    (
+        "/usr/src/linux-source-6.1.tar.xz",
+        "linux-source-6.1",
+        "the Linux sources gentoo-mini's sys-kernel/gentoo-kernel builds (pinned distfile)",
+        false,
+    ),
+    (
+        "/usr/bin/flex",
+        "flex",
+        "the kernel's configuration program (kconfig) is built from flex sources",
+        false,
+    ),
+    (
+        "/usr/bin/bison",
+        "bison",
+        "the kernel's configuration program (kconfig) is built from bison sources",
+        false,
+    ),
+    (
+        "/usr/bin/bc",
+        "bc",
+        "the kernel's build computes constants with bc",
+        false,
+    ),
+    (
+        "/usr/include/libelf.h",
+        "libelf-dev",
+        "the kernel's objtool (x86_64's ORC unwinder) links libelf",
+        false,
+    ),
+    (
+        "/usr/include/openssl/ssl.h",
+        "libssl-dev",
+        "the kernel's certificate tools (scripts/sign-file, certs/extract-cert)",
+        false,
+    ),
     (
         "/usr/bin/checkmodule",
         "checkpolicy",

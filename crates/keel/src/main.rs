@@ -147,6 +147,11 @@ enum Command {
         #[command(subcommand)]
         command: cmd::overlay::OverlayCommand,
     },
+    /// Kernel configuration plumbing: the check of a kernel's .config against the variant's fragments
+    Kernel {
+        #[command(subcommand)]
+        command: cmd::kernel::KernelCommand,
+    },
     /// Tools Keel installs for itself
     Tools {
         #[command(subcommand)]
@@ -242,6 +247,7 @@ fn main() -> ExitCode {
             .and_then(|p| cmd::clean::run(&p, variant.as_deref(), all)),
         Command::Atom { command } => command.run(),
         Command::Overlay { command } => command.run(),
+        Command::Kernel { command } => command.run(),
         Command::Tools { command } => {
             cmd::project(cli.project.as_deref()).and_then(|p| command.run(&p))
         }

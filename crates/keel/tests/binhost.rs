@@ -272,12 +272,18 @@ fn binhost_on_loopback() {
         let cat = p.parent().unwrap().parent().unwrap().file_name().unwrap();
         let name = p.file_name().unwrap().to_string_lossy();
         // `pf-BUILD_ID.gpkg.tar`
-        let pf = name.trim_end_matches(".gpkg.tar").rsplit_once('-').unwrap().0;
+        let pf = name
+            .trim_end_matches(".gpkg.tar")
+            .rsplit_once('-')
+            .unwrap()
+            .0;
         let cpv = format!("{}/{pf}", cat.to_string_lossy());
         assert!(merged.contains(&cpv), "B did not merge {cpv}: {merged:?}");
     }
     assert!(
-        merged.iter().any(|c| c.starts_with("app-misc/ca-certificates-")),
+        merged
+            .iter()
+            .any(|c| c.starts_with("app-misc/ca-certificates-")),
         "B's destroot lacks the installonly package: {merged:?}"
     );
     let b_image = PathBuf::from(out.trim());

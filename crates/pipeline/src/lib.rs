@@ -485,6 +485,13 @@ pub fn build(
         // The refpolicy sources the sec-policy packages build from (fetch-restricted).
         policy::seed_distfiles(&layout.distdir())?;
     }
+    if !opts.dry_run
+        && resolved.settings.distribution == Distribution::Gentoo
+        && portage::distfiles::KERNEL.present()
+    {
+        // The Linux sources gentoo-mini's kernel builds from (docs/kernel.md).
+        portage::distfiles::KERNEL.seed(&layout.distdir())?;
+    }
 
     fs::create_dir_all(&layout.output).map_err(io(&layout.output))?;
     let build_log = layout.output.join("build.log");

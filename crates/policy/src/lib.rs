@@ -83,26 +83,12 @@ pub fn seed_distfiles(distdir: &Path) -> Result<PathBuf, Error> {
 
 /// [`seed_distfiles`] from another source file (tests).
 pub fn seed_distfile_from(src: &Path, distdir: &Path) -> Result<PathBuf, Error> {
-    let meta = fs::metadata(src).map_err(|e| Error::Invalid {
-        path: src.to_owned(),
-        message: format!(
-            "{e}: the refpolicy sources come from Debian's selinux-policy-src (`apt-get install selinux-policy-src`; `cargo xtask` installs it)"
-        ),
-    })?;
-    fs::create_dir_all(distdir).map_err(PathError::at(distdir))?;
-    let dest = distdir.join(POLICY_DISTFILE);
-    if let Ok(d) = fs::metadata(&dest) {
-        if d.len() == meta.len() && fs::read(&dest).ok() == fs::read(src).ok() {
-            return Ok(dest);
-        }
-    }
-    let tmp = distdir.join(format!(".{POLICY_DISTFILE}.keel-tmp"));
-    let _ = fs::remove_file(&tmp);
-    if fs::hard_link(src, &tmp).is_err() {
-        fs::copy(src, &tmp).map_err(PathError::at(&tmp))?;
-    }
-    fs::rename(&tmp, &dest).map_err(PathError::at(&dest))?;
-    Ok(dest)
+    Ok(portage::distfiles::seed(
+        src,
+        POLICY_DISTFILE,
+        "selinux-policy-src",
+        distdir,
+    )?)
 }
 
 /// `SELINUX=` of /etc/selinux/config.

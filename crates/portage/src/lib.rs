@@ -13,6 +13,8 @@
 pub mod binhost;
 pub mod config;
 pub mod distcc;
+pub mod distfiles;
+pub mod kernel;
 pub mod reads;
 pub mod stages;
 pub mod vdb;
@@ -254,6 +256,7 @@ impl Portage {
         // Kernel configuration fragments: Gentoo's distribution kernels (kernel-build.eclass)
         // merge ${BROOT}/etc/kernel/config.d/*.config; a later layer's file of the same name wins.
         let mut kernel = Tree::default();
+        let mut origins = std::collections::BTreeMap::new();
         for l in resolved.layers_of("kernel") {
             let files = config::LayerFiles::open(&config::LayerDir {
                 rel: l.rel.clone(),
@@ -266,12 +269,29 @@ impl Portage {
             for name in files.names(&dir)? {
                 if name.ends_with(".config") {
                     let content = files.read(&dir.join(&name))?;
+                    // A line that is not a setting fails here, before anything is built.
+                    let origin = dir.join(&name).display().to_string();
+                    kconfig::parse_fragment(&origin, &String::from_utf8_lossy(&content))
+                        .map_err(|e| Error::Config(e.to_string()))?;
+                    origins.insert(name.clone(), origin);
                     kernel.file(name, content);
                 }
             }
         }
+        if !kernel.files.is_empty() {
+            // The kernel package's configure phase is checked against the fragments.
+            let prev = match sysroot.files.get("bashrc") {
+                Some(config::Node::File(c)) => String::from_utf8_lossy(c).into_owned(),
+                _ => String::new(),
+            };
+            sysroot.file("bashrc", format!("{prev}{}", kernel::HOOK));
+        }
         if let Install::Venv(_) = self.install {
-            kernel.write(&self.layout.host_prefix().join("etc/kernel/config.d"))?;
+            let etc = self.layout.host_prefix().join("etc/kernel");
+            kernel.write(&etc.join("config.d"))?;
+            let record: String = origins.iter().map(|(n, o)| format!("{n} {o}\n")).collect();
+            let path = etc.join(kernel::ORIGINS);
+            fs::write(&path, record).map_err(Error::io(&path))?;
         }
         host.write(&self.host_config_dir())?;
         sysroot.write(&self.layout.config_root("sysroot").join("etc/portage"))?;
@@ -281,6 +301,13 @@ impl Portage {
         let gtar = bin.join("gtar");
         if gtar.symlink_metadata().is_err() {
             std::os::unix::fs::symlink("/usr/bin/tar", &gtar).map_err(Error::io(&gtar))?;
+        }
+        // `keel` for the kernel hook: this program.
+        let keel = bin.join("keel");
+        let exe = std::env::current_exe().map_err(Error::io(&keel))?;
+        if fs::read_link(&keel).ok().as_deref() != Some(exe.as_path()) {
+            let _ = fs::remove_file(&keel);
+            std::os::unix::fs::symlink(&exe, &keel).map_err(Error::io(&keel))?;
         }
         Ok(Composed {
             host,
@@ -546,8 +573,11 @@ impl Portage {
         cfg.write(&etc)?;
         if let Some(bh) = binhost {
             let conf = etc.join("binrepos.conf");
-            fs::write(&conf, binhost::binrepos_conf(&bh.url, &self.layout.pkgdir()))
-                .map_err(Error::io(&conf))?;
+            fs::write(
+                &conf,
+                binhost::binrepos_conf(&bh.url, &self.layout.pkgdir()),
+            )
+            .map_err(Error::io(&conf))?;
         }
         fs::create_dir_all(dest).map_err(Error::io(dest))?;
         if !resolved.set(SetKind::Install).entries.is_empty() {
@@ -885,6 +915,9 @@ fn explain(e: exec::Error, resolved: &Resolved, kind: SetKind) -> Error {
 
 /// The explanation of an emerge log, when it holds one Keel recognizes.
 pub fn explain_log(text: &str, set: &Merged, kind: SetKind) -> Option<String> {
+    if let Some(m) = kernel::explain_log(text) {
+        return Some(m);
+    }
     for line in text.lines() {
         for marker in [
             "there are no ebuilds to satisfy \"",

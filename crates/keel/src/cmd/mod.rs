@@ -6,6 +6,7 @@ pub mod build;
 pub mod clean;
 pub mod completions;
 pub mod diff;
+pub mod kernel;
 pub mod man;
 pub mod manifest;
 pub mod overlay;
