@@ -99,7 +99,8 @@ const NEEDS: &[(&str, &str, &str, bool)] = &[
     // and the kernel bench build it, no shipped variant does yet
     (
         "/usr/src/linux-source-6.1.tar.xz",
-        "linux-source-6.1",
+        // the version gentoo-mini's Manifest pins (docs/kernel.md)
+        "linux-source-6.1=6.1.192-3",
         "the Linux sources gentoo-mini's sys-kernel/gentoo-kernel builds (pinned distfile)",
         false,
     ),
