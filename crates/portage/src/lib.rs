@@ -284,6 +284,13 @@ impl Portage {
                 Some(config::Node::File(c)) => String::from_utf8_lossy(c).into_owned(),
                 _ => String::new(),
             };
+            if prev.contains("post_src_configure") {
+                // Keel's definition would replace it without a word.
+                return Err(Error::Config(format!(
+                    "the portage/bashrc of variant `{}` defines post_src_configure, which Keel's check of the kernel fragments needs (docs/kernel.md): use another phase hook, or /etc/portage/env",
+                    resolved.name
+                )));
+            }
             sysroot.file("bashrc", format!("{prev}{}", kernel::HOOK));
         }
         if let Install::Venv(_) = self.install {
