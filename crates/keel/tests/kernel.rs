@@ -5,6 +5,7 @@
 //! distribution configuration, the user's `/etc/kernel/config.d` fragments merged by the
 //! kernel's own `merge_config.sh`, `make olddefconfig`. Keel's hook then compares every
 //! fragment line with the final `.config`. In a fresh project:
+//! - a variant `bashrc` that defines `post_src_configure` (Keel's hook) is refused;
 //! - a fragment line that is not a setting is refused before anything is built, naming
 //!   the variant's file and line;
 //! - a fragment option the kernel does not know fails the kernel package in its configure
@@ -37,6 +38,18 @@ fn a_fragment_option_the_kernel_does_not_have_fails_the_build_naming_file_and_li
             "keel build --variant kern",
         ))
     };
+
+    // A bashrc of the variant's that defines the phase hook Keel's check needs: refused.
+    fs::write(&fragment, "CONFIG_SQUASHFS=y\n").unwrap();
+    fs::create_dir_all(v.join("portage")).unwrap();
+    fs::write(v.join("portage/bashrc"), "post_src_configure() { :; }\n").unwrap();
+    let (ok, _, err) = build();
+    assert!(!ok);
+    assert!(
+        err.contains("the portage/bashrc of variant `kern` defines post_src_configure"),
+        "{err}"
+    );
+    fs::remove_dir_all(v.join("portage")).unwrap();
 
     // Not a kernel configuration line: refused at once.
     fs::write(&fragment, "CONFIG_SQUASHFS=y\nSECURITY_SELINUX=y\n").unwrap();
