@@ -97,3 +97,47 @@ fn a_fragment_option_the_kernel_does_not_have_fails_the_build_naming_file_and_li
     );
     assert!(!p.root.join("build/work/kern/destroot").exists());
 }
+
+/// The plumbing command the hook runs: exit 0 when every fragment line is met, else 1 with
+/// one line per mismatch on stderr; a missing file is an error naming it.
+#[test]
+fn check_config_exits_0_when_met_and_1_naming_each_mismatch() {
+    let d = tempfile::tempdir().unwrap();
+    let frags = d.path().join("config.d");
+    fs::create_dir(&frags).unwrap();
+    fs::write(
+        frags.join("50-a.config"),
+        "CONFIG_A=y\n# CONFIG_B is not set\n",
+    )
+    .unwrap();
+    let config = d.path().join(".config");
+    let run = || {
+        let o = std::process::Command::new(env!("CARGO_BIN_EXE_keel"))
+            .args(["kernel", "check-config", "--fragments"])
+            .arg(&frags)
+            .arg(&config)
+            .output()
+            .unwrap();
+        (
+            o.status.code(),
+            String::from_utf8_lossy(&o.stderr).into_owned(),
+        )
+    };
+    fs::write(&config, "CONFIG_A=y\n# CONFIG_B is not set\n").unwrap();
+    assert_eq!(run(), (Some(0), String::new()));
+    fs::write(&config, "CONFIG_A=m\nCONFIG_B=y\n").unwrap();
+    let (code, err) = run();
+    assert_eq!(code, Some(1));
+    let f = frags.join("50-a.config").display().to_string();
+    assert_eq!(
+        err.lines().collect::<Vec<_>>(),
+        [
+            format!("keel: kernel configuration: {f}:1: CONFIG_A=y: the kernel's final configuration has CONFIG_A=m (a dependency or another option decided it)"),
+            format!("keel: kernel configuration: {f}:2: # CONFIG_B is not set: the kernel's final configuration has CONFIG_B=y (a dependency or another option decided it)"),
+        ]
+    );
+    fs::remove_file(&config).unwrap();
+    let (code, err) = run();
+    assert_eq!(code, Some(1));
+    assert!(err.contains(&config.display().to_string()), "{err}");
+}
