@@ -362,9 +362,15 @@ pub fn prepare(portage: &Portage, bh: &Binhost, log: &Path) -> Result<String, Er
             text
         }
     };
-    let conf = l.config_root("sysroot").join("etc/portage/binrepos.conf");
-    fs::write(&conf, binrepos_conf(url, &l.pkgdir())).map_err(Error::io(&conf))?;
+    write_binrepos_conf(l, "sysroot", url)?;
     Ok(record)
+}
+
+/// [`binrepos_conf`] for `url` into the configuration root `kind` (`sysroot`, `destroot`).
+pub fn write_binrepos_conf(l: &Layout, kind: &str, url: &str) -> Result<(), Error> {
+    let conf = l.config_root(kind).join("etc/portage/binrepos.conf");
+    let text = binrepos_conf(url.trim_end_matches('/'), &l.pkgdir());
+    fs::write(&conf, text).map_err(Error::io(&conf))
 }
 
 /// Take the binhost out of the sysroot's configuration root (a build without one).

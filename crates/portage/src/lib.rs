@@ -473,25 +473,26 @@ impl Portage {
                 self.check_binhost_only(cmd.clone().arg("@keel-build"), bh, log)?;
             }
         }
-        let result = cmd.arg("@keel-build").log(log).run();
-        match (result, binhost) {
-            (Ok(()), _) => Ok(()),
-            (Err(e), Some(bh)) => Err(self.refused(e, bh, log, resolved, SetKind::Build)),
-            (Err(e), None) => Err(explain(e, resolved, SetKind::Build)),
-        }
+        cmd.arg("@keel-build")
+            .log(log)
+            .run()
+            .map_err(|e| self.failed(e, binhost, log, resolved, SetKind::Build))
     }
 
-    /// An emerge of `kind` with a binhost failed: when Portage refused one of its packages,
-    /// say which and why, and remove the refused file from the binary packages (Portage
-    /// would otherwise find it there again).
-    fn refused(
+    /// An emerge of `kind` failed: with a binhost, when Portage refused one of its
+    /// packages, say which and why, and remove the refused file from the binary packages
+    /// (Portage would otherwise find it there again); otherwise what [`explain`] says.
+    fn failed(
         &self,
         e: exec::Error,
-        bh: &stage::Binhost,
+        binhost: Option<&stage::Binhost>,
         log: &Path,
         resolved: &Resolved,
         kind: SetKind,
     ) -> Error {
+        let Some(bh) = binhost else {
+            return explain(e, resolved, kind);
+        };
         let text = fs::read_to_string(log).unwrap_or_default();
         let Some(r) = binhost::refused(&text) else {
             return explain(e, resolved, kind);
@@ -576,31 +577,25 @@ impl Portage {
         from_source: &[String],
         log: &Path,
     ) -> Result<(), Error> {
-        let etc = self.layout.config_root("destroot").join("etc/portage");
-        cfg.write(&etc)?;
+        cfg.write(&self.layout.config_root("destroot").join("etc/portage"))?;
         if let Some(bh) = binhost {
-            let conf = etc.join("binrepos.conf");
-            fs::write(
-                &conf,
-                binhost::binrepos_conf(&bh.url, &self.layout.pkgdir()),
-            )
-            .map_err(Error::io(&conf))?;
+            binhost::write_binrepos_conf(&self.layout, "destroot", &bh.url)?;
         }
         fs::create_dir_all(dest).map_err(Error::io(dest))?;
-        if !resolved.set(SetKind::Install).entries.is_empty() {
+        // The set `kind` merged into `dest` from the binary packages.
+        let merge = |kind: SetKind| {
             self.emerge("destroot", dest)
                 .arg(format!("--root={}", dest.display()))
                 // With --usepkgonly Portage otherwise takes the newest binary package whatever
                 // its USE flags; several builds of one version coexist (binpkg-multi-instance).
-                .args([
-                    "--usepkgonly",
-                    "--binpkg-respect-use=y",
-                    "--with-bdeps=n",
-                    "@keel-install",
-                ])
+                .args(["--usepkgonly", "--binpkg-respect-use=y", "--with-bdeps=n"])
+                .arg(format!("@keel-{}", kind.name()))
                 .log(log)
                 .run()
-                .map_err(|e| explain(e, resolved, SetKind::Install))?;
+                .map_err(|e| explain(e, resolved, kind))
+        };
+        if !resolved.set(SetKind::Install).entries.is_empty() {
+            merge(SetKind::Install)?;
         }
         if !resolved.set(SetKind::InstallOnly).entries.is_empty() {
             let mut build = self
@@ -622,24 +617,12 @@ impl Portage {
                     self.check_binhost_only(build.clone().arg("@keel-installonly"), bh, log)?;
                 }
             }
-            match (build.arg("@keel-installonly").log(log).run(), binhost) {
-                (Ok(()), _) => {}
-                (Err(e), Some(bh)) => {
-                    return Err(self.refused(e, bh, log, resolved, SetKind::InstallOnly))
-                }
-                (Err(e), None) => return Err(explain(e, resolved, SetKind::InstallOnly)),
-            }
-            self.emerge("destroot", dest)
-                .arg(format!("--root={}", dest.display()))
-                .args([
-                    "--usepkgonly",
-                    "--binpkg-respect-use=y",
-                    "--with-bdeps=n",
-                    "@keel-installonly",
-                ])
+            build
+                .arg("@keel-installonly")
                 .log(log)
                 .run()
-                .map_err(|e| explain(e, resolved, SetKind::InstallOnly))?;
+                .map_err(|e| self.failed(e, binhost, log, resolved, SetKind::InstallOnly))?;
+            merge(SetKind::InstallOnly)?;
         }
         if !resolved.settings.python {
             let found = find_python(dest)?;

@@ -230,7 +230,8 @@ impl Stage for Destroot<'_> {
         // patches than the configuration's are compiled again; with a binhost, its record
         // counts for the packages this cache has no record of (as in the sysroot stage).
         let packaged = b.layout.pkgdir_patches();
-        let mut record = read_patch_record(&packaged);
+        let local = read_patch_record(&packaged);
+        let mut record = local.clone();
         if b.site.binhost.is_some() {
             let fetched = b.layout.binhost_dir().join("patches");
             for (k, v) in read_patch_record(&fetched) {
@@ -254,7 +255,7 @@ impl Stage for Destroot<'_> {
             .into_iter()
             .filter(|k| !sysroot.contains(k))
             .collect();
-        let record = rerecord(&read_patch_record(&packaged), &now, &built);
+        let record = rerecord(&local, &now, &built);
         write_atomic(&packaged, render_patch_record(&record).as_bytes())?;
         crate::vdb::normalize(&partial, b.source_date_epoch)?;
         fs::rename(&partial, &dest).map_err(Error::io(&dest))?;
