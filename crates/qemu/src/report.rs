@@ -12,7 +12,7 @@
 //!
 //! Lines before the begin marker are ignored; a report without the end marker was cut
 //! short ([`Report::complete`] is false). A section named twice gets both bodies. The
-//! boot check (`/usr/libexec/keel/boot-check` in the Debian variants' overlay) writes one
+//! boot check (`/usr/libexec/keel/boot-check` in the shared `overlay/`) writes one
 //! section per fact; `keel vm`'s PID 1 and run script write `start` (the guest's uptime
 //! when the command starts) and `exit` (its exit code).
 
