@@ -152,6 +152,12 @@ enum Command {
         #[command(subcommand)]
         command: cmd::kernel::KernelCommand,
     },
+    /// Regenerate the stand-in tree's packages made of Debian packages' files (ebuilds, Manifests) from its metadata/keel-standins.toml, with the host's apt
+    Standins {
+        /// The stand-in tree (default: tests/fixtures/gentoo-mini)
+        #[arg(long, value_name = "DIR")]
+        repo: Option<std::path::PathBuf>,
+    },
     /// Tools Keel installs for itself
     Tools {
         #[command(subcommand)]
@@ -248,6 +254,8 @@ fn main() -> ExitCode {
         Command::Atom { command } => command.run(),
         Command::Overlay { command } => command.run(),
         Command::Kernel { command } => command.run(),
+        Command::Standins { repo } => cmd::project(cli.project.as_deref())
+            .and_then(|p| cmd::standins::run(&p, repo.as_deref())),
         Command::Tools { command } => {
             cmd::project(cli.project.as_deref()).and_then(|p| command.run(&p))
         }

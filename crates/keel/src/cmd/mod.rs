@@ -14,6 +14,7 @@ pub mod plan;
 pub mod publish;
 pub mod site;
 pub mod size;
+pub mod standins;
 pub mod tmpfiles;
 pub mod tools;
 pub mod variants;
