@@ -130,9 +130,20 @@ pub fn prepare(image: &Path, dir: &Path, log: &Path) -> Result<Disks, Error> {
     })
 }
 
-/// The newest `boot/vmlinuz-<version>` of the tree `root` with its `boot/initrd.img-<version>`,
-/// as paths in the tree. Nothing is followed out of the tree: `boot` is opened beneath the
-/// root, and the files are meant to be read with [`copy_out`], which refuses a link out.
+/// The initramfs names of a kernel `boot/vmlinuz-<version>`, in the order they are looked
+/// for: Debian's initramfs-tools (`initrd.img-<version>`), then dracut's and Gentoo's
+/// installkernel's (`initramfs-<version>.img`).
+pub fn initramfs_names(version: &str) -> [String; 2] {
+    [
+        format!("initrd.img-{version}"),
+        format!("initramfs-{version}.img"),
+    ]
+}
+
+/// The newest `boot/vmlinuz-<version>` of the tree `root` that has an initramfs (one of
+/// [`initramfs_names`]), as paths in the tree. Nothing is followed out of the tree: `boot`
+/// is opened beneath the root, and the files are meant to be read with [`copy_out`], which
+/// refuses a link out.
 pub fn kernel_of(root: &rootdir::Root) -> Result<(PathBuf, PathBuf), Error> {
     let boot = Path::new("boot");
     let dir = root.open_dir(boot)?;
@@ -140,24 +151,22 @@ pub fn kernel_of(root: &rootdir::Root) -> Result<(PathBuf, PathBuf), Error> {
         .map_err(|e| io(&root.display(boot))(e.into()))?;
     let exists =
         |name: &str| rustix::fs::statat(&dir, name, rustix::fs::AtFlags::SYMLINK_NOFOLLOW).is_ok();
-    let mut versions: Vec<String> = names
+    let mut found: Vec<(String, String)> = names
         .iter()
         .filter_map(|n| {
             let v = std::str::from_utf8(n).ok()?.strip_prefix("vmlinuz-")?;
-            exists(&format!("initrd.img-{v}")).then(|| v.to_owned())
+            let initrd = initramfs_names(v).into_iter().find(|i| exists(i))?;
+            Some((v.to_owned(), initrd))
         })
         .collect();
-    versions.sort_by(|a, b| version_cmp(a, b));
-    let v = versions.pop().ok_or_else(|| {
+    found.sort_by(|a, b| version_cmp(&a.0, &b.0));
+    let (v, initrd) = found.pop().ok_or_else(|| {
         Error::Invalid(format!(
-            "{}: no vmlinuz-<version> with an initrd.img-<version> (the image needs a kernel package and an initramfs generator)",
+            "{}: no vmlinuz-<version> with an initrd.img-<version> or initramfs-<version>.img (the image needs a kernel package and an initramfs generator)",
             root.display(boot).display()
         ))
     })?;
-    Ok((
-        boot.join(format!("vmlinuz-{v}")),
-        boot.join(format!("initrd.img-{v}")),
-    ))
+    Ok((boot.join(format!("vmlinuz-{v}")), boot.join(initrd)))
 }
 
 /// Copy the regular file `rel` of the tree `root` to the host path `to` (replaced
@@ -238,6 +247,13 @@ mod tests {
         let (k, i) = kernel_of(&root).unwrap();
         assert_eq!(k, Path::new("boot/vmlinuz-6.10.0-amd64"));
         assert_eq!(i, Path::new("boot/initrd.img-6.10.0-amd64"));
+        // dracut's name (Gentoo's installkernel) for a newer kernel
+        fs::write(boot.join("vmlinuz-6.11.0-gentoo-dist"), "k").unwrap();
+        fs::write(boot.join("initramfs-6.11.0-gentoo-dist.img"), "i").unwrap();
+        let (k, i) = kernel_of(&rootdir::Root::open(t.path()).unwrap()).unwrap();
+        assert_eq!(k, Path::new("boot/vmlinuz-6.11.0-gentoo-dist"));
+        assert_eq!(i, Path::new("boot/initramfs-6.11.0-gentoo-dist.img"));
+        fs::remove_file(boot.join("vmlinuz-6.11.0-gentoo-dist")).unwrap();
         fs::remove_file(boot.join("initrd.img-6.10.0-amd64")).unwrap();
         fs::remove_file(boot.join("initrd.img-6.9.1-amd64")).unwrap();
         let e = kernel_of(&root).unwrap_err().to_string();

@@ -155,9 +155,32 @@ pub fn regen(repo: &Path, cache: &Path, log: &Path) -> Result<Report, Error> {
         hashes.insert(d.distfile().to_owned(), h);
     }
 
-    let mut report = Report::default();
+    // Every directory is checked before anything is written: a hand-written ebuild where a
+    // stand-in is generated leaves the tree as it was.
+    let mut stale = Vec::new();
     for s in &standins {
-        write_standin(repo, &map, s, &hashes, &mut report)?;
+        stale.extend(generated_elsewhere(repo, &map, s)?);
+    }
+    let mut report = Report::default();
+    for p in stale {
+        fs::remove_file(&p).map_err(io(&p))?;
+        report
+            .removed
+            .push(p.strip_prefix(repo).unwrap_or(&p).display().to_string());
+    }
+    for s in &standins {
+        write(
+            repo,
+            &s.ebuild_path(),
+            &plan::ebuild(s, &map.suite),
+            &mut report,
+        )?;
+        write(
+            repo,
+            &format!("{}/Manifest", s.key),
+            &plan::manifest(s, &hashes),
+            &mut report,
+        )?;
     }
     add_categories(repo, &standins, &mut report)?;
     report.standins = standins;
@@ -210,19 +233,21 @@ pub fn hash(path: &Path) -> Result<Hashes, Error> {
     })
 }
 
-fn write_standin(
+/// The other ebuilds in `s`'s directory: older generated versions, to remove. A
+/// hand-written one is an error.
+pub(crate) fn generated_elsewhere(
     repo: &Path,
     map: &Mapping,
     s: &Standin,
-    hashes: &BTreeMap<String, Hashes>,
-    report: &mut Report,
-) -> Result<(), Error> {
+) -> Result<Vec<PathBuf>, Error> {
     let dir = repo.join(&s.key);
-    fs::create_dir_all(&dir).map_err(io(&dir))?;
-    let ebuild = s.ebuild_path();
-    for e in fs::read_dir(&dir).map_err(io(&dir))? {
+    let mut out = Vec::new();
+    let Ok(entries) = fs::read_dir(&dir) else {
+        return Ok(out);
+    };
+    for e in entries {
         let p = e.map_err(io(&dir))?.path();
-        if p.extension().is_none_or(|x| x != "ebuild") || p == repo.join(&ebuild) {
+        if p.extension().is_none_or(|x| x != "ebuild") || p == repo.join(s.ebuild_path()) {
             continue;
         }
         let mut head = String::new();
@@ -233,28 +258,22 @@ fn write_standin(
             .map_err(io(&p))?;
         if head != plan::HEADER {
             return Err(Error::Invalid(format!(
-                "{}: written by hand, but {} generates `{}` (remove the file, or mark the atom `source = true`)",
+                "{}: written by hand, but {} generates `{}` (remove the file, or mark the atom `source = true`); nothing was written",
                 p.display(),
                 map.file,
                 s.key
             )));
         }
-        fs::remove_file(&p).map_err(io(&p))?;
-        report
-            .removed
-            .push(p.strip_prefix(repo).unwrap_or(&p).display().to_string());
+        out.push(p);
     }
-    write(repo, &ebuild, &plan::ebuild(s, &map.suite), report)?;
-    write(
-        repo,
-        &format!("{}/Manifest", s.key),
-        &plan::manifest(s, hashes),
-        report,
-    )
+    Ok(out)
 }
 
 fn write(repo: &Path, rel: &str, text: &str, report: &mut Report) -> Result<(), Error> {
     let path = repo.join(rel);
+    if let Some(d) = path.parent() {
+        fs::create_dir_all(d).map_err(io(d))?;
+    }
     if fs::read_to_string(&path).ok().as_deref() == Some(text) {
         return Ok(());
     }

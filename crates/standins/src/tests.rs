@@ -255,3 +255,37 @@ fn control_stanzas_and_versions() {
         assert_eq!(control::gentoo_version(d).as_deref(), g, "{d}");
     }
 }
+
+/// Regeneration replaces older generated versions and refuses, before writing anything, an
+/// ebuild written by hand where a stand-in is generated.
+#[test]
+fn a_hand_written_ebuild_where_a_stand_in_is_generated_is_refused() {
+    let t = tempfile::tempdir().unwrap();
+    let m = map::parse("m.toml", MAP).unwrap();
+    let mut d = debs(&[]);
+    d.remove("linux-image-6.1.0-41-amd64");
+    let mut m2 = m.clone();
+    m2.atoms.retain(|a| a.key != "sys-kernel/gentoo-kernel-bin");
+    let s = &plan::plan(&m2, &d).unwrap()[0];
+    let dir = t.path().join("sys-apps/kmod");
+    std::fs::create_dir_all(&dir).unwrap();
+    assert!(crate::regen::generated_elsewhere(t.path(), &m2, s)
+        .unwrap()
+        .is_empty());
+    std::fs::write(
+        dir.join("kmod-29.ebuild"),
+        format!("{}\nEAPI=8\n", plan::HEADER),
+    )
+    .unwrap();
+    std::fs::write(dir.join("kmod-30.ebuild"), "current\n").unwrap();
+    let old = crate::regen::generated_elsewhere(t.path(), &m2, s).unwrap();
+    assert_eq!(old, vec![dir.join("kmod-29.ebuild")]);
+    std::fs::write(dir.join("kmod-31.ebuild"), "# by hand\nEAPI=8\n").unwrap();
+    let e = crate::regen::generated_elsewhere(t.path(), &m2, s)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("kmod-31.ebuild: written by hand") && e.contains("nothing was written"),
+        "{e}"
+    );
+}
