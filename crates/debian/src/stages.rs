@@ -31,17 +31,7 @@ impl<'a> Apt<'a> {
 
     /// The initramfs configuration of the overlay layers: read while packages install.
     fn initramfs(&self) -> Vec<(String, PathBuf)> {
-        self.build
-            .resolved
-            .layers_of("overlay")
-            .map(|l| {
-                (
-                    format!("{}/etc/initramfs-tools", l.rel),
-                    l.path.join("etc/initramfs-tools"),
-                )
-            })
-            .filter(|(_, d)| d.is_dir())
-            .collect()
+        self.build.overlay_dirs("etc/initramfs-tools")
     }
 }
 

@@ -102,6 +102,9 @@ enum Command {
     Boot {
         #[arg(long)]
         variant: String,
+        /// The Gentoo ebuild repository, for building what is missing [default: /var/db/repos/gentoo]
+        #[arg(long, value_name = "DIR")]
+        gentoo_repo: Option<PathBuf>,
         /// Boot with the boot check: print what the running system reported; exit 0 only when every assertion holds
         #[arg(long)]
         check: bool,
@@ -228,6 +231,7 @@ fn main() -> ExitCode {
             .and_then(|p| cmd::publish::run(&p, &variant, &to, &sign)),
         Command::Boot {
             variant,
+            gentoo_repo,
             check,
             disk,
             console_log,
@@ -239,6 +243,7 @@ fn main() -> ExitCode {
                 &p,
                 &cmd::boot::Args {
                     variant,
+                    repo: gentoo_repo,
                     check,
                     disk,
                     console_log,

@@ -105,6 +105,135 @@ pub fn explain_log(text: &str) -> Option<String> {
     })
 }
 
+/// Where the overlay layers' dracut configuration is: `etc/dracut.conf.d` of each.
+pub const DRACUT_CONF: &str = "etc/dracut.conf.d";
+
+/// The kernels of the tree `root` that need an initramfs: each `boot/vmlinuz-KV` with its
+/// modules in `usr/lib/modules/KV` (the layout Gentoo's installkernel and Debian's kernel
+/// packages leave), newest last. Read through directory handles.
+pub fn kernels(root: &rootdir::Root) -> Result<Vec<String>, Error> {
+    let boot = Path::new("boot");
+    if !root.is_dir(boot) {
+        return Ok(Vec::new());
+    }
+    let mut out: Vec<String> = root
+        .names(boot)?
+        .into_iter()
+        .filter_map(|n| n.strip_prefix("vmlinuz-").map(str::to_owned))
+        .filter(|kv| {
+            !kv.contains('/')
+                && root.is_dir(&Path::new("usr/lib/modules").join(kv))
+                && root.is_file(&boot.join(format!("vmlinuz-{kv}")))
+        })
+        .collect();
+    out.sort();
+    Ok(out)
+}
+
+/// The script that makes an initramfs in the root `$1` for kernel `$2`, run in a private
+/// mount namespace (`unshare --mount`): the kernel's file systems and scratch tmpfs are
+/// mounted there only, and vanish with it, whatever happens. The root's own dracut runs
+/// chrooted, as catalyst runs it: the initramfs is made of the root's files. `depmod` first:
+/// a kernel package merged into a root does not run it (Debian's maintainer scripts would).
+const DRACUT_SCRIPT: &str = r#"set -eu
+R=$1 KV=$2
+mount --make-rprivate /
+mount -t proc proc "$R/proc"
+mount -t sysfs sysfs "$R/sys"
+mount --rbind /dev "$R/dev"
+for d in run tmp var/tmp; do mount -t tmpfs -o mode=1777 tmpfs "$R/$d"; done
+chroot "$R" /usr/bin/depmod -a "$KV"
+exec chroot "$R" /usr/bin/dracut --force --reproducible --no-hostonly-cmdline --kver "$KV" "/boot/initramfs-$KV.img"
+"#;
+
+/// Make `boot/initramfs-KV.img` for every kernel of `dest` ([`kernels`]) with the root's
+/// own dracut, after writing the overlay layers' `etc/dracut.conf.d` files (`layers`: the
+/// name to show, the host directory) into `dest`'s: dracut reads its configuration from
+/// the root it runs in, as on a Gentoo system. Returns the initramfs paths made.
+///
+/// The mount points (`proc sys dev run tmp var/tmp`) and `boot` must be real directories of
+/// the root (a link there is refused: nothing is mounted or written through it).
+pub fn initramfs(
+    dest: &Path,
+    layers: &[(String, std::path::PathBuf)],
+    source_date_epoch: Option<i64>,
+    log: &Path,
+) -> Result<Vec<String>, Error> {
+    let root = rootdir::Root::open(dest)?;
+    let kvs = kernels(&root)?;
+    if kvs.is_empty() {
+        return Ok(Vec::new());
+    }
+    if !root.is_file(Path::new("usr/bin/dracut")) {
+        return Err(Error::Config(format!(
+            "{}: the root has a kernel ({}) but no /usr/bin/dracut to make its initramfs (install sys-kernel/dracut)",
+            dest.display(),
+            kvs.join(", ")
+        )));
+    }
+    for d in ["proc", "sys", "dev", "run", "tmp", "var/tmp", "boot"] {
+        if !matches!(root.lstat(Path::new(d))?, Some(st) if rustix::fs::FileType::from_raw_mode(st.st_mode) == rustix::fs::FileType::Directory)
+        {
+            return Err(Error::Config(format!(
+                "{}: /{d} is not a directory of the root; the initramfs is made with the kernel's file systems mounted there",
+                dest.display()
+            )));
+        }
+    }
+    let conf = root.create_dir_all(Path::new(DRACUT_CONF), 0o755)?;
+    for (shown, dir) in layers {
+        let Ok(entries) = fs::read_dir(dir) else {
+            continue;
+        };
+        let mut names: Vec<_> = entries
+            .filter_map(Result::ok)
+            .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
+            .map(|e| e.file_name())
+            .collect();
+        names.sort();
+        for n in names {
+            let from = dir.join(&n);
+            let f = fs::File::open(&from).map_err(Error::io(&from))?;
+            let text = rootdir::read_capped(f, &from, MAX_READ, "a dracut configuration file")?;
+            let fd = rustix::fs::openat(
+                &conf,
+                n.as_os_str(),
+                rustix::fs::OFlags::WRONLY
+                    | rustix::fs::OFlags::CREATE
+                    | rustix::fs::OFlags::TRUNC
+                    | rustix::fs::OFlags::NOFOLLOW
+                    | rustix::fs::OFlags::CLOEXEC,
+                rustix::fs::Mode::from_raw_mode(0o644),
+            )
+            .map_err(|e| {
+                Error::Config(format!(
+                    "{shown}/{}: cannot write it into {}/{DRACUT_CONF}: {e}",
+                    n.to_string_lossy(),
+                    dest.display()
+                ))
+            })?;
+            use std::io::Write;
+            let mut out = fs::File::from(fd);
+            out.write_all(&text).map_err(Error::io(&from))?;
+        }
+    }
+    let mut made = Vec::new();
+    for kv in &kvs {
+        let mut cmd = exec::Cmd::new("unshare")
+            .args(["--mount", "--", "sh", "-c", DRACUT_SCRIPT, "keel-initramfs"])
+            .arg(dest)
+            .arg(kv)
+            .log(log);
+        // dracut --reproducible: file times from it, no timestamps in the archive
+        if let Some(t) = source_date_epoch {
+            cmd = cmd.env("SOURCE_DATE_EPOCH", t.to_string());
+        }
+        cmd.run()?;
+        made.push(format!("/boot/initramfs-{kv}.img"));
+    }
+    Ok(made)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -143,5 +272,46 @@ mod tests {
         fs::write(dir.join("10-a.config"), "CONFIG_A=y\nSELINUX=y\n").unwrap();
         let e = fragments(&dir).unwrap_err().to_string();
         assert!(e.contains("10-a.config:2: `SELINUX=y`"), "{e}");
+    }
+
+    /// A kernel's initramfs: which kernels need one, and roots it is refused for.
+    #[test]
+    fn initramfs_needs_dracut_and_real_mount_points() {
+        let t = tempfile::tempdir().unwrap();
+        let r = t.path();
+        for d in [
+            "boot",
+            "usr/lib/modules/6.1.0-9-amd64",
+            "usr/bin",
+            "proc",
+            "sys",
+            "dev",
+            "run",
+            "tmp",
+            "var/tmp",
+        ] {
+            fs::create_dir_all(r.join(d)).unwrap();
+        }
+        let log = r.join("log");
+        // no kernel: nothing to do
+        assert!(initramfs(r, &[], None, &log).unwrap().is_empty());
+        fs::write(r.join("boot/vmlinuz-6.1.0-9-amd64"), "k").unwrap();
+        fs::write(r.join("boot/vmlinuz-7.0-nomodules"), "k").unwrap();
+        let root = rootdir::Root::open(r).unwrap();
+        assert_eq!(kernels(&root).unwrap(), ["6.1.0-9-amd64"]);
+        let e = initramfs(r, &[], None, &log).unwrap_err().to_string();
+        assert!(
+            e.contains("but no /usr/bin/dracut") && e.contains("6.1.0-9-amd64"),
+            "{e}"
+        );
+        fs::write(r.join("usr/bin/dracut"), "#!/bin/sh\n").unwrap();
+        fs::remove_dir(r.join("proc")).unwrap();
+        std::os::unix::fs::symlink("/proc", r.join("proc")).unwrap();
+        let e = initramfs(r, &[], None, &log).unwrap_err().to_string();
+        assert!(e.contains("/proc is not a directory of the root"), "{e}");
+        assert!(
+            !r.join("etc/dracut.conf.d").exists(),
+            "nothing written before the checks"
+        );
     }
 }

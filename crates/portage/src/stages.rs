@@ -204,6 +204,9 @@ impl Stage for Destroot<'_> {
     fn inputs(&self, fp: &mut Fingerprint) -> Result<(), BoxError> {
         let b = self.g.build;
         fp.str("destroot-config", &self.cfg()?.render());
+        for (label, dir) in b.overlay_dirs(crate::kernel::DRACUT_CONF) {
+            fp.tree(&label, &dir, None)?;
+        }
         b.destroot_inputs(fp);
         repo_inputs(b, StageId::Destroot, fp)
     }
@@ -257,6 +260,13 @@ impl Stage for Destroot<'_> {
             .collect();
         let record = rerecord(&local, &now, &built);
         write_atomic(&packaged, render_patch_record(&record).as_bytes())?;
+        // A kernel gets its initramfs from the root's own dracut (docs/kernel.md).
+        crate::kernel::initramfs(
+            &partial,
+            &b.overlay_dirs(crate::kernel::DRACUT_CONF),
+            b.source_date_epoch,
+            log,
+        )?;
         crate::vdb::normalize(&partial, b.source_date_epoch)?;
         fs::rename(&partial, &dest).map_err(Error::io(&dest))?;
         record_reads(

@@ -160,6 +160,18 @@ pub struct Binhost {
 }
 
 impl Build<'_> {
+    /// The directory `sub` (say `etc/initramfs-tools`) of each overlay layer that has it, in
+    /// layer order, with the name to show for it: configuration that package scripts or the
+    /// initramfs generator read while the destination root is made, before the overlay
+    /// stage copies the same files again.
+    pub fn overlay_dirs(&self, sub: &str) -> Vec<(String, PathBuf)> {
+        self.resolved
+            .layers_of("overlay")
+            .map(|l| (format!("{}/{sub}", l.rel), l.path.join(sub)))
+            .filter(|(_, d)| d.is_dir())
+            .collect()
+    }
+
     /// A set's atoms, one per line (what a stage's fingerprint records of it).
     pub fn set_text(&self, kind: SetKind) -> String {
         self.resolved

@@ -8,6 +8,8 @@ use variant::Project;
 
 pub struct Args {
     pub variant: String,
+    /// The Gentoo repository for the build (`--gentoo-repo`).
+    pub repo: Option<PathBuf>,
     pub check: bool,
     /// Boot the disk image with firmware instead of the image with -kernel.
     pub disk: bool,
@@ -26,6 +28,7 @@ pub fn run(project: &Project, a: &Args) -> Result<ExitCode> {
         project,
         &super::build::Args {
             variant: a.variant.clone(),
+            repo: a.repo.clone(),
             site: super::site::build_site(&Default::default())?,
             ..Default::default()
         },
