@@ -160,6 +160,12 @@ enum Command {
         /// The stand-in tree (default: tests/fixtures/gentoo-mini)
         #[arg(long, value_name = "DIR")]
         repo: Option<std::path::PathBuf>,
+        /// Generate every atom of the mapping, `source = true` ones too, into a copy of the tree made at --out
+        #[arg(long, requires = "out")]
+        all: bool,
+        /// With --all: where the copy goes (a path that does not exist yet)
+        #[arg(long, value_name = "DIR", requires = "all")]
+        out: Option<std::path::PathBuf>,
     },
     /// Tools Keel installs for itself
     Tools {
@@ -259,8 +265,8 @@ fn main() -> ExitCode {
         Command::Atom { command } => command.run(),
         Command::Overlay { command } => command.run(),
         Command::Kernel { command } => command.run(),
-        Command::Standins { repo } => cmd::project(cli.project.as_deref())
-            .and_then(|p| cmd::standins::run(&p, repo.as_deref())),
+        Command::Standins { repo, all, out } => cmd::project(cli.project.as_deref())
+            .and_then(|p| cmd::standins::run(&p, repo.as_deref(), all.then_some(()).and(out.as_deref()))),
         Command::Tools { command } => {
             cmd::project(cli.project.as_deref()).and_then(|p| command.run(&p))
         }

@@ -57,6 +57,25 @@ impl Mapping {
     pub fn generated(&self) -> impl Iterator<Item = &Atom> {
         self.atoms.iter().filter(|a| !a.source)
     }
+
+    /// The same mapping with every atom generated, `source = true` ones too (`keel
+    /// standins --all`): each needs its `description` and `license`.
+    pub fn all_generated(mut self) -> Result<Mapping, Error> {
+        for a in &mut self.atoms {
+            if a.source && (a.description.is_empty() || a.license.is_empty()) {
+                return Err(Error {
+                    file: self.file.clone(),
+                    line: a.line,
+                    message: format!(
+                        "[atom.\"{}\"]: generating it (--all) needs `description` and `license`",
+                        a.key
+                    ),
+                });
+            }
+            a.source = false;
+        }
+        Ok(self)
+    }
 }
 
 #[derive(Deserialize)]

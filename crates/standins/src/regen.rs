@@ -68,8 +68,11 @@ pub fn read_mapping(repo: &Path) -> Result<Mapping, Error> {
 }
 
 /// Regenerate `repo`'s stand-ins; `.deb`s are kept in `cache`, commands logged to `log`.
-pub fn regen(repo: &Path, cache: &Path, log: &Path) -> Result<Report, Error> {
+/// With `all`, every atom of the mapping is generated, `source = true` ones too, and their
+/// hand-written ebuilds are removed: for a copy of the tree (`keel standins --all --out`).
+pub fn regen(repo: &Path, cache: &Path, log: &Path, all: bool) -> Result<Report, Error> {
     let map = read_mapping(repo)?;
+    let map = if all { map.all_generated()? } else { map };
     let names: Vec<&str> = map
         .atoms
         .iter()
@@ -159,7 +162,7 @@ pub fn regen(repo: &Path, cache: &Path, log: &Path) -> Result<Report, Error> {
     // stand-in is generated leaves the tree as it was.
     let mut stale = Vec::new();
     for s in &standins {
-        stale.extend(generated_elsewhere(repo, &map, s)?);
+        stale.extend(generated_elsewhere(repo, &map, s, all)?);
     }
     let mut report = Report::default();
     for p in stale {
@@ -234,11 +237,12 @@ pub fn hash(path: &Path) -> Result<Hashes, Error> {
 }
 
 /// The other ebuilds in `s`'s directory: older generated versions, to remove. A
-/// hand-written one is an error.
+/// hand-written one is an error, unless `replace_hand_written` (`--all`, on a copy).
 pub(crate) fn generated_elsewhere(
     repo: &Path,
     map: &Mapping,
     s: &Standin,
+    replace_hand_written: bool,
 ) -> Result<Vec<PathBuf>, Error> {
     let dir = repo.join(&s.key);
     let mut out = Vec::new();
@@ -256,7 +260,7 @@ pub(crate) fn generated_elsewhere(
             .take(plan::HEADER.len() as u64)
             .read_to_string(&mut head)
             .map_err(io(&p))?;
-        if head != plan::HEADER {
+        if head != plan::HEADER && !replace_hand_written {
             return Err(Error::Invalid(format!(
                 "{}: written by hand, but {} generates `{}` (remove the file, or mark the atom `source = true`); nothing was written",
                 p.display(),

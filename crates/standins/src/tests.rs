@@ -269,7 +269,7 @@ fn a_hand_written_ebuild_where_a_stand_in_is_generated_is_refused() {
     let s = &plan::plan(&m2, &d).unwrap()[0];
     let dir = t.path().join("sys-apps/kmod");
     std::fs::create_dir_all(&dir).unwrap();
-    assert!(crate::regen::generated_elsewhere(t.path(), &m2, s)
+    assert!(crate::regen::generated_elsewhere(t.path(), &m2, s, false)
         .unwrap()
         .is_empty());
     std::fs::write(
@@ -278,10 +278,10 @@ fn a_hand_written_ebuild_where_a_stand_in_is_generated_is_refused() {
     )
     .unwrap();
     std::fs::write(dir.join("kmod-30.ebuild"), "current\n").unwrap();
-    let old = crate::regen::generated_elsewhere(t.path(), &m2, s).unwrap();
+    let old = crate::regen::generated_elsewhere(t.path(), &m2, s, false).unwrap();
     assert_eq!(old, vec![dir.join("kmod-29.ebuild")]);
     std::fs::write(dir.join("kmod-31.ebuild"), "# by hand\nEAPI=8\n").unwrap();
-    let e = crate::regen::generated_elsewhere(t.path(), &m2, s)
+    let e = crate::regen::generated_elsewhere(t.path(), &m2, s, false)
         .unwrap_err()
         .to_string();
     assert!(

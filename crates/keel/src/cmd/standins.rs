@@ -10,8 +10,33 @@ use variant::Project;
 /// The stand-in tree this project ships.
 pub const DEFAULT_REPO: &str = "tests/fixtures/gentoo-mini";
 
-pub fn run(project: &Project, repo: Option<&Path>) -> Result<ExitCode> {
-    let repo: PathBuf = repo.map_or_else(|| project.root.join(DEFAULT_REPO), Path::to_owned);
+/// With `all_into`: copy the tree there first and generate every atom in the copy.
+pub fn run(project: &Project, repo: Option<&Path>, all_into: Option<&Path>) -> Result<ExitCode> {
+    let mut repo: PathBuf = repo.map_or_else(|| project.root.join(DEFAULT_REPO), Path::to_owned);
+    if let Some(out) = all_into {
+        if out.symlink_metadata().is_ok() {
+            anyhow::bail!("{}: already exists (--out names a new directory)", out.display());
+        }
+        let partial = out.with_extension("partial");
+        let _ = std::fs::remove_dir_all(&partial);
+        exec::Cmd::new("cp").arg("-a").arg(&repo).arg(&partial).run()?;
+        let map = partial.join(standins::map::PATH);
+        let report = standins::regen::regen(
+            &partial,
+            &pipeline::Layout::build_dir(&project.root).join("cache").join("standins"),
+            &pipeline::Layout::build_dir(&project.root).join("logs").join("standins.log"),
+            true,
+        )
+        .map_err(|e| anyhow::anyhow!("{e}\n(in the copy {}; {} is its mapping)", partial.display(), map.display()))?;
+        std::fs::rename(&partial, out)?;
+        repo = out.to_owned();
+        eprintln!(
+            "standins: {} with all {} atoms of its mapping generated",
+            repo.display(),
+            report.standins.len()
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
     let build = pipeline::Layout::build_dir(&project.root);
     let cache = build.join("cache").join("standins");
     let log = build.join("logs").join("standins.log");
@@ -24,7 +49,7 @@ pub fn run(project: &Project, repo: Option<&Path>) -> Result<ExitCode> {
         repo.join(standins::map::PATH).display(),
         log.display()
     );
-    let report = standins::regen::regen(&repo, &cache, &log)?;
+    let report = standins::regen::regen(&repo, &cache, &log, false)?;
     for s in &report.standins {
         let debs: Vec<&str> = s.debs.iter().map(|d| d.distfile()).collect();
         println!("{}-{}: {}", s.key, s.version, debs.join(" "));
