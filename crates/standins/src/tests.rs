@@ -288,4 +288,17 @@ fn a_hand_written_ebuild_where_a_stand_in_is_generated_is_refused() {
         e.contains("kmod-31.ebuild: written by hand") && e.contains("nothing was written"),
         "{e}"
     );
+    // --all (on a copy): the hand-written one goes too
+    let mut old = crate::regen::generated_elsewhere(t.path(), &m2, s, true).unwrap();
+    old.sort();
+    assert_eq!(
+        old,
+        vec![dir.join("kmod-29.ebuild"), dir.join("kmod-31.ebuild")]
+    );
+    // --all needs what an ebuild needs of the atoms written by hand
+    let e = m.clone().all_generated().unwrap_err().to_string();
+    assert!(
+        e.starts_with("m.toml:6: ") && e.contains("sys-libs/glibc"),
+        "{e}"
+    );
 }

@@ -15,19 +15,36 @@ pub fn run(project: &Project, repo: Option<&Path>, all_into: Option<&Path>) -> R
     let mut repo: PathBuf = repo.map_or_else(|| project.root.join(DEFAULT_REPO), Path::to_owned);
     if let Some(out) = all_into {
         if out.symlink_metadata().is_ok() {
-            anyhow::bail!("{}: already exists (--out names a new directory)", out.display());
+            anyhow::bail!(
+                "{}: already exists (--out names a new directory)",
+                out.display()
+            );
         }
         let partial = out.with_extension("partial");
         let _ = std::fs::remove_dir_all(&partial);
-        exec::Cmd::new("cp").arg("-a").arg(&repo).arg(&partial).run()?;
+        exec::Cmd::new("cp")
+            .arg("-a")
+            .arg(&repo)
+            .arg(&partial)
+            .run()?;
         let map = partial.join(standins::map::PATH);
         let report = standins::regen::regen(
             &partial,
-            &pipeline::Layout::build_dir(&project.root).join("cache").join("standins"),
-            &pipeline::Layout::build_dir(&project.root).join("logs").join("standins.log"),
+            &pipeline::Layout::build_dir(&project.root)
+                .join("cache")
+                .join("standins"),
+            &pipeline::Layout::build_dir(&project.root)
+                .join("logs")
+                .join("standins.log"),
             true,
         )
-        .map_err(|e| anyhow::anyhow!("{e}\n(in the copy {}; {} is its mapping)", partial.display(), map.display()))?;
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "{e}\n(in the copy {}; {} is its mapping)",
+                partial.display(),
+                map.display()
+            )
+        })?;
         std::fs::rename(&partial, out)?;
         repo = out.to_owned();
         eprintln!(
