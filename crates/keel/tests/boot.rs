@@ -87,7 +87,7 @@ fn debian_base_boots_clean() {
 
 /// debian-selinux: enforcing MCS, and every assertion of debian-base, containers in
 /// distinct categories, no AVC denial beyond the accepted list (the policy:
-/// `policy/keel_*.te`, `variants/debian-selinux/policy/keel_container_engine.te`).
+/// `policy/keel_*.te`).
 #[test]
 fn debian_selinux_boots_enforcing() {
     if !tools() {
