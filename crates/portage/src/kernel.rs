@@ -110,13 +110,13 @@ pub const DRACUT_CONF: &str = "etc/dracut.conf.d";
 
 /// The kernels of the tree `root` that need an initramfs: each `boot/vmlinuz-KV` with its
 /// modules in `usr/lib/modules/KV` (the layout Gentoo's installkernel and Debian's kernel
-/// packages leave), newest last. Read through directory handles.
+/// packages leave), in name order. Read through directory handles.
 pub fn kernels(root: &rootdir::Root) -> Result<Vec<String>, Error> {
     let boot = Path::new("boot");
     if !root.is_dir(boot) {
         return Ok(Vec::new());
     }
-    let mut out: Vec<String> = root
+    Ok(root
         .names(boot)?
         .into_iter()
         .filter_map(|n| n.strip_prefix("vmlinuz-").map(str::to_owned))
@@ -125,9 +125,7 @@ pub fn kernels(root: &rootdir::Root) -> Result<Vec<String>, Error> {
                 && root.is_dir(&Path::new("usr/lib/modules").join(kv))
                 && root.is_file(&boot.join(format!("vmlinuz-{kv}")))
         })
-        .collect();
-    out.sort();
-    Ok(out)
+        .collect())
 }
 
 /// The script that makes an initramfs in the root `$1` for kernel `$2`, run in a private
@@ -147,22 +145,23 @@ exec chroot "$R" /usr/bin/dracut --force --reproducible --no-hostonly-cmdline --
 "#;
 
 /// Make `boot/initramfs-KV.img` for every kernel of `dest` ([`kernels`]) with the root's
-/// own dracut, after writing the overlay layers' `etc/dracut.conf.d` files (`layers`: the
-/// name to show, the host directory) into `dest`'s: dracut reads its configuration from
-/// the root it runs in, as on a Gentoo system. Returns the initramfs paths made.
+/// own dracut, after syncing the overlay layers' `etc/dracut.conf.d` directories (`layers`,
+/// in layer order) into `dest`'s with the overlay stage's own mechanism
+/// ([`overlay::sync`]): dracut reads its configuration from the root it runs in, as on a
+/// Gentoo system, and the overlay stage later copies the same files again.
 ///
 /// The mount points (`proc sys dev run tmp var/tmp`) and `boot` must be real directories of
 /// the root (a link there is refused: nothing is mounted or written through it).
 pub fn initramfs(
     dest: &Path,
-    layers: &[(String, std::path::PathBuf)],
+    layers: &[std::path::PathBuf],
     source_date_epoch: Option<i64>,
     log: &Path,
-) -> Result<Vec<String>, Error> {
+) -> Result<(), Error> {
     let root = rootdir::Root::open(dest)?;
     let kvs = kernels(&root)?;
     if kvs.is_empty() {
-        return Ok(Vec::new());
+        return Ok(());
     }
     if !root.is_file(Path::new("usr/bin/dracut")) {
         return Err(Error::Config(format!(
@@ -180,44 +179,12 @@ pub fn initramfs(
             )));
         }
     }
-    let conf = root.create_dir_all(Path::new(DRACUT_CONF), 0o755)?;
-    for (shown, dir) in layers {
-        let Ok(entries) = fs::read_dir(dir) else {
-            continue;
-        };
-        let mut names: Vec<_> = entries
-            .filter_map(Result::ok)
-            .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
-            .map(|e| e.file_name())
-            .collect();
-        names.sort();
-        for n in names {
-            let from = dir.join(&n);
-            let f = fs::File::open(&from).map_err(Error::io(&from))?;
-            let text = rootdir::read_capped(f, &from, MAX_READ, "a dracut configuration file")?;
-            let fd = rustix::fs::openat(
-                &conf,
-                n.as_os_str(),
-                rustix::fs::OFlags::WRONLY
-                    | rustix::fs::OFlags::CREATE
-                    | rustix::fs::OFlags::TRUNC
-                    | rustix::fs::OFlags::NOFOLLOW
-                    | rustix::fs::OFlags::CLOEXEC,
-                rustix::fs::Mode::from_raw_mode(0o644),
-            )
-            .map_err(|e| {
-                Error::Config(format!(
-                    "{shown}/{}: cannot write it into {}/{DRACUT_CONF}: {e}",
-                    n.to_string_lossy(),
-                    dest.display()
-                ))
-            })?;
-            use std::io::Write;
-            let mut out = fs::File::from(fd);
-            out.write_all(&text).map_err(Error::io(&from))?;
-        }
+    // Made beneath the root (a link out refused), then synced into by the overlay
+    // stage's walk, which reaches every entry from its parent's handle.
+    drop(root.create_dir_all(Path::new(DRACUT_CONF), 0o755)?);
+    if !layers.is_empty() {
+        overlay::sync(layers, &dest.join(DRACUT_CONF))?;
     }
-    let mut made = Vec::new();
     for kv in &kvs {
         let mut cmd = exec::Cmd::new("unshare")
             .args(["--mount", "--", "sh", "-c", DRACUT_SCRIPT, "keel-initramfs"])
@@ -229,9 +196,8 @@ pub fn initramfs(
             cmd = cmd.env("SOURCE_DATE_EPOCH", t.to_string());
         }
         cmd.run()?;
-        made.push(format!("/boot/initramfs-{kv}.img"));
     }
-    Ok(made)
+    Ok(())
 }
 
 #[cfg(test)]
@@ -293,8 +259,9 @@ mod tests {
             fs::create_dir_all(r.join(d)).unwrap();
         }
         let log = r.join("log");
-        // no kernel: nothing to do
-        assert!(initramfs(r, &[], None, &log).unwrap().is_empty());
+        // no kernel: nothing to do, nothing written
+        initramfs(r, &[], None, &log).unwrap();
+        assert!(!r.join("etc").exists());
         fs::write(r.join("boot/vmlinuz-6.1.0-9-amd64"), "k").unwrap();
         fs::write(r.join("boot/vmlinuz-7.0-nomodules"), "k").unwrap();
         let root = rootdir::Root::open(r).unwrap();
@@ -313,5 +280,23 @@ mod tests {
             !r.join("etc/dracut.conf.d").exists(),
             "nothing written before the checks"
         );
+        // The layers' dracut configuration is synced in (a later layer wins) before dracut
+        // runs; here the root has no depmod to run, so the command fails, naming itself.
+        fs::remove_file(r.join("proc")).unwrap();
+        fs::create_dir(r.join("proc")).unwrap();
+        let (a, b) = (t.path().join("layer-a"), t.path().join("layer-b"));
+        for (dir, text) in [(&a, "hostonly=\"yes\"\n"), (&b, "hostonly=\"no\"\n")] {
+            fs::create_dir(dir).unwrap();
+            fs::write(dir.join("50-keel.conf"), text).unwrap();
+        }
+        fs::write(a.join("10-a.conf"), "compress=\"zstd\"\n").unwrap();
+        let e = initramfs(r, &[a, b], None, &log).unwrap_err().to_string();
+        assert!(e.contains("unshare --mount"), "{e}");
+        let conf = r.join("etc/dracut.conf.d");
+        assert_eq!(
+            fs::read_to_string(conf.join("50-keel.conf")).unwrap(),
+            "hostonly=\"no\"\n"
+        );
+        assert!(conf.join("10-a.conf").is_file());
     }
 }

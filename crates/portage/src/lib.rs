@@ -40,6 +40,8 @@ pub enum Error {
     Config(String),
     #[error(transparent)]
     Tree(#[from] rootdir::Error),
+    #[error(transparent)]
+    Overlay(#[from] overlay::Error),
     #[error("{message}\n{cause}")]
     Emerge { message: String, cause: exec::Error },
     #[error("{0}")]

@@ -261,12 +261,12 @@ impl Stage for Destroot<'_> {
         let record = rerecord(&local, &now, &built);
         write_atomic(&packaged, render_patch_record(&record).as_bytes())?;
         // A kernel gets its initramfs from the root's own dracut (docs/kernel.md).
-        crate::kernel::initramfs(
-            &partial,
-            &b.overlay_dirs(crate::kernel::DRACUT_CONF),
-            b.source_date_epoch,
-            log,
-        )?;
+        let dracut_conf: Vec<PathBuf> = b
+            .overlay_dirs(crate::kernel::DRACUT_CONF)
+            .into_iter()
+            .map(|(_, dir)| dir)
+            .collect();
+        crate::kernel::initramfs(&partial, &dracut_conf, b.source_date_epoch, log)?;
         crate::vdb::normalize(&partial, b.source_date_epoch)?;
         fs::rename(&partial, &dest).map_err(Error::io(&dest))?;
         record_reads(
