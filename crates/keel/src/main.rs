@@ -265,11 +265,9 @@ fn main() -> ExitCode {
         Command::Atom { command } => command.run(),
         Command::Overlay { command } => command.run(),
         Command::Kernel { command } => command.run(),
-        Command::Standins { repo, all, out } => {
-            cmd::project(cli.project.as_deref()).and_then(|p| {
-                cmd::standins::run(&p, repo.as_deref(), all.then_some(()).and(out.as_deref()))
-            })
-        }
+        // --all and --out require each other (clap): `out` says both.
+        Command::Standins { repo, all: _, out } => cmd::project(cli.project.as_deref())
+            .and_then(|p| cmd::standins::run(&p, repo.as_deref(), out.as_deref())),
         Command::Tools { command } => {
             cmd::project(cli.project.as_deref()).and_then(|p| command.run(&p))
         }

@@ -275,15 +275,10 @@ pub(crate) fn generated_elsewhere(
 
 fn write(repo: &Path, rel: &str, text: &str, report: &mut Report) -> Result<(), Error> {
     let path = repo.join(rel);
-    if let Some(d) = path.parent() {
-        fs::create_dir_all(d).map_err(io(d))?;
-    }
     if fs::read_to_string(&path).ok().as_deref() == Some(text) {
         return Ok(());
     }
-    let tmp = path.with_extension("keel-new");
-    fs::write(&tmp, text).map_err(io(&tmp))?;
-    fs::rename(&tmp, &path).map_err(io(&path))?;
+    rootdir::write_atomic(&path, text.as_bytes(), 0o644).map_err(io(&path))?;
     report.written.push(rel.to_owned());
     Ok(())
 }

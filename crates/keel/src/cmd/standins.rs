@@ -12,7 +12,13 @@ pub const DEFAULT_REPO: &str = "tests/fixtures/gentoo-mini";
 
 /// With `all_into`: copy the tree there first and generate every atom in the copy.
 pub fn run(project: &Project, repo: Option<&Path>, all_into: Option<&Path>) -> Result<ExitCode> {
-    let mut repo: PathBuf = repo.map_or_else(|| project.root.join(DEFAULT_REPO), Path::to_owned);
+    let repo: PathBuf = repo.map_or_else(|| project.root.join(DEFAULT_REPO), Path::to_owned);
+    let build = pipeline::Layout::build_dir(&project.root);
+    let cache = build.join("cache").join("standins");
+    let log = build.join("logs").join("standins.log");
+    if let Some(d) = log.parent() {
+        std::fs::create_dir_all(d)?;
+    }
     if let Some(out) = all_into {
         if out.symlink_metadata().is_ok() {
             anyhow::bail!(
@@ -27,38 +33,20 @@ pub fn run(project: &Project, repo: Option<&Path>, all_into: Option<&Path>) -> R
             .arg(&repo)
             .arg(&partial)
             .run()?;
-        let map = partial.join(standins::map::PATH);
-        let report = standins::regen::regen(
-            &partial,
-            &pipeline::Layout::build_dir(&project.root)
-                .join("cache")
-                .join("standins"),
-            &pipeline::Layout::build_dir(&project.root)
-                .join("logs")
-                .join("standins.log"),
-            true,
-        )
-        .map_err(|e| {
+        let report = standins::regen::regen(&partial, &cache, &log, true).map_err(|e| {
             anyhow::anyhow!(
                 "{e}\n(in the copy {}; {} is its mapping)",
                 partial.display(),
-                map.display()
+                partial.join(standins::map::PATH).display()
             )
         })?;
         std::fs::rename(&partial, out)?;
-        repo = out.to_owned();
         eprintln!(
             "standins: {} with all {} atoms of its mapping generated",
-            repo.display(),
+            out.display(),
             report.standins.len()
         );
         return Ok(ExitCode::SUCCESS);
-    }
-    let build = pipeline::Layout::build_dir(&project.root);
-    let cache = build.join("cache").join("standins");
-    let log = build.join("logs").join("standins.log");
-    if let Some(d) = log.parent() {
-        std::fs::create_dir_all(d)?;
     }
     let t = Instant::now();
     eprintln!(
