@@ -146,13 +146,15 @@ pub fn regen(repo: &Path, cache: &Path, log: &Path, all: bool) -> Result<Report,
         if !dest.exists() {
             download(d, cache, log)?;
         }
-        let h = hash(&dest)?;
-        if h.size != d.stanza.size {
+        // apt verified the download; a cached file is held to the same SHA256 again
+        let (h, sha256) = hash(&dest)?;
+        if h.size != d.stanza.size || sha256 != d.stanza.sha256 {
             return Err(Error::Invalid(format!(
-                "{}: {} bytes, but apt says {} (delete it and run again)",
+                "{}: {} bytes, SHA256 {sha256}, but apt says {} bytes, SHA256 {} (delete it and run again)",
                 dest.display(),
                 h.size,
-                d.stanza.size
+                d.stanza.size,
+                d.stanza.sha256
             )));
         }
         hashes.insert(d.distfile().to_owned(), h);
@@ -212,11 +214,12 @@ fn download(d: &Deb, cache: &Path, log: &Path) -> Result<(), Error> {
     Ok(())
 }
 
-/// Size, BLAKE2b-512 and SHA-512 of `path`.
-pub fn hash(path: &Path) -> Result<Hashes, Error> {
+/// Size, BLAKE2b-512 and SHA-512 of `path` (a Manifest's hashes), and its SHA-256 (apt's).
+pub fn hash(path: &Path) -> Result<(Hashes, String), Error> {
     let mut f = fs::File::open(path).map_err(io(path))?;
     let mut b = blake2::Blake2b512::new();
     let mut s = sha2::Sha512::new();
+    let mut s256 = sha2::Sha256::new();
     let mut buf = vec![0u8; 1 << 20];
     let mut size = 0u64;
     loop {
@@ -226,14 +229,18 @@ pub fn hash(path: &Path) -> Result<Hashes, Error> {
         }
         b.update(&buf[..n]);
         s.update(&buf[..n]);
+        s256.update(&buf[..n]);
         size += n as u64;
     }
     let hex = |d: &[u8]| d.iter().map(|b| format!("{b:02x}")).collect::<String>();
-    Ok(Hashes {
-        size,
-        blake2b: hex(&b.finalize()),
-        sha512: hex(&s.finalize()),
-    })
+    Ok((
+        Hashes {
+            size,
+            blake2b: hex(&b.finalize()),
+            sha512: hex(&s.finalize()),
+        },
+        hex(&s256.finalize()),
+    ))
 }
 
 /// The other ebuilds in `s`'s directory: older generated versions, to remove. A
