@@ -83,7 +83,7 @@ impl Mapping {
 struct Raw {
     suite: String,
     #[serde(default)]
-    ignore: BTreeMap<String, String>,
+    ignore: BTreeMap<String, toml::Spanned<String>>,
     #[serde(default)]
     atom: BTreeMap<String, toml::Spanned<RawAtom>>,
 }
@@ -186,13 +186,9 @@ pub fn parse(file: &str, text: &str) -> Result<Mapping, Error> {
         });
     }
     for (d, why) in &raw.ignore {
-        if !valid_debian_name(d) || why.trim().is_empty() {
-            let at = text
-                .find(&format!("\n{d} "))
-                .map(|o| line_of(text, o + 1))
-                .unwrap_or(1);
+        if !valid_debian_name(d) || why.get_ref().trim().is_empty() {
             return Err(err(
-                at,
+                line_of(text, why.span().start),
                 format!(
                     "[ignore]: `{d}` must be a Debian package name with the reason it is ignored"
                 ),
@@ -203,6 +199,10 @@ pub fn parse(file: &str, text: &str) -> Result<Mapping, Error> {
         file: file.to_owned(),
         suite: raw.suite,
         atoms,
-        ignore: raw.ignore,
+        ignore: raw
+            .ignore
+            .into_iter()
+            .map(|(d, why)| (d, why.into_inner()))
+            .collect(),
     })
 }

@@ -120,6 +120,19 @@ fn the_mapping_parses_and_names_what_is_wrong_with_file_and_line() {
             .contains("`Bad_Name` is not a Debian package name"),
         "{e}"
     );
+
+    // an [ignore] entry is named with its own line, quoted key or not
+    let e = map::parse(
+        "m.toml",
+        "suite = \"b\"\n[ignore]\nok = \"why\"\n\"Bad.Name\" = \"why\"\n",
+    )
+    .unwrap_err();
+    assert_eq!(e.line, 4, "{e}");
+    assert!(
+        e.to_string()
+            .contains("`Bad.Name` must be a Debian package name"),
+        "{e}"
+    );
 }
 
 #[test]
