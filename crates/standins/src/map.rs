@@ -8,6 +8,21 @@ use std::collections::BTreeMap;
 /// Where the mapping lives, relative to the repository it describes.
 pub const PATH: &str = "metadata/keel-standins.toml";
 
+/// The tree's own masks, relative to the repository: a hand-written ebuild beside a
+/// generated one must be masked here by its exact version.
+pub const MASKS: &str = "profiles/package.mask";
+
+/// The versions a `package.mask` text masks exactly (`=category/package-version` lines,
+/// without a `*` or a repository), as `category/package-version`.
+pub fn exact_masks(text: &str) -> std::collections::BTreeSet<String> {
+    text.lines()
+        .map(|l| l.split('#').next().unwrap_or("").trim())
+        .filter_map(|l| l.strip_prefix('='))
+        .filter(|a| !a.contains(['*', ':', ' ']))
+        .map(str::to_owned)
+        .collect()
+}
+
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 #[error("{file}:{line}: {message}")]
 pub struct Error {
@@ -30,6 +45,10 @@ pub struct Atom {
     pub license: String,
     /// The version; by default the upstream part of the first Debian package's version.
     pub version: Option<String>,
+    /// The ebuild's SLOT: Gentoo's for the atom (`2.2` for sys-libs/glibc), so the
+    /// generated package replaces another ebuild of the atom instead of being installed
+    /// beside it. By default `0`.
+    pub slot: String,
     /// The line of its table, for errors.
     pub line: usize,
 }
@@ -100,6 +119,8 @@ struct RawAtom {
     license: Option<String>,
     #[serde(default)]
     version: Option<String>,
+    #[serde(default)]
+    slot: Option<String>,
 }
 
 fn line_of(text: &str, offset: usize) -> usize {
@@ -169,6 +190,18 @@ pub fn parse(file: &str, text: &str) -> Result<Mapping, Error> {
             pkgsets::atom::Version::parse(v)
                 .map_err(|e| err(line, format!("[atom.\"{key}\"]: version `{v}`: {e}")))?;
         }
+        let slot = r.slot.unwrap_or_else(|| "0".to_owned());
+        // PMS 3.1.3: a slot name is [A-Za-z0-9_][A-Za-z0-9+_.-]*
+        if !slot.starts_with(|c: char| c.is_ascii_alphanumeric() || c == '_')
+            || !slot
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "+_.-".contains(c))
+        {
+            return Err(err(
+                line,
+                format!("[atom.\"{key}\"]: slot `{slot}` is not a slot name"),
+            ));
+        }
         if !r.source && (r.description.is_none() || r.license.is_none()) {
             return Err(err(
                 line,
@@ -182,6 +215,7 @@ pub fn parse(file: &str, text: &str) -> Result<Mapping, Error> {
             description: r.description.unwrap_or_default(),
             license: r.license.unwrap_or_default(),
             version: r.version,
+            slot,
             line,
         });
     }

@@ -50,6 +50,7 @@ pub struct Standin {
     pub version: String,
     pub description: String,
     pub license: String,
+    pub slot: String,
     /// The Debian packages, in the mapping's order.
     pub debs: Vec<Deb>,
     /// The atoms it depends on (run time), sorted.
@@ -147,6 +148,7 @@ pub fn plan(map: &Mapping, debs: &BTreeMap<String, Deb>) -> Result<Vec<Standin>,
             version,
             description: a.description.clone(),
             license: a.license.clone(),
+            slot: a.slot.clone(),
             debs: mine,
             rdepend: rdepend.into_iter().collect(),
         });
@@ -212,8 +214,8 @@ pub fn ebuild(s: &Standin, suite: &str) -> String {
     }
     t.push_str("\"\n\n");
     t.push_str(&format!(
-        "LICENSE=\"{}\"\nSLOT=\"0\"\nKEYWORDS=\"amd64\"\n",
-        s.license
+        "LICENSE=\"{}\"\nSLOT=\"{}\"\nKEYWORDS=\"amd64\"\n",
+        s.license, s.slot
     ));
     if !s.rdepend.is_empty() {
         t.push_str("\nRDEPEND=\"\n");

@@ -162,9 +162,15 @@ pub fn regen(repo: &Path, cache: &Path, log: &Path, all: bool) -> Result<Report,
 
     // Every directory is checked before anything is written: a hand-written ebuild where a
     // stand-in is generated leaves the tree as it was.
+    let masks_path = repo.join(map::MASKS);
+    let masks = match fs::read_to_string(&masks_path) {
+        Ok(t) => map::exact_masks(&t),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Default::default(),
+        Err(e) => return Err(io(&masks_path)(e)),
+    };
     let mut stale = Vec::new();
     for s in &standins {
-        stale.extend(generated_elsewhere(repo, &map, s, all)?);
+        stale.extend(generated_elsewhere(repo, &map, s, all, &masks)?);
     }
     let mut report = Report::default();
     for p in stale {
@@ -244,12 +250,16 @@ pub fn hash(path: &Path) -> Result<(Hashes, String), Error> {
 }
 
 /// The other ebuilds in `s`'s directory: older generated versions, to remove. A
-/// hand-written one is an error, unless `replace_hand_written` (`--all`, on a copy).
+/// hand-written one stays when `masked` (the tree's `profiles/package.mask`) names exactly
+/// its version: a source-built stand-in kept beside the generated one, which only a
+/// variant that unmasks it gets. Any other hand-written one is an error, unless
+/// `replace_hand_written` (`--all`, on a copy: it goes too).
 pub(crate) fn generated_elsewhere(
     repo: &Path,
     map: &Mapping,
     s: &Standin,
     replace_hand_written: bool,
+    masked: &std::collections::BTreeSet<String>,
 ) -> Result<Vec<PathBuf>, Error> {
     let dir = repo.join(&s.key);
     let mut out = Vec::new();
@@ -268,11 +278,19 @@ pub(crate) fn generated_elsewhere(
             .read_to_string(&mut head)
             .map_err(io(&p))?;
         if head != plan::HEADER && !replace_hand_written {
+            let pf = p
+                .file_stem()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            if masked.contains(&format!("{}/{pf}", s.key.split('/').next().unwrap_or(""))) {
+                continue;
+            }
             return Err(Error::Invalid(format!(
-                "{}: written by hand, but {} generates `{}` (remove the file, or mark the atom `source = true`); nothing was written",
+                "{}: written by hand, but {} generates `{}` (remove the file, mask exactly its version in {}, or mark the atom `source = true`); nothing was written",
                 p.display(),
                 map.file,
-                s.key
+                s.key,
+                map::MASKS
             )));
         }
         out.push(p);

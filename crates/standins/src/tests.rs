@@ -21,6 +21,7 @@ license = "GPL-2"
 debian = ["linux-image-6.1.0-41-amd64"]
 description = "Linux kernel, Debian's build"
 license = "GPL-2"
+slot = "6.1.192"
 "#;
 
 fn stanza(package: &str, version: &str, depends: &str, provides: &str) -> Stanza {
@@ -102,6 +103,16 @@ fn the_mapping_parses_and_names_what_is_wrong_with_file_and_line() {
 
     let e = map::parse(
         "m.toml",
+        "suite = \"b\"\n[atom.\"a/b\"]\ndebian = [\"x1\"]\nsource = true\nslot = \"2 2\"\n",
+    )
+    .unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "m.toml:2: [atom.\"a/b\"]: slot `2 2` is not a slot name"
+    );
+
+    let e = map::parse(
+        "m.toml",
         "suite = \"b\"\n[atom.\"a/b\"]\ndebian = [\"x1\"]\n",
     )
     .unwrap_err();
@@ -146,6 +157,7 @@ fn dependencies_resolve_to_atoms_through_virtuals_and_ignores() {
         description: "initramfs generator".into(),
         license: "GPL-2".into(),
         version: None,
+        slot: "0".into(),
         line: 99,
     });
     m.ignore
@@ -183,6 +195,8 @@ fn dependencies_resolve_to_atoms_through_virtuals_and_ignores() {
         text.contains("RDEPEND=\"\n\tsys-apps/kmod\n\tsys-kernel/dracut\n\"\n"),
         "{text}"
     );
+    assert!(text.contains("\nSLOT=\"6.1.192\"\n"), "{text}");
+    assert!(plan::ebuild(kmod, "bookworm").contains("\nSLOT=\"0\"\n"));
 
     let mut h = BTreeMap::new();
     for (f, n) in [
@@ -282,27 +296,42 @@ fn a_hand_written_ebuild_where_a_stand_in_is_generated_is_refused() {
     let s = &plan::plan(&m2, &d).unwrap()[0];
     let dir = t.path().join("sys-apps/kmod");
     std::fs::create_dir_all(&dir).unwrap();
-    assert!(crate::regen::generated_elsewhere(t.path(), &m2, s, false)
-        .unwrap()
-        .is_empty());
+    let none = Default::default();
+    assert!(
+        crate::regen::generated_elsewhere(t.path(), &m2, s, false, &none)
+            .unwrap()
+            .is_empty()
+    );
     std::fs::write(
         dir.join("kmod-29.ebuild"),
         format!("{}\nEAPI=8\n", plan::HEADER),
     )
     .unwrap();
     std::fs::write(dir.join("kmod-30.ebuild"), "current\n").unwrap();
-    let old = crate::regen::generated_elsewhere(t.path(), &m2, s, false).unwrap();
+    let old = crate::regen::generated_elsewhere(t.path(), &m2, s, false, &none).unwrap();
     assert_eq!(old, vec![dir.join("kmod-29.ebuild")]);
     std::fs::write(dir.join("kmod-31.ebuild"), "# by hand\nEAPI=8\n").unwrap();
-    let e = crate::regen::generated_elsewhere(t.path(), &m2, s, false)
+    let e = crate::regen::generated_elsewhere(t.path(), &m2, s, false, &none)
         .unwrap_err()
         .to_string();
     assert!(
         e.contains("kmod-31.ebuild: written by hand") && e.contains("nothing was written"),
         "{e}"
     );
+    // Masked by exactly its version in profiles/package.mask, it stays beside the generated
+    // one; a mask of another version, a range or a wildcard does not count.
+    let masks = map::exact_masks(
+        "# kept for the tests\n=sys-apps/kmod-31 # source-built\n>=sys-apps/kmod-32\n=sys-apps/kmod-3*\n",
+    );
+    assert_eq!(masks.iter().collect::<Vec<_>>(), ["sys-apps/kmod-31"]);
+    assert_eq!(
+        crate::regen::generated_elsewhere(t.path(), &m2, s, false, &masks).unwrap(),
+        vec![dir.join("kmod-29.ebuild")]
+    );
+    let other = map::exact_masks("=sys-apps/kmod-30\n");
+    assert!(crate::regen::generated_elsewhere(t.path(), &m2, s, false, &other).is_err());
     // --all (on a copy): the hand-written one goes too
-    let mut old = crate::regen::generated_elsewhere(t.path(), &m2, s, true).unwrap();
+    let mut old = crate::regen::generated_elsewhere(t.path(), &m2, s, true, &none).unwrap();
     old.sort();
     assert_eq!(
         old,
