@@ -32,11 +32,12 @@ const LONG_TEST: Duration = Duration::from_secs(60);
 /// schedule keeps the suite's end near its longest binary's).
 const LONG_FIRST: &[&str] = &[
     "keel::vm",
+    // The Debian twins' boots, and the Gentoo `selinux` built cold (~85 packages) and booted.
     "keel::boot",
     "keel::portage_build",
     // Three builds of debian-trixie and two machine runs across seven boots.
     "keel::update",
-    // Makes the shared `selinux` build (cold, a few minutes), then builds from its binhost.
+    // Makes the shared `selinux-quick` build (cold, a few minutes), then builds from its binhost.
     "keel::binhost",
     "policy::policy",
     "keel::image_build",

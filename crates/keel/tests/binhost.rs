@@ -1,8 +1,10 @@
 //! Issue 20: two machines sharing binary packages through a signed Portage binhost, on
 //! loopback.
 //!
-//! Build A is the suite's shared build of `selinux` (`testutil::shared_build`; this test is
-//! the one that needs it, so on a clean clone it is a cold build). A publishes its packages
+//! Build A is the suite's shared build of `selinux-quick` (`testutil::shared_build`; the
+//! shipped `selinux` with gentoo-mini's source-built core and no kernel, from
+//! tests/fixtures/variants; this test is the one that needs it, so on a clean clone it is a
+//! cold build). A publishes its packages
 //! signed with a throwaway GnuPG key; `python3 -m http.server` serves them on 127.0.0.1.
 //! Build B is a fresh project copy with an empty build directory and cache, pointed at A's
 //! URL with `--binhost-only`: it compiles nothing (only binary merges, in the sysroot and
@@ -20,7 +22,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-const VARIANT: &str = "selinux";
+const VARIANT: &str = "selinux-quick";
 
 fn text(o: &Output) -> (bool, String, String) {
     common::text(o)

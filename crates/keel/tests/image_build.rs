@@ -1,5 +1,7 @@
 //! From root tree to image (issue 6), with real emerge, mksquashfs and unsquashfs against
 //! tests/fixtures/gentoo-mini. The image is read back with unsquashfs, not Keel's reader.
+//! The variant is `base-quick` (tests/fixtures/variants): the shipped `base` with
+//! gentoo-mini's source-built core and no kernel.
 //!
 //! One test walks the contract in order on one project copy (a clean build costs about a
 //! minute here): contents of the image; manifest of the tree == manifest of the image;
@@ -78,7 +80,7 @@ fn extract(image: &Path, path: &str) -> Vec<u8> {
 }
 
 fn build(p: &Project) -> (Vec<String>, PathBuf) {
-    build_env(p, "base", &[("SOURCE_DATE_EPOCH", SDE)])
+    build_env(p, "base-quick", &[("SOURCE_DATE_EPOCH", SDE)])
 }
 
 fn set_mtime(path: &Path, secs: i64) {
@@ -92,9 +94,9 @@ fn set_mtime(path: &Path, secs: i64) {
     assert!(st.success());
 }
 
-/// A build of `base` in its own process group, its stderr to `stderr`.
+/// A build of `base-quick` in its own process group, its stderr to `stderr`.
 fn spawn_build(p: &Project, stderr: Stdio) -> Child {
-    keel_cmd(p, &["build", "--variant", "base"])
+    keel_cmd(p, &["build", "--variant", "base-quick"])
         .env("SOURCE_DATE_EPOCH", SDE)
         .stdout(Stdio::null())
         .stderr(stderr)
@@ -134,7 +136,7 @@ fn build_killed_at(p: &Project, stage: &str) {
 /// group) while Portage merges a package after the first one it finished. Returns the
 /// packages the sysroot's database then lists (`cat/pf`).
 fn build_killed_merging(p: &Project) -> Vec<String> {
-    let work = p.root.join("build/work/base");
+    let work = p.root.join("build/work/base-quick");
     fs::remove_dir_all(work.join("sysroot")).unwrap();
     fs::remove_file(work.join("stamps/sysroot")).unwrap();
     let log = work.join("logs/sysroot.log");
@@ -181,7 +183,7 @@ fn image_end_to_end() {
 
     // A clean build.
     let (ran, image) = build(&p);
-    assert_eq!(ran, from(&p, StageId::HostTools, "base"));
+    assert_eq!(ran, from(&p, StageId::HostTools, "base-quick"));
     let clean = sha256(&image);
     let l = listing(&image);
 
@@ -246,7 +248,7 @@ fn image_end_to_end() {
     );
 
     // The manifest of the built tree and of the image read back are identical.
-    let manifest = fs::read_to_string(p.root.join("build/base/manifest.txt")).unwrap();
+    let manifest = fs::read_to_string(p.root.join("build/base-quick/manifest.txt")).unwrap();
     let (ok, from_image, err) = keel(&p, &["manifest", image.to_str().unwrap()]);
     assert!(ok, "{err}");
     assert_eq!(manifest, from_image);
@@ -256,12 +258,12 @@ fn image_end_to_end() {
             .any(|l| l.starts_with("/etc/mtab\tl\t0777\t0:0\t-> ../proc/self/mounts\t")),
         "{manifest}"
     );
-    assert!(p.root.join("build/base/build.log").is_file());
+    assert!(p.root.join("build/base-quick/build.log").is_file());
 
     // Snapshots: the manifest and the generated configuration. A change to the variant
     // shows up as a reviewable snapshot diff.
     insta::assert_snapshot!("base-manifest", common::manifest_for_snapshot(&manifest));
-    let work = p.root.join("build/work/base");
+    let work = p.root.join("build/work/base-quick");
     insta::assert_snapshot!(
         "base-config-sysroot",
         common::render_dir(&p, &work.join("config/sysroot/etc/portage"))
@@ -289,33 +291,33 @@ fn image_end_to_end() {
     let moved = image.with_extension("moved");
     fs::rename(&image, &moved).unwrap();
     let (ran, _) = build(&p);
-    assert_eq!(ran, from(&p, StageId::Image, "base"));
+    assert_eq!(ran, from(&p, StageId::Image, "base-quick"));
     assert_eq!(sha256(&image), clean);
     fs::remove_file(&moved).unwrap();
     // The destination root deleted and an overlay file touched: the build reruns from
     // the destroot stage and finishes (it failed in the overlay stage on `cp` before).
-    fs::remove_dir_all(p.root.join("build/work/base/destroot")).unwrap();
+    fs::remove_dir_all(p.root.join("build/work/base-quick/destroot")).unwrap();
     set_mtime(&overlay_file, OVERLAY_MTIME + 60);
     let (ran, _) = build(&p);
-    assert_eq!(ran, from(&p, StageId::Destroot, "base"));
+    assert_eq!(ran, from(&p, StageId::Destroot, "base-quick"));
     set_mtime(&overlay_file, OVERLAY_MTIME);
     let (ran, _) = build(&p);
-    assert_eq!(ran, from(&p, StageId::Overlay, "base"));
+    assert_eq!(ran, from(&p, StageId::Overlay, "base-quick"));
     assert_eq!(sha256(&image), clean);
     // The tree deleted: the stage that makes it and the later ones.
-    fs::remove_dir_all(p.root.join("build/work/base/tree")).unwrap();
+    fs::remove_dir_all(p.root.join("build/work/base-quick/tree")).unwrap();
     let (ran, _) = build(&p);
-    assert_eq!(ran, from(&p, StageId::Overlay, "base"));
+    assert_eq!(ran, from(&p, StageId::Overlay, "base-quick"));
     assert_eq!(sha256(&image), clean);
 
     // Touching only an overlay file reruns overlay and later stages only.
     set_mtime(&overlay_file, OVERLAY_MTIME + 60);
     let (ran, _) = build(&p);
-    assert_eq!(ran, from(&p, StageId::Overlay, "base"));
+    assert_eq!(ran, from(&p, StageId::Overlay, "base-quick"));
     assert_ne!(sha256(&image), clean, "the new mtime must reach the image");
     set_mtime(&overlay_file, OVERLAY_MTIME);
     let (ran, _) = build(&p);
-    assert_eq!(ran, from(&p, StageId::Overlay, "base"));
+    assert_eq!(ran, from(&p, StageId::Overlay, "base-quick"));
     assert_eq!(sha256(&image), clean);
 
     // Editing a tmpfiles edit reruns tmpfiles and later stages; tmpfiles works in place on
@@ -325,7 +327,7 @@ fn image_end_to_end() {
     let orig = fs::read_to_string(&edit).unwrap();
     fs::write(&edit, format!("{orig}set /var/cache mode=0750\n")).unwrap();
     let (ran, _) = build(&p);
-    assert_eq!(ran, from(&p, StageId::Overlay, "base"));
+    assert_eq!(ran, from(&p, StageId::Overlay, "base-quick"));
     let var = String::from_utf8(extract(&image, "/etc/tmpfiles.d/var.conf")).unwrap();
     assert!(
         var.lines().any(
@@ -335,7 +337,7 @@ fn image_end_to_end() {
     );
     // An edit that matches nothing fails naming the edit's file and line.
     fs::write(&edit, format!("{orig}set /var/nonexistent mode=0750\n")).unwrap();
-    let o = keel_cmd(&p, &["build", "--variant", "base"])
+    let o = keel_cmd(&p, &["build", "--variant", "base-quick"])
         .env("SOURCE_DATE_EPOCH", SDE)
         .output()
         .unwrap();
@@ -345,13 +347,16 @@ fn image_end_to_end() {
     // A failed in-place stage leaves no stage that says the tree is its output.
     for stage in ["overlay", "tmpfiles"] {
         assert!(
-            !p.root.join("build/work/base/stamps").join(stage).exists(),
+            !p.root
+                .join("build/work/base-quick/stamps")
+                .join(stage)
+                .exists(),
             "a failed stage leaves no finished-looking tree ({stage})"
         );
     }
     fs::write(&edit, &orig).unwrap();
     let (ran, _) = build(&p);
-    assert_eq!(ran, from(&p, StageId::Overlay, "base"));
+    assert_eq!(ran, from(&p, StageId::Overlay, "base-quick"));
     assert_eq!(sha256(&image), clean);
 
     // A kill (SIGKILL of the whole process group) at each stage, then a rebuild: the
@@ -365,12 +370,12 @@ fn image_end_to_end() {
         (StageId::Image, StageId::Image),
     ] {
         let stage = stage.name();
-        fs::remove_file(p.root.join("build/work/base/stamps").join(stage)).unwrap();
+        fs::remove_file(p.root.join("build/work/base-quick/stamps").join(stage)).unwrap();
         build_killed_at(&p, stage);
         let (ran, img) = build(&p);
         assert_eq!(
             ran,
-            from(&p, reruns_from, "base"),
+            from(&p, reruns_from, "base-quick"),
             "after a kill at {stage}"
         );
         assert_eq!(sha256(&img), clean, "after a kill at {stage}");
@@ -385,11 +390,11 @@ fn image_end_to_end() {
     let (ran, img) = build(&p);
     assert_eq!(
         ran,
-        from(&p, StageId::Sysroot, "base"),
+        from(&p, StageId::Sysroot, "base-quick"),
         "after a kill in the sysroot"
     );
     assert_eq!(sha256(&img), clean, "after a kill in the sysroot");
-    let log = fs::read_to_string(p.root.join("build/work/base/logs/sysroot.log")).unwrap();
+    let log = fs::read_to_string(p.root.join("build/work/base-quick/logs/sysroot.log")).unwrap();
     for pf in &merged {
         assert!(
             log.contains(&format!(") {pf}::")),
@@ -398,23 +403,23 @@ fn image_end_to_end() {
     }
     assert!(
         !p.root
-            .join("build/work/base/stamps/sysroot.running")
+            .join("build/work/base-quick/stamps/sysroot.running")
             .exists(),
         "the mark of an unfinished sysroot run outlives a finished one"
     );
 
     // A second clean build gives the same bytes.
-    fs::remove_dir_all(p.root.join("build/work/base")).unwrap();
-    fs::remove_dir_all(p.root.join("build/base")).unwrap();
+    fs::remove_dir_all(p.root.join("build/work/base-quick")).unwrap();
+    fs::remove_dir_all(p.root.join("build/base-quick")).unwrap();
     let (ran, image2) = build(&p);
-    assert_eq!(ran, from(&p, StageId::HostTools, "base"));
+    assert_eq!(ran, from(&p, StageId::HostTools, "base-quick"));
     assert_eq!(sha256(&image2), clean, "two clean builds differ");
 }
 
 #[test]
 fn bad_source_date_epoch_is_a_clear_error() {
     let Some(p) = project() else { return };
-    let o = keel_cmd(&p, &["build", "--variant", "base"])
+    let o = keel_cmd(&p, &["build", "--variant", "base-quick"])
         .env("SOURCE_DATE_EPOCH", "yesterday")
         .output()
         .unwrap();

@@ -2,7 +2,9 @@
 //!
 //! One test walks through the contract in order, on a copy of the project (so it can edit
 //! set files and portage/ layers) that shares the real project's `build/tools` (the PyPI
-//! Portage venv):
+//! Portage venv). It builds the shipped variants in their quick test form, `base-quick` and
+//! `selinux-quick` (tests/fixtures/variants: gentoo-mini's source-built core, no kernel), and
+//! edits the shipped variants' files they inherit:
 //! both variants build; the destroot holds what the sets say and no Python for `selinux`;
 //! a rebuild with nothing changed runs no emerge; changing one set reruns exactly the
 //! stages that read it; a file deleted from portage/ stops taking effect; the host's own
@@ -98,8 +100,8 @@ fn portage_backend_end_to_end() {
     let host_before = snapshot_host();
 
     // 1. Both variants build; the destroot holds exactly the install sets (plus deps).
-    let (ran, dest) = build(&p, "base");
-    assert_eq!(ran, from(&p, StageId::HostTools, "base"));
+    let (ran, dest) = build(&p, "base-quick");
+    assert_eq!(ran, from(&p, StageId::HostTools, "base-quick"));
     let base_pkgs = installed(Path::new(&dest));
     for key in [
         "sys-apps/systemd",
@@ -120,13 +122,13 @@ fn portage_backend_end_to_end() {
 
     // Live progress (issue 21), stderr a pipe: a plain `N of M` line for each package
     // emerge takes on, arriving while the stage still runs, not when it ends.
-    let (ran, lines) = build_live(&p, "selinux");
+    let (ran, lines) = build_live(&p, "selinux-quick");
     let sdest = p
         .root
-        .join("build/work/selinux/destroot")
+        .join("build/work/selinux-quick/destroot")
         .display()
         .to_string();
-    assert_eq!(ran, from(&p, StageId::HostTools, "selinux"));
+    assert_eq!(ran, from(&p, StageId::HostTools, "selinux-quick"));
     let sysroot_done = arrived(&lines, "] sysroot: done");
     let progress: Vec<&(Instant, String)> = lines
         .iter()
@@ -160,7 +162,7 @@ fn portage_backend_end_to_end() {
         portage::find_python(Path::new(&sdest)).unwrap(),
         Vec::<String>::new()
     );
-    let sysroot = p.root.join("build/work/selinux/sysroot");
+    let sysroot = p.root.join("build/work/selinux-quick/sysroot");
     assert!(
         has_pkg(&installed(&sysroot), "dev-lang/python"),
         "the sysroot should have built Python"
@@ -168,7 +170,7 @@ fn portage_backend_end_to_end() {
 
     // The selinux image (issue 7): labelled by the target policy, path by path as setfiles
     // would; the right /etc/selinux/config; no Python in the image itself.
-    let image = p.root.join("build/selinux/selinux.squashfs");
+    let image = p.root.join("build/selinux-quick/selinux-quick.squashfs");
     let x = tempfile::tempdir().unwrap();
     let root = x.path().join("r");
     let o = Command::new("unsquashfs")
@@ -200,7 +202,7 @@ fn portage_backend_end_to_end() {
         "labels differ from setfiles:\n{report}"
     );
     let labelled = common::manifest_for_snapshot(
-        &fs::read_to_string(p.root.join("build/selinux/manifest.txt")).unwrap(),
+        &fs::read_to_string(p.root.join("build/selinux-quick/manifest.txt")).unwrap(),
     );
     assert!(
         labelled.lines().any(|l| l.starts_with("/usr/bin/bash\t")
@@ -222,32 +224,32 @@ fn portage_backend_end_to_end() {
         common::render_dir(
             &p,
             &p.root
-                .join("build/work/selinux/config/destroot/etc/portage")
+                .join("build/work/selinux-quick/config/destroot/etc/portage")
         )
     );
 
     // 2. Nothing changed: no stage runs, no emerge runs.
-    let before = emerge_runs(&p, "base");
-    let (ok, _, err) = keel(&p, &["build", "--variant", "base"]);
+    let before = emerge_runs(&p, "base-quick");
+    let (ok, _, err) = keel(&p, &["build", "--variant", "base-quick"]);
     assert!(ok, "{err}");
     assert_eq!(common::ran(&err), Vec::<String>::new(), "{err}");
-    assert_eq!(emerge_runs(&p, "base"), before);
+    assert_eq!(emerge_runs(&p, "base-quick"), before);
 
     // 3. Changing one set reruns exactly the stages that read it.
     let install = p.root.join("variants/base/install.packages");
     let text = fs::read_to_string(&install).unwrap();
     fs::write(&install, text.replace("net-misc/openssh\n", "")).unwrap();
-    let (ran, dest) = build(&p, "base");
-    assert_eq!(ran, from(&p, StageId::Destroot, "base"));
+    let (ran, dest) = build(&p, "base-quick");
+    assert_eq!(ran, from(&p, StageId::Destroot, "base-quick"));
     assert!(!has_pkg(&installed(Path::new(&dest)), "net-misc/openssh"));
     fs::write(&install, &text).unwrap();
     let build_set = p.root.join("variants/base/build.packages");
     let btext = fs::read_to_string(&build_set).unwrap();
     fs::write(&build_set, format!("{btext}sys-libs/libsepol\n")).unwrap();
-    let (ran, _) = build(&p, "base");
-    assert_eq!(ran, from(&p, StageId::Sysroot, "base"));
+    let (ran, _) = build(&p, "base-quick");
+    assert_eq!(ran, from(&p, StageId::Sysroot, "base-quick"));
     assert!(has_pkg(
-        &installed(&p.root.join("build/work/base/sysroot")),
+        &installed(&p.root.join("build/work/base-quick/sysroot")),
         "sys-libs/libsepol"
     ));
 
@@ -255,21 +257,23 @@ fn portage_backend_end_to_end() {
     let use_file = p.root.join("portage/package.use/keel-test");
     fs::create_dir_all(use_file.parent().unwrap()).unwrap();
     fs::write(&use_file, "net-misc/openssh selinux\n").unwrap();
-    let (ran, dest) = build(&p, "base");
-    assert_eq!(ran, from(&p, StageId::Sysroot, "base"));
+    let (ran, dest) = build(&p, "base-quick");
+    assert_eq!(ran, from(&p, StageId::Sysroot, "base-quick"));
     assert!(
         has_pkg(&installed(Path::new(&dest)), "sys-libs/libselinux"),
         "openssh[selinux] should pull libselinux"
     );
     fs::remove_file(&use_file).unwrap();
-    let (ran, dest) = build(&p, "base");
-    assert_eq!(ran, from(&p, StageId::Sysroot, "base"));
+    let (ran, dest) = build(&p, "base-quick");
+    assert_eq!(ran, from(&p, StageId::Sysroot, "base-quick"));
     assert!(
         !has_pkg(&installed(Path::new(&dest)), "sys-libs/libselinux"),
         "the deleted package.use must not linger"
     );
     assert!(
-        !p.root.join("build/work/base/sysroot/etc/portage").exists(),
+        !p.root
+            .join("build/work/base-quick/sysroot/etc/portage")
+            .exists(),
         "nothing is written to the sysroot's etc/portage"
     );
 
@@ -291,7 +295,7 @@ fn portage_backend_end_to_end() {
     }
     let added = p.root.join("overlay/etc/keel-diff-test");
     fs::write(&added, "one overlay file\n").unwrap();
-    let o = keel_cmd(&p, &["build", "--variant", "selinux", "--json"])
+    let o = keel_cmd(&p, &["build", "--variant", "selinux-quick", "--json"])
         .env("SOURCE_DATE_EPOCH", EPOCH)
         .output()
         .unwrap();
@@ -318,7 +322,7 @@ fn portage_backend_end_to_end() {
         .collect();
     assert_eq!(stages[0], ("host-tools", false), "{summary:#}");
     assert!(stages[1..].iter().all(|(_, ran)| *ran), "{summary:#}");
-    let history = p.root.join("build/selinux/history");
+    let history = p.root.join("build/selinux-quick/history");
     let (one, two) = (history.join("0001"), history.join("0002"));
     let (ok, out, err) = keel(
         &p,
@@ -342,7 +346,7 @@ fn portage_backend_end_to_end() {
         serde_json::json!([{"path": "/etc/keel-diff-test", "change": "added", "what": ["file"]}]),
         "{d:#}"
     );
-    let (ok, out, _) = keel(&p, &["size", "--variant", "selinux"]);
+    let (ok, out, _) = keel(&p, &["size", "--variant", "selinux-quick"]);
     assert!(ok);
     assert!(out.contains("app-misc/pax-utils 1.3.7"), "{out}");
 
@@ -353,7 +357,7 @@ fn portage_backend_end_to_end() {
     }
     fs::remove_file(&added).unwrap();
     let cmdline = format!(
-        "{} -C {} build --variant selinux --gentoo-repo {}",
+        "{} -C {} build --variant selinux-quick --gentoo-repo {}",
         env!("CARGO_BIN_EXE_keel"),
         p.root.display(),
         common::repo().display()
@@ -404,7 +408,7 @@ fn portage_backend_end_to_end() {
     fs::write(&stale, "--- a/policy/modules/kernel/kernel.te\n+++ b/policy/modules/kernel/kernel.te\n@@ -1,3 +1,3 @@\n-this line is not in the file\n+nor is this one\n context\n context\n").unwrap();
     // With --verbose the tools' output reaches stderr as it comes, and the failed stage's
     // line names its log.
-    let (ok, _, err) = keel(&p, &["build", "--variant", "selinux", "--verbose"]);
+    let (ok, _, err) = keel(&p, &["build", "--variant", "selinux-quick", "--verbose"]);
     assert!(!ok);
     assert!(
         err.contains("user patch ") && err.contains("9999-keel-stale.patch does not apply"),
@@ -423,7 +427,7 @@ fn bad_input_is_a_clear_error_and_leaves_no_complete_root() {
     // An atom no repository has.
     let v = p.root.join("variants/ghost");
     fs::create_dir_all(&v).unwrap();
-    fs::write(v.join("variant.toml"), "inherits = \"base\"\n").unwrap();
+    fs::write(v.join("variant.toml"), "inherits = \"base-quick\"\n").unwrap();
     fs::write(
         v.join("build.packages"),
         "# ghost\napp-misc/does-not-exist\n",

@@ -31,14 +31,14 @@ fn keel(p: &Project, repo: &Path, args: &[&str]) -> (bool, String) {
 
 /// A real build: the stages that ran.
 fn build(p: &Project, repo: &Path) -> Vec<String> {
-    let (ok, err) = keel(p, repo, &["build", "--variant", "base"]);
+    let (ok, err) = keel(p, repo, &["build", "--variant", "base-quick"]);
     assert!(ok, "{err}");
     ran(&err)
 }
 
 /// `--dry-run`: the first stage that would run and why (`None`: nothing would).
 fn would_run(p: &Project, repo: &Path) -> Option<String> {
-    let (ok, err) = keel(p, repo, &["build", "--variant", "base", "--dry-run"]);
+    let (ok, err) = keel(p, repo, &["build", "--variant", "base-quick", "--dry-run"]);
     assert!(ok, "{err}");
     err.lines()
         .find_map(|l| l.strip_prefix("[    would run] "))
@@ -74,13 +74,17 @@ fn expect_rerun(
 /// Apply `change` and build: no stage and no emerge may run.
 fn expect_no_rerun(p: &Project, repo: &Path, what: &str, change: impl FnOnce()) {
     change();
-    let before = emerge_runs(p, "base");
+    let before = emerge_runs(p, "base-quick");
     assert_eq!(
         build(p, repo),
         Vec::<String>::new(),
         "{what}: nothing may run"
     );
-    assert_eq!(emerge_runs(p, "base"), before, "{what}: no emerge may run");
+    assert_eq!(
+        emerge_runs(p, "base-quick"),
+        before,
+        "{what}: no emerge may run"
+    );
 }
 
 /// The stand-in repository, plus: an eclass chain a package of the graph inherits, a
@@ -142,7 +146,8 @@ fn the_portage_stages_rerun_for_what_they_read_and_only_that() {
     let Some(p) = project() else { return };
     let repo = repo_copy(&p);
     build(&p, &repo);
-    let reads = fs::read_to_string(p.root.join("build/work/base/stamps/sysroot.reads")).unwrap();
+    let reads =
+        fs::read_to_string(p.root.join("build/work/base-quick/stamps/sysroot.reads")).unwrap();
     assert!(
         reads.contains("f eclass/keel-chain-base.eclass\n"),
         "{reads}"
@@ -276,11 +281,14 @@ fn the_portage_stages_rerun_for_what_they_read_and_only_that() {
     let ran = build(&p, &repo);
     assert_eq!(ran.first().map(String::as_str), Some("sysroot"), "{ran:?}");
     let emerge_lines = |stage: &str| {
-        fs::read_to_string(p.root.join(format!("build/work/base/logs/{stage}.log")))
-            .unwrap()
-            .lines()
-            .filter(|l| l.starts_with("$ ") && l.contains("/emerge "))
-            .count()
+        fs::read_to_string(
+            p.root
+                .join(format!("build/work/base-quick/logs/{stage}.log")),
+        )
+        .unwrap()
+        .lines()
+        .filter(|l| l.starts_with("$ ") && l.contains("/emerge "))
+        .count()
     };
     assert_eq!(emerge_lines("sysroot"), 1);
     assert!(emerge_lines("destroot") >= 1);

@@ -8,8 +8,8 @@ use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 
-/// A copy of the project's variants and layers in a temp dir (so tests can edit them),
-/// sharing the real project's `build/tools` (the PyPI Portage venv).
+/// A copy of the project's variants (and the fixture variants) and layers in a temp dir (so
+/// tests can edit them), sharing the real project's `build/tools` (the PyPI Portage venv).
 pub struct Project {
     _dir: tempfile::TempDir,
     pub root: PathBuf,
@@ -41,6 +41,13 @@ pub fn project() -> Option<Project> {
         if real.join(d).exists() {
             copy_tree(&real.join(d), &root.join(d));
         }
+    }
+    // The fixture variants (base-quick, selinux-quick, selinux-mini) beside the shipped ones.
+    for e in fs::read_dir(real.join("tests/fixtures/variants"))
+        .unwrap()
+        .flatten()
+    {
+        copy_tree(&e.path(), &root.join("variants").join(e.file_name()));
     }
     std::os::unix::fs::symlink(
         &venv,
