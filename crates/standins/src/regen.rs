@@ -36,7 +36,7 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
     }
 }
 
-/// The mapping is a small text file: read no more than this.
+/// The mapping and the tree's package.mask are small text files: read no more than this.
 const MAX_MAPPING: u64 = 1 << 20;
 
 /// What a regeneration wrote.
@@ -50,20 +50,26 @@ pub struct Report {
     pub standins: Vec<Standin>,
 }
 
-/// Read `repo`'s mapping.
-pub fn read_mapping(repo: &Path) -> Result<Mapping, Error> {
-    let path = repo.join(map::PATH);
-    let f = fs::File::open(&path).map_err(io(&path))?;
+/// A small text file of the tree, read no further than [`MAX_MAPPING`] bytes.
+fn read_small(path: &Path) -> Result<String, Error> {
+    let f = fs::File::open(path).map_err(io(path))?;
     let mut text = String::new();
     f.take(MAX_MAPPING + 1)
         .read_to_string(&mut text)
-        .map_err(io(&path))?;
+        .map_err(io(path))?;
     if text.len() as u64 > MAX_MAPPING {
         return Err(Error::Invalid(format!(
             "{}: larger than {MAX_MAPPING} bytes",
             path.display()
         )));
     }
+    Ok(text)
+}
+
+/// Read `repo`'s mapping.
+pub fn read_mapping(repo: &Path) -> Result<Mapping, Error> {
+    let path = repo.join(map::PATH);
+    let text = read_small(&path)?;
     Ok(map::parse(&path.display().to_string(), &text)?)
 }
 
@@ -163,10 +169,10 @@ pub fn regen(repo: &Path, cache: &Path, log: &Path, all: bool) -> Result<Report,
     // Every directory is checked before anything is written: a hand-written ebuild where a
     // stand-in is generated leaves the tree as it was.
     let masks_path = repo.join(map::MASKS);
-    let masks = match fs::read_to_string(&masks_path) {
-        Ok(t) => map::exact_masks(&t),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Default::default(),
-        Err(e) => return Err(io(&masks_path)(e)),
+    let masks = if masks_path.exists() {
+        map::exact_masks(&read_small(&masks_path)?)
+    } else {
+        Default::default()
     };
     let mut stale = Vec::new();
     for s in &standins {
