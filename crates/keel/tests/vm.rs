@@ -138,13 +138,6 @@ fn keel_vm_builds_what_the_host_builds() {
         }
     }
 
-    for e in fs::read_dir(testutil::project_root().join("tests/fixtures/variants"))
-        .unwrap()
-        .flatten()
-    {
-        common::copy_tree(&e.path(), &p.root.join("variants").join(e.file_name()));
-    }
-
     // 0 (started first, joined in step 3). The variant built on the host: the suite's
     // shared build of it (testutil::shared_build), cold on a clean clone. The VM's build in
     // step 3 shares a copy of its cache, as a user's builds share `build/cache`: Portage in

@@ -145,15 +145,7 @@ pub fn shared_build(base: &Path, keel: &Path, variant: &str) -> Option<Built> {
         }
     }
     fs::create_dir_all(project.join("build/tools")).expect("mkdir");
-    for d in ["variants", "portage", "overlay", "tmpfiles.d", "policy"] {
-        copy(&real.join(d), &project.join(d));
-    }
-    for e in fs::read_dir(real.join("tests/fixtures/variants"))
-        .expect("tests/fixtures/variants")
-        .flatten()
-    {
-        copy(&e.path(), &project.join("variants").join(e.file_name()));
-    }
+    copy_project(&real, &project);
     std::os::unix::fs::symlink(
         &venv,
         project
@@ -189,6 +181,22 @@ pub fn shared_build(base: &Path, keel: &Path, variant: &str) -> Option<Built> {
         dir.display()
     );
     Some(Built { secs, ..built })
+}
+
+/// Copy the project `real`'s variants and layers to `to` (a new project directory), with
+/// the fixture variants of `tests/fixtures/variants` beside the shipped ones.
+pub fn copy_project(real: &Path, to: &Path) {
+    for d in ["variants", "portage", "overlay", "tmpfiles.d", "policy"] {
+        if real.join(d).exists() {
+            copy(&real.join(d), &to.join(d));
+        }
+    }
+    for e in fs::read_dir(real.join("tests/fixtures/variants"))
+        .expect("tests/fixtures/variants")
+        .flatten()
+    {
+        copy(&e.path(), &to.join("variants").join(e.file_name()));
+    }
 }
 
 /// `cp -a from to`.

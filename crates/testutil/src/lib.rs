@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 mod fixture;
 pub mod oci;
-pub use fixture::{copy, shared_build, Built, EPOCH};
+pub use fixture::{copy, copy_project, shared_build, Built, EPOCH};
 
 /// Run `c` (stdin closed, output captured) in a process group of its own; past `limit` the
 /// whole group is killed and the test fails, naming `what`.

@@ -15,14 +15,9 @@ pub struct Project {
     pub root: PathBuf,
 }
 
+/// `cp -a from to` (testutil's).
 pub fn copy_tree(from: &Path, to: &Path) {
-    let st = Command::new("cp")
-        .arg("-a")
-        .arg(from)
-        .arg(to)
-        .status()
-        .unwrap();
-    assert!(st.success());
+    testutil::copy(from, to);
 }
 
 /// None (skip) locally when a prerequisite is missing; a panic under KEEL_TEST_STRICT.
@@ -37,18 +32,8 @@ pub fn project() -> Option<Project> {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("p");
     fs::create_dir_all(root.join("build/tools")).unwrap();
-    for d in ["variants", "portage", "overlay", "tmpfiles.d", "policy"] {
-        if real.join(d).exists() {
-            copy_tree(&real.join(d), &root.join(d));
-        }
-    }
     // The fixture variants (base-quick, selinux-quick, selinux-mini) beside the shipped ones.
-    for e in fs::read_dir(real.join("tests/fixtures/variants"))
-        .unwrap()
-        .flatten()
-    {
-        copy_tree(&e.path(), &root.join("variants").join(e.file_name()));
-    }
+    testutil::copy_project(&real, &root);
     std::os::unix::fs::symlink(
         &venv,
         root.join("build/tools").join(venv.file_name().unwrap()),
@@ -401,12 +386,5 @@ pub fn shared_build_and_fresh_copy(
     variant: &str,
 ) -> Option<(testutil::Built, Project)> {
     let built = testutil::shared_build(tmpdir, Path::new(env!("CARGO_BIN_EXE_keel")), variant)?;
-    let p = project()?;
-    for e in fs::read_dir(testutil::project_root().join("tests/fixtures/variants"))
-        .unwrap()
-        .flatten()
-    {
-        copy_tree(&e.path(), &p.root.join("variants").join(e.file_name()));
-    }
-    Some((built, p))
+    Some((built, project()?))
 }
